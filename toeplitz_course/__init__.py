@@ -1,0 +1,1 @@
+"""Convolution as Toeplitz matrices: course machinery."""

@@ -1,0 +1,135 @@
+"""``python -m toeplitz_course <step>``: the instructor's workflow, one command per step.
+
+Argument parsing only; each step is a function of its own module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _build(args) -> int:
+    from .build import build
+
+    for path in build(args.root):
+        print(f"wrote {path.relative_to(Path(args.root).resolve())}")
+    return 0
+
+
+def _drift(args) -> int:
+    from .build import drift
+
+    problems = drift(args.root)
+    print("\n".join(problems) or "release/ and notebooks/ match source/")
+    return 1 if problems else 0
+
+
+def _strip(args) -> int:
+    from .build import strip_outputs
+
+    for path in strip_outputs(args.paths or None, root=args.root):
+        print(f"stripped {path}")
+    return 0
+
+
+def _collect(args) -> int:
+    from .collect import collect
+
+    report = collect(args.path, args.root)
+    print(report.format())
+    return 0
+
+
+def _grade(args) -> int:
+    from .grade import grade
+
+    run = grade(args.root, args.student or None, jobs=args.jobs, progress=not args.quiet)
+    print(run.format())
+    return 1 if run.errors else 0
+
+
+def _feedback(args) -> int:
+    from .feedback import feedback
+
+    run = feedback(args.root, args.student or None)
+    print(run.format())
+    return 1 if run.errors else 0
+
+
+def _export(args) -> int:
+    from .export import export
+
+    result = export(args.root, out_dir=args.out)
+    print(result.summary)
+    return 0
+
+
+def _report(args) -> int:
+    from .report import report
+
+    print(report(args.root))
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import demo
+
+    return demo(args.root)
+
+
+def _bench(args) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(students=args.students, jobs=args.jobs, root=args.root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m toeplitz_course", description=__doc__)
+    parser.add_argument("--root", default=".", help="the course directory (default: .)")
+    steps = parser.add_subparsers(dest="step", required=True)
+
+    steps.add_parser("build", help="regenerate release/ and notebooks/ from source/").set_defaults(
+        run=_build
+    )
+    steps.add_parser("drift", help="fail if release/ or notebooks/ differ from source/").set_defaults(
+        run=_drift
+    )
+    p = steps.add_parser("strip", help="remove outputs from source notebooks (authors)")
+    p.add_argument("paths", nargs="*", type=Path)
+    p.set_defaults(run=_strip)
+
+    p = steps.add_parser("collect", help="lay an LMS download (zip or folder) into submitted/")
+    p.add_argument("path", type=Path)
+    p.set_defaults(run=_collect)
+
+    p = steps.add_parser("grade", help="autograde submitted/ (hardened, parallel)")
+    p.add_argument("--student", action="append", help="only this student (repeatable)")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_grade)
+
+    p = steps.add_parser("feedback", help="per-student HTML feedback without hidden tests")
+    p.add_argument("--student", action="append")
+    p.set_defaults(run=_feedback)
+
+    p = steps.add_parser("export", help="grades CSV, terminal summary and HTML summary")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: exports/)")
+    p.set_defaults(run=_export)
+
+    steps.add_parser("report", help="integrity flags per student").set_defaults(run=_report)
+    steps.add_parser("demo", help="build, grade the bundled examples, print a table").set_defaults(
+        run=_demo
+    )
+    p = steps.add_parser("bench", help="stock nbgrader autograde vs grade --jobs")
+    p.add_argument("--students", type=int, default=40)
+    p.add_argument("--jobs", type=int, default=None)
+    p.set_defaults(run=_bench)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

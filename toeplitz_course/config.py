@@ -1,0 +1,80 @@
+"""The course's nbgrader configuration, in one function that ``nbgrader_config.py`` calls.
+
+Kept in the package so that tests and the command-line steps configure nbgrader exactly as the
+instructor's ``nbgrader_config.py`` does.
+"""
+
+from __future__ import annotations
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearOutput,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
+    OverwriteKernelspec,
+    SaveAutoGrades,
+)
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+
+from .contract import ASSIGNMENT
+from .preprocessors import (
+    DeduplicateGradeIds,
+    HardenedExecute,
+    HideHiddenTests,
+    ResetExecutionTags,
+    RestoreCells,
+    ShortenTracebacks,
+    VerifyAnswers,
+)
+
+#: Seconds a single cell may run when graded; solved notebooks take well under a second per cell.
+CELL_TIMEOUT = 20
+
+
+def configure(c) -> None:
+    """Apply the course's settings to a traitlets Config ``c``."""
+    c.CourseDirectory.course_id = "toeplitz-convolution"
+    c.CourseDirectory.assignment_id = ASSIGNMENT
+    c.CourseDirectory.ignore = [
+        ".ipynb_checkpoints",
+        "*.pyc",
+        "__pycache__",
+        "feedback",
+        ".DS_Store",
+    ]
+
+    # Solutions: nbgrader's default stub, so an unanswered cell raises NotImplementedError.
+    c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+    c.Autograde.sanitize_preprocessors = [
+        ClearOutput,
+        ResetExecutionTags,
+        DeduplicateGradeIds,
+        OverwriteKernelspec,
+        RestoreCells,
+        CheckCellMetadata,
+    ]
+    c.RestoreCells.add_missing_cells = True
+    c.Autograde.autograde_preprocessors = [
+        HardenedExecute,
+        IgnorePattern,
+        ClearMetadataPreprocessor,
+        LimitOutput,
+        VerifyAnswers,
+        SaveAutoGrades,
+        AssignLatePenalties,
+        CheckCellMetadata,
+    ]
+    c.HardenedExecute.timeout = CELL_TIMEOUT
+    c.HardenedExecute.interrupt_on_timeout = True
+    c.LimitOutput.max_lines = 200
+
+    c.GenerateFeedback.preprocessors = [
+        GetGrades,
+        HideHiddenTests,
+        ShortenTracebacks,
+        CSSHTMLHeaderPreprocessor,
+    ]

@@ -1,0 +1,361 @@
+"""Autograde submissions: staged, one notebook at a time, students in parallel.
+
+For each student the grader
+
+1. *stages* ``submitted/{student}/toeplitz/``: every notebook is read as JSON and normalised
+   (``colab.normalize``) into ``.grading/staging/``; a file that is not a notebook of the assignment
+   or not valid JSON is recorded, and the student's other notebooks go on. ``submitted/`` itself
+   is never modified;
+2. runs nbgrader's own ``Autograde`` converter, configured by ``nbgrader_config.py`` (the hardened
+   preprocessors of ``preprocessors``), once per notebook, so a notebook that still fails takes
+   nothing else down with it;
+3. gives 0 to every autograded cell of a notebook that is missing, invalid or failed, so no grade
+   is left "needs manual grade" or holds a stale score from an earlier run;
+4. writes ``grading/{student}.json``: per-cell scores and diagnoses, and the integrity flags.
+
+Students are independent, so they are graded in worker processes (``jobs``). Each worker keeps
+its own nbgrader converter per notebook and writes the gradebook in short transactions; SQLite
+is opened with a long busy timeout so writers queue instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from . import colab, integrity
+from .contract import ASSIGNMENT, EXERCISES, NOTEBOOKS, exercises_in
+from .preprocessors import VERDICT_KEY
+
+STAGING = Path(".grading") / "staging"
+LOGS = Path(".grading") / "logs"
+RECORDS = Path("grading")
+
+
+def course_config(root: Path, **overrides: Any):
+    """The traitlets Config of ``root/nbgrader_config.py``, as nbgrader's apps would load it."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    cfg.CourseDirectory.root = str(root)
+    for dotted, value in overrides.items():
+        section, name = dotted.split(".")
+        setattr(getattr(cfg, section), name, value)
+    return cfg
+
+
+def db_url(root: Path) -> str:
+    from nbgrader.coursedir import CourseDirectory
+
+    url = CourseDirectory(config=course_config(root)).db_url
+    if url.startswith("sqlite:") and "timeout=" not in url:
+        # Parallel workers share the file: wait for the lock instead of "database is locked".
+        url += ("&" if "?" in url else "?") + "timeout=120"
+    return url
+
+
+def submitted_students(root: Path) -> list[str]:
+    base = root / "submitted"
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+# ---------------------------------------------------------------------------------------------
+# staging
+
+
+@dataclass
+class Staged:
+    student: str
+    directory: Path  # the staged "submitted" directory nbgrader reads
+    status: dict[str, tuple[str, str]] = field(default_factory=dict)  # notebook -> (status, detail)
+    raw: dict[str, dict] = field(default_factory=dict)  # notebook -> submitted JSON (for integrity)
+    flags: list[dict] = field(default_factory=list)
+
+
+def stage(root: Path, student: str) -> Staged:
+    src = root / "submitted" / student / ASSIGNMENT
+    staged_root = root / STAGING / student
+    if staged_root.exists():
+        shutil.rmtree(staged_root)
+    dest = staged_root / "submitted" / student / ASSIGNMENT
+    dest.mkdir(parents=True)
+    staged = Staged(student, staged_root / "submitted")
+    files = sorted(src.iterdir()) if src.is_dir() else []
+    for path in files:
+        if path.is_dir():
+            continue
+        if path.name == "timestamp.txt":
+            shutil.copy(path, dest / path.name)
+            continue
+        if path.suffix != ".ipynb" or path.stem not in NOTEBOOKS:
+            staged.flags.append(
+                {
+                    "notebook": path.name,
+                    "kind": "renamed",
+                    "detail": f"{path.name} is not a notebook of the assignment; not graded",
+                }
+            )
+            continue
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            nb = colab.normalize(nbformat.from_dict(raw))
+            nbformat.validate(nb)
+        except Exception as exc:
+            detail = f"{path.name} is not a valid notebook ({type(exc).__name__}: {str(exc)[:200]})"
+            staged.status[path.stem] = ("invalid", detail)
+            staged.flags.append({"notebook": path.stem, "kind": "invalid_json", "detail": detail})
+            continue
+        staged.raw[path.stem] = raw
+        nbformat.write(nb, dest / path.name)
+        staged.status[path.stem] = ("staged", "")
+    for name in NOTEBOOKS:
+        if name not in staged.status:
+            detail = f"{name}.ipynb was not handed in"
+            staged.status[name] = ("missing", detail)
+            staged.flags.append({"notebook": name, "kind": "missing", "detail": detail})
+    return staged
+
+
+# ---------------------------------------------------------------------------------------------
+# grading one student
+
+
+def _logger(root: Path, student: str) -> logging.Logger:
+    (root / LOGS).mkdir(parents=True, exist_ok=True)
+    log = logging.getLogger(f"toeplitz_course.grade.{student}")
+    log.handlers.clear()
+    handler = logging.FileHandler(root / LOGS / f"{student}.log", mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return log
+
+
+def _autograde_notebook(root: Path, staged: Staged, notebook: str, log: logging.Logger) -> None:
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+
+    cfg = course_config(
+        root,
+        **{
+            "CourseDirectory.submitted_directory": str(staged.directory),
+            "CourseDirectory.db_url": db_url(root),
+            "CourseDirectory.assignment_id": ASSIGNMENT,
+            "CourseDirectory.student_id": staged.student,
+            "CourseDirectory.notebook_id": notebook,
+            "Autograde.force": True,
+        },
+    )
+    coursedir = CourseDirectory(config=cfg, log=log)
+    converter = Autograde(coursedir=coursedir, config=cfg, log=log)
+    for pp in converter.autograde_preprocessors + converter.sanitize_preprocessors:
+        # Preprocessors log through their own class loggers; send them to the student's log.
+        pp_log = getattr(pp, "log", None)
+        if isinstance(pp_log, logging.Logger):
+            pp_log.handlers[:] = log.handlers
+    converter.start()
+
+
+def _zero_ungraded(root: Path, student: str, notebooks: list[str]) -> None:
+    """Score 0 on every cell of notebooks that could not be graded (missing, invalid, failed)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url(root)) as gb:
+        gb.update_or_create_student(student)
+        try:
+            gb.find_submission(ASSIGNMENT, student)
+        except Exception:
+            gb.add_submission(ASSIGNMENT, student)
+        for name in notebooks:
+            sub_nb = gb.find_submission_notebook(name, ASSIGNMENT, student)
+            for grade in sub_nb.grades:
+                grade.auto_score = 0
+                grade.manual_score = None
+                grade.needs_manual_grade = False
+        gb.db.commit()
+
+
+def _remove_autograded(root: Path, student: str, notebook: str) -> None:
+    stale = root / "autograded" / student / ASSIGNMENT / f"{notebook}.ipynb"
+    if stale.exists():
+        stale.unlink()
+
+
+def _cell_records(root: Path, student: str, notebook: str) -> dict[str, dict]:
+    """Per graded cell: score, max and the grader's message, from the gradebook and the file."""
+    from nbgrader.api import Gradebook
+
+    messages: dict[str, str] = {}
+    path = root / "autograded" / student / ASSIGNMENT / f"{notebook}.ipynb"
+    if path.exists():
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            verdict = cell.metadata.get(VERDICT_KEY)
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if verdict and grade_id:
+                messages[grade_id] = verdict.get("message", "")
+    cells = {}
+    with Gradebook(db_url(root)) as gb:
+        sub_nb = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
+        for grade in sub_nb.grades:
+            cells[grade.name] = {
+                "score": grade.score,
+                "max": grade.max_score,
+                "needs_manual_grade": bool(grade.needs_manual_grade),
+                "message": messages.get(grade.name, ""),
+            }
+    return cells
+
+
+def grade_student(root: Path | str, student: str) -> dict:
+    """Grade every notebook of one student; never raises for anything the submission contains."""
+    root = Path(root).resolve()
+    log = _logger(root, student)
+    staged = stage(root, student)
+    record: dict[str, Any] = {"student": student, "notebooks": {}, "flags": list(staged.flags)}
+    ungraded = []
+    for name in NOTEBOOKS:
+        status, detail = staged.status[name]
+        if status == "staged":
+            try:
+                _autograde_notebook(root, staged, name, log)
+                status, detail = "graded", ""
+            except BaseException as exc:  # noqa: BLE001 - one notebook never stops the rest
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                log.exception("autograding %s failed", name)
+                status, detail = "failed", f"{type(exc).__name__}: {str(exc)[:300]}"
+                record["flags"].append({"notebook": name, "kind": "grader_error", "detail": detail})
+        if status != "graded":
+            ungraded.append(name)
+            _remove_autograded(root, student, name)
+        record["notebooks"][name] = {"status": status, "detail": detail}
+    _zero_ungraded(root, student, ungraded)
+    release = root / "release" / ASSIGNMENT
+    for name in NOTEBOOKS:
+        entry = record["notebooks"][name]
+        entry["cells"] = _cell_records(root, student, name)
+        autograded = root / "autograded" / student / ASSIGNMENT / f"{name}.ipynb"
+        record["flags"].extend(
+            integrity.scan(
+                name,
+                submitted=staged.raw.get(name),
+                release=release / f"{name}.ipynb",
+                autograded=autograded if autograded.exists() else None,
+            )
+        )
+    record["total"] = sum(c["score"] or 0 for nb in record["notebooks"].values() for c in nb["cells"].values())
+    record["max_total"] = float(sum(e.points for e in EXERCISES))
+    (root / RECORDS).mkdir(exist_ok=True)
+    (root / RECORDS / f"{student}.json").write_text(json.dumps(record, indent=1, sort_keys=True))
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
+# a class
+
+
+class Progress:
+    """done/total, rate and time left on one terminal line; silent when not a terminal."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.done, self.stream = total, 0, stream
+        self.start = time.monotonic()
+        self.enabled = total > 0 and hasattr(stream, "isatty") and stream.isatty()
+
+    def step(self, label: str = "") -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate else 0.0
+        width = 30
+        bar = "#" * int(width * self.done / self.total)
+        self.stream.write(
+            f"\r[{bar:<{width}}] {self.done}/{self.total} students"
+            f"  {rate * len(NOTEBOOKS):.1f} nb/s  {left:4.0f}s left  {label[:20]:<20}"
+        )
+        if self.done == self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+@dataclass
+class GradeRun:
+    records: dict[str, dict]
+    errors: dict[str, str]  # student -> grader error that escaped grade_student (should be none)
+    seconds: float
+
+    def format(self) -> str:
+        lines = [f"graded {len(self.records)} students in {self.seconds:.1f} s"]
+        for student, record in sorted(self.records.items()):
+            bad = [
+                f"{nb}: {entry['status']}"
+                for nb, entry in record["notebooks"].items()
+                if entry["status"] != "graded"
+            ]
+            total = f"{record['total']:g}/{record['max_total']:g}"
+            lines.append(f"  {student:<24} {total:>7}  {'; '.join(bad)}")
+        for student, error in sorted(self.errors.items()):
+            lines.append(f"  {student:<24} GRADER ERROR: {error}")
+        return "\n".join(lines)
+
+
+def _worker_init() -> None:
+    # Kernels are separate processes; the worker itself needs no threads of torch's.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def grade(
+    root: Path | str = ".",
+    students: list[str] | None = None,
+    *,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> GradeRun:
+    """Grade ``students`` (default: everyone in ``submitted/``) with ``jobs`` worker processes."""
+    root = Path(root).resolve()
+    students = sorted(students) if students else submitted_students(root)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(students) or 1))
+    bar = Progress(len(students) if progress else 0)
+    records: dict[str, dict] = {}
+    errors: dict[str, str] = {}
+    start = time.monotonic()
+    if jobs == 1:
+        for student in students:
+            try:
+                records[student] = grade_student(root, student)
+            except Exception as exc:  # noqa: BLE001
+                errors[student] = f"{type(exc).__name__}: {exc}"
+            bar.step(student)
+    else:
+        ctx = get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
+            futures = {pool.submit(grade_student, root, s): s for s in students}
+            for fut in as_completed(futures):
+                student = futures[fut]
+                try:
+                    records[student] = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a crashed worker is one student's error
+                    errors[student] = f"{type(exc).__name__}: {exc}"
+                bar.step(student)
+    return GradeRun(records, errors, time.monotonic() - start)
+
+
+def notebooks_with_exercises() -> dict[str, list[str]]:
+    return {nb: [e.test_id or e.answer_id for e in exercises_in(nb)] for nb in NOTEBOOKS}

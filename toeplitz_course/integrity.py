@@ -1,0 +1,149 @@
+"""Integrity flags: what a person should look at in a submission. Flags never change a score.
+
+``scan`` compares a submitted notebook with the release students started from, and reads the
+autograded copy for what happened when it ran:
+
+==============  ================================================================================
+kind            meaning
+==============  ================================================================================
+tag             a cell carries a tag that changes execution (skip-execution, raises-exception)
+edited_test     a locked test cell's source differs from the release (restored before grading)
+deleted_test    a test cell of the release is missing (re-added before grading)
+duplicate       a grade id appears more than once (a copied cell)
+patching        student code assigns to attributes of torch, numpy, math, builtins or our package
+nbgrader_env    student code mentions NBGRADER_EXECUTION (behaves differently when graded?)
+timeout         a cell ran out of time when graded
+kernel_died     the kernel died when graded
+==============  ================================================================================
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from pathlib import Path
+
+import nbformat
+
+from .preprocessors import ResetExecutionTags
+
+WATCHED_MODULES = {
+    "torch",
+    "np",
+    "numpy",
+    "math",
+    "builtins",
+    "__builtins__",
+    "F",
+    "nn",
+    "toeplitz_course",
+    "hidden",
+    "checks",
+    "IPython",
+    "sys",
+}
+EXECUTION_TAGS = set(ResetExecutionTags.execution_tags.default_value)
+
+
+def _nbgrader(cell: dict) -> dict:
+    meta = cell.get("metadata", {}).get("nbgrader")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def _root_name(node: ast.AST) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def patched_names(source: str) -> list[str]:
+    """Attribute assignments, ``setattr`` calls and ``del`` on watched modules in ``source``."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        # IPython magics and broken code: fall back to a plain text look.
+        return [m for m in WATCHED_MODULES if f"{m}." in source and "setattr" in source]
+    found = []
+    for node in ast.walk(tree):
+        targets: list[ast.AST] = []
+        if isinstance(node, (ast.Assign, ast.Delete)):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in {"setattr", "delattr"} and node.args:
+                name = _root_name(node.args[0])
+                if name in WATCHED_MODULES:
+                    found.append(f"{node.func.id}({name}, ...)")
+        for target in targets:
+            if isinstance(target, (ast.Attribute, ast.Subscript)):
+                name = _root_name(target)
+                if name in WATCHED_MODULES:
+                    found.append(ast.unparse(target))
+    return found
+
+
+def scan(
+    notebook: str,
+    *,
+    submitted: dict | None,
+    release: Path,
+    autograded: Path | None,
+) -> list[dict]:
+    """The flags of one notebook of one student (``submitted`` is its raw JSON, if readable)."""
+    flags: list[dict] = []
+
+    def flag(kind: str, detail: str) -> None:
+        flags.append({"notebook": notebook, "kind": kind, "detail": detail})
+
+    if submitted is not None:
+        cells = submitted.get("cells", [])
+        released = nbformat.read(release, as_version=4) if release.exists() else None
+        release_tests = {}
+        if released is not None:
+            for cell in released.cells:
+                meta = _nbgrader(cell)
+                if meta.get("grade") and not meta.get("solution") and cell.cell_type == "code":
+                    release_tests[meta["grade_id"]] = _source(cell)
+        ids = Counter(_nbgrader(c).get("grade_id") for c in cells if _nbgrader(c).get("grade_id"))
+        for grade_id, count in sorted(ids.items()):
+            if count > 1:
+                flag("duplicate", f"cell {grade_id} appears {count} times")
+        for grade_id, source in sorted(release_tests.items()):
+            copies = [c for c in cells if _nbgrader(c).get("grade_id") == grade_id]
+            if not copies:
+                flag("deleted_test", f"test cell {grade_id} was deleted")
+            elif any(_source(c).strip() != source.strip() for c in copies):
+                flag("edited_test", f"test cell {grade_id} was edited")
+        for i, cell in enumerate(cells):
+            tags = set(cell.get("metadata", {}).get("tags", []) or [])
+            bad = sorted(tags & EXECUTION_TAGS)
+            name = _nbgrader(cell).get("grade_id") or f"cell {i}"
+            if bad:
+                flag("tag", f"{name} tagged {', '.join(bad)}")
+            if cell.get("cell_type") != "code" or _nbgrader(cell).get("locked"):
+                continue
+            source = _source(cell)
+            patched = patched_names(source)
+            if patched:
+                flag("patching", f"{name} assigns to {', '.join(sorted(set(patched))[:5])}")
+            if "NBGRADER_EXECUTION" in source:
+                flag("nbgrader_env", f"{name} refers to NBGRADER_EXECUTION")
+
+    if autograded is not None:
+        nb = nbformat.read(autograded, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            for out in cell.get("outputs", []):
+                if out.get("output_type") != "error":
+                    continue
+                name = _nbgrader(cell).get("grade_id") or f"cell {i}"
+                if out.get("ename") in {"CellTimeoutError", "NotebookTimeout"}:
+                    flag("timeout", f"{name} ran out of time")
+                elif out.get("ename") == "DeadKernelError":
+                    flag("kernel_died", f"the kernel died in {name}")
+    return flags

@@ -1,0 +1,294 @@
+"""Our additions to nbgrader's pipelines, written like nbgrader's own preprocessors.
+
+Each class has one job and is wired in ``nbgrader_config.py`` (``Autograde.sanitize_preprocessors``,
+``Autograde.autograde_preprocessors``, ``GenerateFeedback.preprocessors``):
+
+sanitize (before execution)
+    ``ResetExecutionTags``   drop the tags that make nbclient skip a cell or forgive its error
+    ``DeduplicateGradeIds``  keep one cell per grade id; copies become plain cells (nbgrader #1083)
+    ``RestoreCells``         nbgrader's OverwriteCells, re-adding deleted grade cells robustly (#1682)
+autograde (execution and scoring)
+    ``HardenedExecute``      nbgrader's Execute with an output cap, a notebook deadline and a
+                             dead kernel recorded as an error instead of failing the notebook
+    ``VerifyAnswers``        the grader's own verdict on every autograded test cell
+feedback
+    ``HideHiddenTests``      hidden-test source removed from every cell
+    ``ShortenTracebacks``    an error in a test cell shows only its own message
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat.notebooknode import NotebookNode
+from nbgrader import utils
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
+from traitlets import Float, Integer, List, Unicode
+
+from . import channel, checks
+
+#: Cell metadata key where VerifyAnswers records its verdict for later steps (report, export).
+VERDICT_KEY = "toeplitz_course"
+
+
+def _error_output(ename: str, evalue: str) -> NotebookNode:
+    return NotebookNode(
+        output_type="error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]
+    )
+
+
+def is_autograder_test(cell: dict) -> bool:
+    return utils.is_grade(cell) and not utils.is_solution(cell) and cell["cell_type"] == "code"
+
+
+class ResetExecutionTags(NbGraderPreprocessor):
+    """Remove cell tags that change how a cell executes.
+
+    nbclient skips cells tagged ``skip-execution`` and lets ``raises-exception`` cells fail without
+    stopping; a student can add either to any cell, and nbgrader never resets tags.
+    """
+
+    execution_tags = List(
+        Unicode(),
+        ["skip-execution", "raises-exception", "skip"],
+        help="Tags removed from every cell before execution.",
+    ).tag(config=True)
+
+    def preprocess_cell(self, cell, resources, index):
+        tags = cell.metadata.get("tags")
+        if tags:
+            kept = [t for t in tags if t not in self.execution_tags]
+            if kept:
+                cell.metadata["tags"] = kept
+            else:
+                del cell.metadata["tags"]
+        return cell, resources
+
+
+class DeduplicateGradeIds(NbGraderPreprocessor):
+    """Keep one cell per nbgrader grade id; earlier copies become ordinary cells.
+
+    nbgrader's DeduplicateIds empties the copy's metadata to ``{}``, which CheckCellMetadata then
+    rejects as old metadata and the notebook fails (nbgrader #1083). Removing the key instead keeps
+    the copy as a plain cell: it still runs, but it neither earns nor loses points. As in
+    nbgrader, the last occurrence is the one kept.
+    """
+
+    def preprocess(self, nb, resources):
+        seen: set[str] = set()
+        for cell in reversed(nb.cells):
+            meta = cell.metadata.get("nbgrader")
+            if not isinstance(meta, dict) or "grade_id" not in meta:
+                continue
+            if meta["grade_id"] in seen:
+                self.log.warning("Cell with id '%s' exists multiple times!", meta["grade_id"])
+                del cell.metadata["nbgrader"]
+                cell.metadata.pop("editable", None)
+                cell.metadata.pop("deletable", None)
+            else:
+                seen.add(meta["grade_id"])
+        return nb, resources
+
+
+class RestoreCells(OverwriteCells):
+    """nbgrader's OverwriteCells, re-adding every deleted grade cell.
+
+    Stock ``add_missing_grade_cells`` places a missing cell after the previous source cell and fails
+    with a KeyError when that one was deleted too; this version walks back to the nearest source
+    cell still present (or the top of the notebook).
+    """
+
+    def add_missing_grade_cells(self, nb, resources):
+        source_nb = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
+        source_ids = [c.name for c in source_nb.source_cells]
+        source_by_id = {c.name: c for c in source_nb.source_cells}
+        solution_ids = {c.name for c in source_nb.solution_cells}
+
+        def present() -> dict[str, int]:
+            return {
+                c.metadata.nbgrader["grade_id"]: i
+                for i, c in enumerate(nb.cells)
+                if "nbgrader" in c.metadata and "grade_id" in c.metadata.nbgrader
+            }
+
+        # Source order, so that a run of deleted cells comes back in its original order.
+        for grade_cell in sorted(source_nb.grade_cells, key=lambda g: source_ids.index(g.name)):
+            where = present()
+            if grade_cell.name in where:
+                continue
+            self.log.warning("Missing grade cell %s encountered, adding to notebook", grade_cell.name)
+            cell = self.missing_cell_transform(
+                source_by_id[grade_cell.name],
+                grade_cell.max_score,
+                is_solution=grade_cell.name in solution_ids,
+            )
+            before = source_ids[: source_ids.index(grade_cell.name)]
+            anchor = next((where[name] for name in reversed(before) if name in where), -1)
+            nb.cells.insert(anchor + 1, cell)
+        return nb, resources
+
+
+class HardenedExecute(Execute):
+    """nbgrader's Execute that always returns a scored notebook.
+
+    * outputs beyond ``max_output_bytes`` per cell are dropped as they arrive, so a print loop can
+      neither fill the grader's memory nor the autograded file;
+    * a dead kernel (``os._exit``, a crash) or a cell that outlives its timeout even after an
+      interrupt is recorded as an error on that cell, and the cells after it are left unexecuted,
+      instead of failing the notebook and the student's other work with it;
+    * ``notebook_deadline`` bounds the whole notebook.
+
+    Unexecuted test cells earn nothing: VerifyAnswers requires each to have reported an answer.
+    """
+
+    max_output_bytes = Integer(
+        200_000, help="Output kept per cell, in bytes of text; the rest is dropped."
+    ).tag(config=True)
+    notebook_deadline = Float(
+        300.0, help="Seconds after which the remaining cells of a notebook are not executed."
+    ).tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._stopped: str | None = None
+        self._started = time.monotonic()
+        self._sizes: dict[int, int] = {}
+        return super().preprocess(nb, resources, km)
+
+    def preprocess_cell(self, cell, resources, index):
+        if self._stopped:
+            if cell.cell_type == "code":
+                cell.outputs = []
+                cell.execution_count = None
+            return cell, resources
+        if time.monotonic() - self._started > self.notebook_deadline:
+            self._stop(cell, "NotebookTimeout", "the notebook ran past the grader's time limit")
+            return cell, resources
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            self._stop(cell, "DeadKernelError", "the kernel died while running this cell")
+        except (CellTimeoutError, TimeoutError, RuntimeError) as exc:
+            self._stop(cell, "CellTimeoutError", f"the cell did not finish in time ({exc})")
+        return cell, resources
+
+    def _stop(self, cell, ename: str, evalue: str) -> None:
+        self._stopped = ename
+        self.log.warning("Stopping execution: %s", evalue)
+        cell.setdefault("outputs", []).append(_error_output(ename, evalue))
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        size = len(str(content.get("text", ""))) + sum(
+            len(str(v)) for v in content.get("data", {}).values()
+        )
+        used = self._sizes.get(cell_index, 0)
+        self._sizes[cell_index] = used + size
+        if used + size > self.max_output_bytes:
+            if used <= self.max_output_bytes:
+                outs.append(
+                    NotebookNode(
+                        output_type="stream",
+                        name="stdout",
+                        text="\n... output truncated by the grader ...\n",
+                    )
+                )
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+class VerifyAnswers(NbGraderPreprocessor):
+    """Score every autograded test cell by the grader's own verification of its answer.
+
+    A hidden test sends the probed answer on the answer channel (``toeplitz_course.channel``). In
+    the grader's process, outside the reach of student code, this preprocessor re-runs
+    ``checks.verify`` on it. A test cell keeps its points only when it ran, reported exactly one
+    answer for its own grade id, raised nothing, and the answer verifies. Before SaveAutoGrades it
+    also rewrites the cell's outputs into what nbgrader should score: stderr becomes stdout (a
+    library warning is not a failure), results and displays that could carry a partial-credit
+    number are dropped, and a failed verdict becomes one error output with the teaching message.
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        if not is_autograder_test(cell):
+            return cell, resources
+        grade_id = cell.metadata.nbgrader["grade_id"]
+        messages = channel.payloads(cell)
+        channel.strip(cell)
+
+        outputs, errors = [], []
+        for out in cell.get("outputs", []):
+            kind = out.get("output_type")
+            if kind == "stream":
+                outputs.append(NotebookNode(output_type="stream", name="stdout", text=out.text))
+            elif kind == "error":
+                errors.append(out)
+            elif kind == "display_data" and "image/png" in out.get("data", {}):
+                outputs.append(out)
+        verdict = self._verdict(grade_id, messages, errors, executed=cell.get("execution_count"))
+        if verdict["passed"]:
+            cell.outputs = outputs
+        elif errors:
+            cell.outputs = outputs + errors
+        else:
+            cell.outputs = outputs + [_error_output("AssertionError", verdict["message"])]
+        cell.metadata[VERDICT_KEY] = verdict
+        return cell, resources
+
+    def _verdict(self, grade_id, messages, errors, executed) -> dict[str, Any]:
+        if errors:
+            err = errors[-1]
+            return {"passed": False, "message": f"{err.get('ename')}: {err.get('evalue')}"}
+        if not executed and not messages:
+            return {"passed": False, "message": "this test cell did not run"}
+        mine = [m for m in messages if m["grade_id"] == grade_id]
+        if len(mine) != 1 or len(messages) != 1:
+            return {
+                "passed": False,
+                "message": "the hidden test did not report exactly one answer to the grader",
+            }
+        try:
+            checks.verify(grade_id, mine[0]["payload"])
+        except AssertionError as exc:
+            return {"passed": False, "message": str(exc)}
+        except Exception as exc:  # a malformed payload is a failed answer, never a grader crash
+            return {"passed": False, "message": f"answer could not be checked ({type(exc).__name__})"}
+        return {"passed": True, "message": ""}
+
+
+class HideHiddenTests(NbGraderPreprocessor):
+    """Remove hidden-test regions from every cell's source (feedback goes to students)."""
+
+    begin = Unicode("### BEGIN HIDDEN TESTS").tag(config=True)
+    end = Unicode("### END HIDDEN TESTS").tag(config=True)
+
+    def preprocess_cell(self, cell, resources, index):
+        if self.begin not in cell.source:
+            return cell, resources
+        kept, hiding = [], False
+        for line in cell.source.splitlines():
+            if line.strip() == self.begin:
+                hiding = True
+            elif line.strip() == self.end:
+                hiding = False
+            elif not hiding:
+                kept.append(line)
+        cell.source = "\n".join(kept).rstrip()
+        return cell, resources
+
+
+class ShortenTracebacks(NbGraderPreprocessor):
+    """An error in a graded cell shows ``Name: message`` only.
+
+    IPython's traceback quotes the lines around the failing one, which in a test cell are the
+    hidden tests (nbgrader #917, #1156, #1363).
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code" or not utils.is_grade(cell):
+            return cell, resources
+        for out in cell.outputs:
+            if out.output_type == "error":
+                out.traceback = [f"{out.ename}: {out.evalue}"]
+        return cell, resources
