@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# nbgrader calls the `alembic` command when it creates a gradebook.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install build demo test lint format bench clean
 

@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_bench)
 
     args = parser.parse_args(argv)
+    from .config import ensure_tools_on_path
+
+    ensure_tools_on_path()
     return args.run(args)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 
 from . import colab
+from .config import ensure_tools_on_path
 from .contract import ASSIGNMENT, NOTEBOOKS
 
 
@@ -25,6 +26,7 @@ class BuildError(RuntimeError):
 
 def generate_release(root: Path) -> None:
     """Run nbgrader's own ``generate_assignment`` in the course directory ``root``."""
+    ensure_tools_on_path()
     proc = subprocess.run(
         [sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force"],
         cwd=root,

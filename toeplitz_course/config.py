@@ -78,3 +78,18 @@ def configure(c) -> None:
         ShortenTracebacks,
         CSSHTMLHeaderPreprocessor,
     ]
+
+
+def ensure_tools_on_path() -> None:
+    """Put this interpreter's scripts folder on PATH.
+
+    nbgrader runs the ``alembic`` command when it creates a gradebook; with an unactivated
+    virtualenv (``.venv/bin/python -m toeplitz_course``) it would not be found.
+    """
+    import os
+    import sys
+
+    scripts = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    if scripts not in path.split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + path

@@ -13,6 +13,7 @@ import copy
 import json
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -191,3 +192,234 @@ def lms_zip(root: Path, path: Path) -> Path:
                 arcname = f"{login}_{1000 + number}_{2000 + number}_{name}.ipynb"
                 zf.writestr(arcname, json.dumps(copy.deepcopy(nb), indent=1))
     return path
+
+
+# --- a whole class: every case the grader must score right, with what each should get
+
+
+@dataclass
+class Case:
+    """One student's hand-in: file name -> text, and what grading must give it."""
+
+    student: str
+    files: dict[str, str]
+    wrong: set[str] = field(default_factory=set)  # test ids that must score 0 ("*" = all)
+    missing_notebooks: set[str] = field(default_factory=set)  # notebooks that score 0 whole
+    flags: set[str] = field(default_factory=set)  # flag kinds the integrity scan must raise
+
+    def expected(self) -> dict[str, float]:
+        out = {}
+        for e in AUTOGRADED:
+            lost = "*" in self.wrong or e.test_id in self.wrong or e.notebook in self.missing_notebooks
+            out[e.test_id] = 0.0 if lost else float(e.points)
+        return out
+
+
+def _dump(nbs: Notebooks) -> dict[str, str]:
+    return {f"{name}.ipynb": nbformat.writes(nb) for name, nb in nbs.items()}
+
+
+def _test_cell_index(nb: nbformat.NotebookNode, grade_id: str) -> int:
+    return next(
+        i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+    )
+
+
+def _prepend_to_answer(nbs: Notebooks, grade_id: str, code: str) -> None:
+    for _, _, cell in _cells(nbs, grade_id):
+        cell.source = code + cell.source
+
+
+def to_colab(nb: nbformat.NotebookNode) -> dict:
+    """What Colab hands back: nbformat 4.0, ids moved to metadata.id, colab metadata, no language."""
+    raw = json.loads(nbformat.writes(nb))
+    raw["nbformat_minor"] = 0
+    raw["metadata"] = {
+        "colab": {"provenance": [], "name": "Copy of notebook"},
+        "kernelspec": {"name": "python3", "display_name": "Python 3"},
+        "language_info": {"name": "python"},
+    }
+    for cell in raw["cells"]:
+        cell["metadata"]["id"] = cell.pop("id", "x")
+        cell["metadata"].pop("deletable", None)
+        if cell["cell_type"] == "code":
+            cell["outputs"] = []
+    return raw
+
+
+PATCHES = '''\
+import math, builtins
+import numpy as np
+import torch
+torch.allclose = lambda *a, **k: True
+torch.equal = lambda *a, **k: True
+np.allclose = lambda *a, **k: True
+np.testing.assert_allclose = lambda *a, **k: None
+math.isclose = lambda *a, **k: True
+try:
+    import toeplitz_course.checks as _c, toeplitz_course.hidden as _h
+    _c.verify = lambda *a, **k: None
+    _h.check = lambda *a, **k: None
+except ImportError:
+    pass
+get_ipython().showtraceback = lambda *a, **k: None
+'''
+
+ONLY_WHEN_GRADED = '''\
+import os
+if os.environ.get("NBGRADER_EXECUTION"):
+    import toeplitz_course.hidden as _h
+    _h.check = lambda *a, **k: None
+'''
+
+STDERR = '''\
+import sys, warnings
+warnings.warn("a library warning, as torch and numpy print them")
+sys.stderr.write("progress: 100%\\n")
+'''
+
+LOOP = "while True:\n    pass\n"
+STUBBORN_LOOP = '''\
+import time
+while True:
+    try:
+        time.sleep(0.05)
+    except KeyboardInterrupt:
+        pass
+'''
+
+
+def _first_answer_ids() -> dict[str, str]:
+    firsts: dict[str, str] = {}
+    for e in AUTOGRADED:
+        firsts.setdefault(e.notebook, e.answer_id)
+    return firsts
+
+
+def _tag_tests(nbs: Notebooks, tags: list[str]) -> None:
+    for nb in nbs.values():
+        for cell in nb.cells:
+            if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code":
+                cell.metadata["tags"] = list(tags)
+
+
+def _delete(nbs: Notebooks, *grade_ids: str) -> None:
+    for nb in nbs.values():
+        nb.cells = [
+            c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") not in grade_ids
+        ]
+
+
+def hostile_class(root: Path) -> list[Case]:
+    """Correct, blank, mistaken, hostile and broken hand-ins, each with the score it must get."""
+    mistaken = mistake_test_ids()
+    firsts = _first_answer_ids()
+    cases = [
+        Case("s01_correct", _dump(correct(root))),
+        Case("s02_blank", _dump(blank(root)), wrong={"*"}),
+        Case("s03_mistakes", _dump(mistakes(root)), wrong=mistaken),
+    ]
+
+    nbs = mistakes(root)
+    _tag_tests(nbs, ["skip-execution", "raises-exception"])
+    cases.append(Case("s04_skip_tags", _dump(nbs), wrong=mistaken, flags={"tag"}))
+
+    nbs = correct(root)
+    answer(nbs, "ex2_2", MISTAKES["ex2_2"])
+    _delete(nbs, "ex1_2_test", "ex2_2_test", "ex1_1", "ex1_1_test", "ex4_1_test")
+    cases.append(
+        Case("s05_deleted_tests", _dump(nbs), wrong={"ex2_2_test", "ex1_1_test"}, flags={"deleted_test"})
+    )
+
+    nbs = correct(root)
+    nb1 = nbs[NOTEBOOKS[0]]
+    nb1.cells.insert(2, copy.deepcopy(nb1.cells[_test_cell_index(nb1, "ex1_2_test")]))
+    nb5 = nbs[NOTEBOOKS[4]]
+    at = _test_cell_index(nb5, "ex5_1a_test")
+    nb5.cells.insert(at + 1, copy.deepcopy(nb5.cells[at]))
+    for cell in nb1.cells + nb5.cells:  # copies get fresh cell ids, as JupyterLab gives them
+        cell["id"] = f"c{id(cell)}"[-12:]
+    cases.append(Case("s06_duplicates", _dump(nbs), flags={"duplicate"}))
+
+    nbs = correct(root)
+    for grade_id in solutions(root):
+        if not grade_id.startswith("ex3_4"):
+            _prepend_to_answer(nbs, grade_id, STDERR)
+    answer(
+        nbs,
+        "ex1_3",
+        solutions(root)["ex1_3"].replace(
+            '"""\n', '"""\n    import warnings; warnings.warn("slow path")\n', 2
+        ),
+    )
+    cases.append(Case("s07_stderr", _dump(nbs)))
+
+    nbs = mistakes(root)
+    for answer_id in firsts.values():
+        _prepend_to_answer(nbs, answer_id, PATCHES)
+    cases.append(Case("s08_monkeypatch", _dump(nbs), wrong=mistaken, flags={"patching"}))
+
+    nbs = mistakes(root)
+    for answer_id in firsts.values():
+        _prepend_to_answer(nbs, answer_id, ONLY_WHEN_GRADED)
+    cases.append(
+        Case("s09_only_when_graded", _dump(nbs), wrong=mistaken, flags={"nbgrader_env", "patching"})
+    )
+
+    nbs = correct(root)
+    _prepend_to_answer(nbs, "ex1_1", LOOP)
+    _prepend_to_answer(nbs, "ex2_2", STUBBORN_LOOP)
+    cases.append(
+        Case("s10_infinite_loops", _dump(nbs), wrong={"ex1_1_test", "ex2_2_test"}, flags={"timeout"})
+    )
+
+    nbs = correct(root)
+    _prepend_to_answer(nbs, "ex2_1", "import os\nos._exit(1)\n")
+    cases.append(
+        Case("s11_kernel_crash", _dump(nbs), missing_notebooks={NOTEBOOKS[1]}, flags={"kernel_died"})
+    )
+
+    nbs = correct(root)
+    _prepend_to_answer(nbs, "ex1_1", 'print("x" * 5_000_000)\nfor _ in range(20000):\n    print("spam")\n')
+    cases.append(Case("s12_huge_output", _dump(nbs)))
+
+    files = _dump(correct(root))
+    name = f"{NOTEBOOKS[2]}.ipynb"
+    files[name] = files[name][: len(files[name]) // 2]
+    cases.append(
+        Case("s13_invalid_json", files, missing_notebooks={NOTEBOOKS[2]}, flags={"invalid_json"})
+    )
+
+    files = _dump(correct(root))
+    del files[f"{NOTEBOOKS[3]}.ipynb"]
+    files["my_work.ipynb"] = files.pop(f"{NOTEBOOKS[4]}.ipynb")
+    cases.append(
+        Case(
+            "s14_missing_renamed",
+            files,
+            missing_notebooks={NOTEBOOKS[3], NOTEBOOKS[4]},
+            flags={"missing", "renamed"},
+        )
+    )
+
+    edition = {
+        name: nbformat.read(root / "notebooks" / f"{name}.ipynb", as_version=4) for name in NOTEBOOKS
+    }
+    fill(edition, root)
+    _delete(edition, "ex4_1_test")
+    files = {f"{name}.ipynb": json.dumps(to_colab(nb), indent=2) for name, nb in edition.items()}
+    cases.append(Case("s15_colab_round_trip", files, flags={"deleted_test"}))
+
+    files = {
+        f"{name}.ipynb": text for name, text in _dump(correct(root)).items() if name in NOTEBOOKS[:2]
+    }
+    cases.append(Case("s16_two_parts_only", files, missing_notebooks=set(NOTEBOOKS[2:])))
+    return cases
+
+
+def write_case(case: Case, course_root: Path) -> Path:
+    dest = course_root / "submitted" / case.student / ASSIGNMENT
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, text in case.files.items():
+        (dest / name).write_text(text, encoding="utf-8")
+    return dest
