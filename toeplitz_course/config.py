@@ -72,6 +72,9 @@ def configure(c) -> None:
     c.HardenedExecute.interrupt_on_timeout = True
     c.LimitOutput.max_lines = 200
 
+    # LMS downloads: `python -m toeplitz_course collect DOWNLOAD` (or nbgrader zip_collect).
+    c.ZipCollectApp.collector_plugin = "toeplitz_course.collect.LmsCollectorPlugin"
+
     c.GenerateFeedback.preprocessors = [
         GetGrades,
         HideHiddenTests,

@@ -1,0 +1,780 @@
+"""Collect an LMS download (zip or folder) into ``submitted/{student}/toeplitz/{notebook}.ipynb``.
+
+Two layers:
+
+``LmsCollectorPlugin``
+    an nbgrader ``FileNameCollectorPlugin``: it turns one path of the download into a course student
+    id and a canonical notebook name, or says why it cannot. Its regexes and student map are traits,
+    set in ``nbgrader_config.py``. It also works under ``nbgrader zip_collect
+    --collector=toeplitz_course.collect.LmsCollectorPlugin``.
+
+``collect(path, course_root)``
+    the driver: reads the download, asks the plugin about every file, keeps the latest of
+    duplicates, copies the winners and returns a ``CollectReport`` that accounts for every file.
+
+Reused from nbgrader: ``FileNameCollectorPlugin`` (base class, its ``named_regexp`` and
+``valid_ext`` traits and its ``collect()`` contract), ``CourseDirectory.format_path`` for the
+destination (so ``CourseDirectory.submitted_directory`` and ``directory_structure`` are honoured),
+and ``nbgrader.utils.parse_utc`` for a ``timestamp`` group.
+
+Not reused, and why:
+
+* ``ZipCollectApp`` itself: on a duplicate without timestamps it aborts the whole run
+  (``self.fail``); it refuses a non-empty ``submitted/{student}/{assignment}`` unless ``--force``,
+  which then deletes the earlier collect; it keeps one timestamp per student, not per file; and a
+  skipped file is only a log line, so there is nothing to build a report from.
+* ``ExtractorPlugin``: it unpacks with setuptools' ``unpack_archive``, which stops at the first
+  unsafe member (``../x``) and leaves a half-extracted tree, and a corrupt zip surfaces as a
+  traceback. Here members are read straight out of the zip, so an unsafe member is rejected on its
+  own, nothing is written outside ``submitted/`` and no extracted copy is left behind.
+
+Nothing is lost: the input is only read. A file already in ``submitted/`` is overwritten only by
+different content, and its earlier version is first copied to
+``downloaded/{assignment}/replaced/{run time}/{student}/{notebook}.ipynb`` (outside ``submitted/``,
+where a grader listing student folders would take it for a student).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import functools
+import hashlib
+import json
+import os
+import re
+import stat
+import unicodedata
+import zipfile
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.plugins import FileNameCollectorPlugin
+from nbgrader.utils import parse_utc
+from traitlets import Bool, Dict, List, TraitError, Unicode, Union, observe, validate
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+from .contract import ASSIGNMENT, NOTEBOOKS
+
+__all__ = [
+    "DEFAULT_PATTERNS",
+    "CollectError",
+    "CollectReport",
+    "Identified",
+    "LmsCollectorPlugin",
+    "NotPlaced",
+    "Placed",
+    "Rejected",
+    "Replaced",
+    "canonical_notebook",
+    "collect",
+    "safe_student_id",
+]
+
+#: Tried in order; the first that fully matches the file name, or its last 2, 3, ... path
+#: components, wins. ``{assignment}`` stands for the escaped assignment id.
+DEFAULT_PATTERNS = [
+    # nbgrader exchange-like "smithj/toeplitz/01_conv1d_toeplitz.ipynb"; first, or the generic
+    # folder pattern would take "toeplitz" for the student.
+    r"(?P<student_id>[^/]+)/{assignment}/(?P<file_id>[^/]+)",
+    # Moodle, a folder per submission: "Jane Smith_12345_assignsubmission_file/02_padding.ipynb"
+    r"(?P<student_id>[^/]+?)_(?P<lms_id>\d+)_assignsubmission_[a-z]+/(?P<file_id>[^/]+)",
+    # Moodle, flat: "Jane Smith_12345_assignsubmission_file_02_padding.ipynb"
+    r"(?P<student_id>[^/]+?)_(?P<lms_id>\d+)_assignsubmission_[a-z]+_(?P<file_id>[^/]+)",
+    # Canvas: "smithj_LATE_12345_678_01_conv1d_toeplitz-1.ipynb" (login, user id, submission id)
+    r"(?P<student_id>[^/_]+)(?:_(?i:late))?_(?P<lms_id>\d+)_\d+_(?P<file_id>[^/]+)",
+    # a folder per student, also Colab downloads: "smithj/Copy of 01_conv1d_toeplitz (1).ipynb"
+    r"(?P<student_id>[^/]+)/(?P<file_id>[^/]+)",
+]
+
+#: A member larger than this is not read; notebooks of this course are well under 1 MB.
+MAX_FILE_BYTES = 100 * 1024 * 1024
+
+_ARCHIVE_EXTS = {".zip", ".gz", ".tgz", ".tar", ".bz2", ".xz", ".7z", ".rar"}
+_SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
+
+_COPY_OF = re.compile(r"^(?:copy[\s_]+of[\s_]+)+", re.IGNORECASE)
+# Canvas renames a re-uploaded "x.ipynb" to "x-1.ipynb"; browsers save a second "x (1).ipynb".
+_LMS_REVISION = re.compile(r"-(\d+)$")
+_DOWNLOAD_COPY = re.compile(r"[\s_]*\((\d+)\)$")
+
+
+class CollectError(Exception):
+    """The input cannot be collected at all (unreadable zip, bad configuration)."""
+
+
+class NotPlaced(Exception):
+    """One file cannot be placed; the message is the reason shown in the report."""
+
+
+# --------------------------------------------------------------------------------------- names
+
+
+def safe_student_id(raw: str) -> str | None:
+    """A student id usable as one directory name, or None when nothing usable is left.
+
+    Lower-cased (case-insensitive file systems would merge "SmithJ" and "smithj" anyway) and
+    NFC-normalised (macOS zips spell "é" decomposed).
+    """
+    text = unicodedata.normalize("NFC", raw).strip().lower()
+    text = re.sub(r"[^\w.-]+", "_", text).strip("._-")
+    if not text or len(text) > 100:
+        return None
+    return text
+
+
+def _name_key(name: str) -> str:
+    return re.sub(r"[\s_-]+", "_", unicodedata.normalize("NFKC", name).lower()).strip("_")
+
+
+def canonical_notebook(file_name: str, notebooks: list[str] | tuple[str, ...]):
+    """``(notebook, (lms_revision, download_copy))`` for a submitted file name, or None.
+
+    Strips "Copy of ", Canvas's "-N" and the browser's " (N)", and ignores case and the
+    difference between spaces, "_" and "-". The revision numbers rank resubmissions: Canvas's
+    "-N" is a later upload in the LMS, so it outranks a download copy number.
+    """
+    stem = re.sub(r"\.ipynb$", "", os.path.basename(file_name).strip(), flags=re.IGNORECASE)
+    known = {_name_key(n): n for n in notebooks}
+    stem = stem.strip()
+    if _name_key(stem) in known:
+        return known[_name_key(stem)], (0, 0)
+    stem = _COPY_OF.sub("", stem).strip()
+    lms = copy = 0
+    # Canvas appends its suffix to the name as uploaded, which may already carry " (N)".
+    if m := _LMS_REVISION.search(stem):
+        lms, stem = int(m.group(1)), stem[: m.start()].strip()
+    if m := _DOWNLOAD_COPY.search(stem):
+        copy, stem = int(m.group(1)), stem[: m.start()].strip()
+    stem = _COPY_OF.sub("", stem).strip()
+    notebook = known.get(_name_key(stem))
+    return (notebook, (lms, copy)) if notebook else None
+
+
+# ------------------------------------------------------------------------------------- plugin
+
+
+@dataclass(frozen=True)
+class Identified:
+    student: str
+    notebook: str
+    lms_id: str | None  # the LMS's own user id, when the name carries one
+    mapped: bool  # the student id came from student_id_map
+    revision: tuple[int, int]  # (Canvas "-N", download copy "(N)")
+    timestamp: float | None  # from a ``timestamp`` group, seconds since the epoch
+    timestamp_text: str | None
+
+
+class LmsCollectorPlugin(FileNameCollectorPlugin):
+    """Maps the file names of Canvas, Moodle, Colab and plain-folder downloads to student ids and
+    the assignment's notebooks."""
+
+    patterns = List(
+        Unicode(),
+        default_value=list(DEFAULT_PATTERNS),
+        help=(
+            "Regexes with named groups student_id and file_id (optional: lms_id, timestamp), tried "
+            "in order. Each must fully match the file name, or its last 2, 3, ... path components "
+            "joined with '/'; the first pattern that matches wins. '{assignment}' stands for the "
+            "assignment id. Add your own in front with "
+            "c.LmsCollectorPlugin.patterns.prepend([r'...']). "
+            "FileNameCollectorPlugin.named_regexp, if set, is tried before these."
+        ),
+    ).tag(config=True)
+
+    student_id_map = Union(
+        [Dict(), Unicode()],
+        default_value={},
+        help=(
+            "LMS id or LMS student name -> course student id: a dict, or the path (relative to the "
+            "course root) of a CSV file with a header row and columns lms_id and student_id. Keys "
+            "are tried in this order: the lms_id group, the student_id group as written."
+        ),
+    ).tag(config=True)
+
+    reject_unmapped = Bool(
+        False,
+        help="Reject files of students not in student_id_map (when it is not empty).",
+    ).tag(config=True)
+
+    notebooks = List(
+        Unicode(),
+        default_value=list(NOTEBOOKS),
+        help="The assignment's notebook names (without .ipynb); other names are rejected.",
+    ).tag(config=True)
+
+    # Set by the driver; under ZipCollectApp they come from the parent app.
+    assignment_id = Unicode("")
+    course_root = Unicode("")
+
+    @observe("student_id_map")
+    def _forget_map(self, change):
+        self._map = None
+
+    @validate("patterns")
+    def _validate_patterns(self, proposal):
+        for pattern in proposal["value"]:
+            _compile(pattern, ASSIGNMENT)
+        return proposal["value"]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._map: dict[str, str] | None = None
+
+    # -- nbgrader's contract -----------------------------------------------------------------
+
+    def collect(self, submitted_file: str) -> dict | None:
+        """nbgrader's entry point: the ZipCollectApp's view of ``identify``; reasons are logged."""
+        try:
+            found = self.identify(self._relative(submitted_file))
+        except NotPlaced as reason:
+            self.log.warning("Skipped %s: %s", submitted_file, reason)
+            return None
+        info = {"student_id": found.student, "file_id": f"{found.notebook}.ipynb"}
+        if found.timestamp_text:
+            info["timestamp"] = found.timestamp_text
+        return info
+
+    # -- the mapping ------------------------------------------------------------------------
+
+    def identify(self, relpath: str) -> Identified:
+        """Student and notebook for a '/'-separated path relative to the download's root.
+
+        Raises NotPlaced with the reason when the file is not a submission or cannot be placed.
+        """
+        parts = relpath.split("/")
+        name = parts[-1]
+        if "__MACOSX" in parts[:-1]:
+            raise NotPlaced("macOS archive metadata (__MACOSX/), not a submission")
+        if name.lower() in _SYSTEM_FILES or name.startswith("._"):
+            raise NotPlaced(f"system file ({name}), not a submission")
+        if ".ipynb_checkpoints" in parts[:-1]:
+            raise NotPlaced("Jupyter checkpoint copy (.ipynb_checkpoints/), not a submission")
+        ext = os.path.splitext(name)[1].lower()
+        if ext not in {e.lower() for e in self.valid_ext}:
+            if ext in _ARCHIVE_EXTS:
+                raise NotPlaced(
+                    "archive inside the download is not unpacked: "
+                    "extract it and collect that folder"
+                )
+            raise NotPlaced(f"not a notebook ({ext or 'no extension'})")
+
+        groups = self._match(relpath)
+        if groups is None:
+            raise NotPlaced(
+                f"cannot tell whose file this is: no pattern matches '{relpath}' "
+                "(see LmsCollectorPlugin.patterns)"
+            )
+        raw_student = (groups.get("student_id") or "").strip()
+        lms_id = (groups.get("lms_id") or "").strip() or None
+        file_id = os.path.basename((groups.get("file_id") or "").strip())
+
+        student, mapped = self._map_student(raw_student, lms_id)
+        if student is None:
+            raise NotPlaced(f"student id '{raw_student}' is not usable as a folder name")
+        if student == safe_student_id(self._assignment()):
+            raise NotPlaced(f"a folder named like the assignment ({raw_student}) is not a student")
+        if self.reject_unmapped and self._student_map() and not mapped:
+            who = f"'{raw_student}'" + (f" (LMS id {lms_id})" if lms_id else "")
+            raise NotPlaced(f"student {who} is not in LmsCollectorPlugin.student_id_map")
+
+        canonical = canonical_notebook(file_id, self.notebooks)
+        if canonical is None:
+            raise NotPlaced(f"renamed or unknown notebook '{file_id}' for student {student}")
+        notebook, revision = canonical
+
+        timestamp_text = (groups.get("timestamp") or "").strip() or None
+        timestamp = None
+        if timestamp_text:
+            try:
+                stamp = parse_utc(timestamp_text)
+            except (ValueError, OverflowError) as exc:
+                raise NotPlaced(f"unreadable timestamp '{timestamp_text}' ({exc})") from None
+            timestamp = stamp.replace(tzinfo=dt.timezone.utc).timestamp()
+        return Identified(student, notebook, lms_id, mapped, revision, timestamp, timestamp_text)
+
+    def _match(self, relpath: str) -> dict | None:
+        parts = relpath.split("/")
+        regexes = [self.named_regexp] if self.named_regexp else []
+        for pattern in regexes + list(self.patterns):
+            regex = _compile(pattern, self._assignment())
+            for k in range(1, len(parts) + 1):
+                if m := regex.fullmatch("/".join(parts[-k:])):
+                    return m.groupdict()
+        return None
+
+    def _map_student(self, raw: str, lms_id: str | None) -> tuple[str | None, bool]:
+        table = self._student_map()
+        for key in (lms_id, raw):
+            if key and key.lower() in table:
+                return safe_student_id(table[key.lower()]), True
+        return safe_student_id(raw), False
+
+    def _student_map(self) -> dict[str, str]:
+        if self._map is None:
+            source = self.student_id_map
+            if isinstance(source, str) and source:
+                source = _read_student_csv(Path(self._root()) / source)
+            elif isinstance(source, str):
+                source = {}
+            self._map = {str(k).strip().lower(): str(v).strip() for k, v in source.items()}
+        return self._map
+
+    def _assignment(self) -> str:
+        coursedir = getattr(self.parent, "coursedir", None)
+        return self.assignment_id or getattr(coursedir, "assignment_id", "") or ASSIGNMENT
+
+    def _root(self) -> str:
+        coursedir = getattr(self.parent, "coursedir", None)
+        return self.course_root or getattr(coursedir, "root", "") or os.getcwd()
+
+    def _relative(self, submitted_file: str) -> str:
+        # Under ZipCollectApp, paths are absolute; match below the extraction folder so that the
+        # folders above it are never taken for a student.
+        extracted = getattr(self.parent, "_format_collect_path", None)
+        path = submitted_file
+        if extracted is not None:
+            base = extracted(self.parent.extracted_directory)
+            path = os.path.relpath(submitted_file, base)
+        return path.replace(os.sep, "/").lstrip("/")
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(pattern: str, assignment: str) -> re.Pattern:
+    try:
+        regex = re.compile(pattern.replace("{assignment}", re.escape(assignment)))
+    except re.error as exc:
+        raise TraitError(
+            f"LmsCollectorPlugin pattern {pattern!r} is not a valid regex: {exc}"
+        ) from None
+    missing = {"student_id", "file_id"} - set(regex.groupindex)
+    if missing:
+        raise TraitError(
+            f"LmsCollectorPlugin pattern {pattern!r} lacks the named group(s) {sorted(missing)}"
+        )
+    return regex
+
+
+def _read_student_csv(path: Path) -> dict[str, str]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise CollectError(f"LmsCollectorPlugin.student_id_map: {path}: {exc}") from None
+    if rows and not {"lms_id", "student_id"} <= set(rows[0]):
+        raise CollectError(
+            f"LmsCollectorPlugin.student_id_map: {path} needs the columns lms_id and student_id"
+        )
+    return {r["lms_id"]: r["student_id"] for r in rows if r["lms_id"] and r["student_id"]}
+
+
+# -------------------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class Placed:
+    source: str  # as named in the download
+    student: str
+    notebook: str
+    dest: str
+    status: str = "new"  # new | unchanged | replaced
+    note: str = ""  # e.g. not valid JSON: placed anyway, grading reports it
+
+
+@dataclass(frozen=True)
+class Rejected:
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Replaced:
+    student: str
+    notebook: str
+    kept: str  # source of the file now in submitted/
+    dropped: str  # the other source, or the path of the file collected earlier
+    reason: str
+    backup: str | None = None  # where the earlier collected file was copied
+
+
+@dataclass
+class CollectReport:
+    input: str
+    assignment: str
+    course_root: str
+    placed: list[Placed] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    replaced: list[Replaced] = field(default_factory=list)
+
+    def format(self) -> str:
+        def rel(p: str) -> str:
+            try:
+                return os.path.relpath(p, self.course_root)
+            except ValueError:
+                return p
+
+        status = defaultdict(int)
+        for p in self.placed:
+            status[p.status] += 1
+        duplicates = [r for r in self.replaced if r.backup is None]
+        lines = [
+            f"collect {self.assignment} from {self.input}",
+            f"  {len(self.placed)} placed ("
+            + ", ".join(f"{status[s]} {s}" for s in ("new", "replaced", "unchanged") if status[s])
+            + f"), {len(duplicates)} duplicate(s) set aside, {len(self.rejected)} rejected",
+        ]
+        if self.placed:
+            lines.append("placed:")
+            width = max(len(p.student) for p in self.placed)
+            for p in self.placed:
+                lines.append(
+                    f"  {p.student:<{width}}  {p.notebook:<24}  {p.status:<9}  <- {p.source}"
+                )
+            for p in self.placed:
+                if p.note:
+                    lines.append(f"  ! {p.student}/{p.notebook}: {p.note}")
+        if self.replaced:
+            lines.append("duplicates and replacements:")
+            for r in self.replaced:
+                if r.backup:
+                    lines.append(
+                        f"  {r.student}/{r.notebook}: {r.kept} replaced the file collected "
+                        f"earlier ({r.reason}); earlier copy kept in {rel(r.backup)}"
+                    )
+                else:
+                    lines.append(
+                        f"  {r.student}/{r.notebook}: kept {r.kept}, set aside {r.dropped}: "
+                        f"{r.reason}"
+                    )
+        if self.rejected:
+            lines.append("rejected:")
+            for r in self.rejected:
+                lines.append(f"  {r.source}: {r.reason}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------- input
+
+
+@dataclass
+class _Entry:
+    source: str
+    relpath: str | None  # None when the name is unsafe
+    problem: str | None
+    size: int
+    mtime: float
+    open: Callable[[], IO[bytes]]
+
+
+def _safe_relpath(name: str) -> str | None:
+    # Some Windows tools write "\" as the separator; accept it as one, then refuse escapes.
+    name = name.replace("\\", "/")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return None
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return "/".join(parts)
+
+
+def _zip_entries(zf: zipfile.ZipFile) -> Iterator[_Entry]:
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        name = info.filename
+        if not info.flag_bits & 0x800:
+            # No UTF-8 flag: zipfile decoded cp437, but macOS and most tools really wrote UTF-8.
+            try:
+                name = name.encode("cp437").decode("utf-8")
+            except UnicodeError:
+                pass
+        relpath = _safe_relpath(name)
+        problem = None
+        if relpath is None:
+            problem = "unsafe path in archive (absolute or with '..'): not extracted"
+        elif stat.S_ISLNK(info.external_attr >> 16):
+            problem = "symbolic link in archive: not followed"
+        try:
+            mtime = dt.datetime(*info.date_time).timestamp()
+        except (ValueError, OverflowError):
+            mtime = 0.0
+        yield _Entry(name, relpath, problem, info.file_size, mtime, lambda i=info: zf.open(i))
+
+
+def _folder_entries(root: Path) -> Iterator[_Entry]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            relpath = path.relative_to(root).as_posix()
+            problem = "symbolic link: not followed" if path.is_symlink() else None
+            st = path.lstat()
+            yield _Entry(
+                relpath, relpath, problem, st.st_size, st.st_mtime, lambda p=path: p.open("rb")
+            )
+        for name in dirnames:
+            if (Path(dirpath) / name).is_symlink():
+                relpath = (Path(dirpath) / name).relative_to(root).as_posix()
+                yield _Entry(relpath, None, "symbolic link to a folder: not followed", 0, 0.0, None)
+
+
+# What reading one zip member can raise: bad CRC, encryption, unknown compression, truncation.
+_READ_ERRORS = (
+    OSError,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+    zlib.error,
+    zipfile.BadZipFile,
+)
+
+
+def _read(entry: _Entry) -> bytes:
+    with entry.open() as fh:
+        return fh.read(MAX_FILE_BYTES + 1)
+
+
+def _json_note(data: bytes) -> str:
+    """Empty when ``data`` looks like a notebook, else what is wrong with it."""
+    after = "; placed anyway, grading will report it"
+    if not data.strip():
+        return "empty file" + after
+    try:
+        nb = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not UTF-8 text, so not valid JSON" + after
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})" + after
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        return "valid JSON but not a notebook (no list of cells)" + after
+    return ""
+
+
+# -------------------------------------------------------------------------------------- driver
+
+
+@dataclass
+class _Candidate:
+    entry: _Entry
+    found: Identified
+    digest: str
+    note: str
+
+    @property
+    def when(self) -> float:
+        return self.found.timestamp if self.found.timestamp is not None else self.entry.mtime
+
+    def rank(self):
+        return (self.found.revision, self.when, self.entry.source)
+
+
+def _load_config(root: Path, config: Config | None) -> Config:
+    merged = Config()
+    config_file = root / "nbgrader_config.py"
+    if config_file.is_file():
+        try:
+            merged.merge(PyFileConfigLoader(config_file.name, path=str(root)).load_config())
+        except Exception as exc:  # the file is the instructor's code: any error is a config error
+            raise CollectError(f"{config_file}: cannot load it ({exc})") from exc
+    if config is not None:
+        merged.merge(config)
+    return merged
+
+
+def _why(winner: _Candidate, loser: _Candidate) -> str:
+    if winner.digest == loser.digest:
+        return "identical content"
+    (w_lms, w_copy), (l_lms, l_copy) = winner.found.revision, loser.found.revision
+    if w_lms != l_lms:
+        return f"later LMS resubmission (suffix -{w_lms} over {f'-{l_lms}' if l_lms else 'none'})"
+    if w_copy != l_copy:
+        return f"later download copy ({w_copy}) over {f'({l_copy})' if l_copy else 'none'}"
+    if winner.when != loser.when:
+        what = "timestamp" if winner.found.timestamp is not None else "modification time"
+
+        def show(t: float) -> str:
+            return dt.datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")
+
+        return f"newer {what} ({show(winner.when)} over {show(loser.when)})"
+    return "cannot tell which is newer (same name suffix and time): kept the last in path order"
+
+
+def _write(dest: Path, data: bytes, mtime: float) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.collect-tmp")
+    try:
+        tmp.write_bytes(data)
+        if mtime > 0:
+            # The submission's own time travels with it, for whoever later asks "which is newer".
+            os.utime(tmp, (mtime, mtime))
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _backup_dir(root: Path, downloaded: str, assignment: str) -> Path:
+    base = root / downloaded / assignment / "replaced"
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    candidate, n = base / stamp, 1
+    while candidate.exists():
+        n += 1
+        candidate = base / f"{stamp}-{n}"
+    return candidate
+
+
+def _inside(path: Path, base: Path) -> bool:
+    path, base = Path(os.path.realpath(path)), Path(os.path.realpath(base))
+    return path == base or base in path.parents
+
+
+def collect(
+    path: str | os.PathLike,
+    course_root: str | os.PathLike = ".",
+    *,
+    config: Config | None = None,
+    assignment: str = ASSIGNMENT,
+) -> CollectReport:
+    """Place the notebooks of an LMS download (a zip file or a folder) in ``submitted/``.
+
+    Settings come from ``{course_root}/nbgrader_config.py`` when it exists, with ``config`` merged
+    over them. Raises CollectError when the input or the configuration is unusable; problems with
+    single files are in the report instead.
+    """
+    root = Path(course_root).resolve()
+    source = Path(path)
+    cfg = _load_config(root, config)
+    try:
+        plugin = LmsCollectorPlugin(config=cfg)
+    except TraitError as exc:
+        raise CollectError(str(exc)) from None
+    plugin.assignment_id = assignment
+    plugin.course_root = str(root)
+    coursedir = CourseDirectory(config=cfg, root=str(root))
+    submitted_base = root / coursedir.submitted_directory
+    downloaded = cfg.get("ZipCollectApp", {}).get("downloaded_directory", "downloaded")
+
+    report = CollectReport(str(path), assignment, str(root))
+    if source.is_dir():
+        real = Path(os.path.realpath(source))
+        if _inside(real, submitted_base) or _inside(submitted_base, real):
+            raise CollectError(f"{path}: the input must not contain or be inside {submitted_base}")
+        return _run(_folder_entries(real), plugin, coursedir, root, downloaded, report)
+    if not source.is_file():
+        raise CollectError(f"{path}: no such file or folder")
+    try:
+        zf = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise CollectError(f"{path}: not a readable zip file ({exc})") from None
+    with zf:
+        try:
+            entries = list(_zip_entries(zf))
+        except (zipfile.BadZipFile, ValueError) as exc:
+            raise CollectError(f"{path}: corrupt zip file ({exc})") from None
+        return _run(iter(entries), plugin, coursedir, root, downloaded, report)
+
+
+def _run(entries, plugin, coursedir, root, downloaded, report) -> CollectReport:
+    assignment = report.assignment
+    candidates: list[_Candidate] = []
+    for entry in entries:
+        try:
+            if entry.problem:
+                raise NotPlaced(entry.problem)
+            found = plugin.identify(entry.relpath)
+            if entry.size > MAX_FILE_BYTES:
+                raise NotPlaced(f"larger than {MAX_FILE_BYTES // 2**20} MB: not read")
+            try:
+                data = _read(entry)
+            except _READ_ERRORS as exc:
+                raise NotPlaced(f"corrupt or unreadable ({exc})") from None
+        except NotPlaced as reason:
+            report.rejected.append(Rejected(entry.source, str(reason)))
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        candidates.append(_Candidate(entry, found, digest, _json_note(data)))
+
+    # One display name from two LMS accounts is two people; merging them would let one's
+    # notebook silently "replace" the other's.
+    accounts = defaultdict(set)
+    for c in candidates:
+        if not c.found.mapped and c.found.lms_id:
+            accounts[c.found.student].add(c.found.lms_id)
+    clashing = {s: ids for s, ids in accounts.items() if len(ids) > 1}
+    kept: list[_Candidate] = []
+    for c in candidates:
+        ids = clashing.get(c.found.student)
+        if ids and not c.found.mapped:
+            report.rejected.append(
+                Rejected(
+                    c.entry.source,
+                    f"student id '{c.found.student}' is claimed by different LMS ids "
+                    f"({', '.join(sorted(ids))}): map them in LmsCollectorPlugin.student_id_map",
+                )
+            )
+        else:
+            kept.append(c)
+
+    groups: dict[tuple[str, str], list[_Candidate]] = defaultdict(list)
+    for c in kept:
+        groups[(c.found.student, c.found.notebook)].append(c)
+
+    backup_dir: Path | None = None
+    for (student, notebook), group in sorted(groups.items()):
+        group.sort(key=_Candidate.rank)
+        winner = group[-1]
+        for loser in reversed(group[:-1]):
+            report.replaced.append(
+                Replaced(
+                    student, notebook, winner.entry.source, loser.entry.source, _why(winner, loser)
+                )
+            )
+
+        dest_dir = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment))
+        dest = dest_dir / f"{notebook}.ipynb"
+        if not _inside(dest.parent, root / coursedir.submitted_directory):
+            # Only a symlink planted under submitted/ gets here: the id itself is one safe name.
+            report.rejected.append(
+                Rejected(winner.entry.source, f"{dest_dir} leads outside submitted/: not written")
+            )
+            continue
+        try:
+            data = _read(winner.entry)
+            status, backup = "new", None
+            if dest.is_file() and not dest.is_symlink():
+                old = dest.read_bytes()
+                if old == data:
+                    status = "unchanged"
+                else:
+                    status = "replaced"
+                    if backup_dir is None:
+                        backup_dir = _backup_dir(root, downloaded, assignment)
+                    backup = backup_dir / student / dest.name
+                    backup.parent.mkdir(parents=True, exist_ok=True)
+                    backup.write_bytes(old)
+                    os.utime(backup, (dest.stat().st_atime, dest.stat().st_mtime))
+            if status != "unchanged":
+                _write(dest, data, winner.entry.mtime)
+        except _READ_ERRORS as exc:
+            report.rejected.append(Rejected(winner.entry.source, f"cannot place it: {exc}"))
+            continue
+        if backup is not None:
+            report.replaced.append(
+                Replaced(
+                    student,
+                    notebook,
+                    winner.entry.source,
+                    str(dest),
+                    "a different file was collected here before",
+                    str(backup),
+                )
+            )
+        report.placed.append(
+            Placed(winner.entry.source, student, notebook, str(dest), status, winner.note)
+        )
+    return report
