@@ -37,7 +37,6 @@ CELL_TIMEOUT = 20
 def configure(c) -> None:
     """Apply the course's settings to a traitlets Config ``c``."""
     c.CourseDirectory.course_id = "toeplitz-convolution"
-    c.CourseDirectory.assignment_id = ASSIGNMENT
     c.CourseDirectory.ignore = [
         ".ipynb_checkpoints",
         "*.pyc",

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from .preprocessors import ResetExecutionTags
+from .preprocessors import EXECUTION_TAGS
 
 WATCHED_MODULES = {
     "torch",
@@ -42,7 +42,6 @@ WATCHED_MODULES = {
     "IPython",
     "sys",
 }
-EXECUTION_TAGS = set(ResetExecutionTags.execution_tags.default_value)
 
 
 def _nbgrader(cell: dict) -> dict:
@@ -122,7 +121,7 @@ def scan(
                 flag("edited_test", f"test cell {grade_id} was edited")
         for i, cell in enumerate(cells):
             tags = set(cell.get("metadata", {}).get("tags", []) or [])
-            bad = sorted(tags & EXECUTION_TAGS)
+            bad = sorted(tags & set(EXECUTION_TAGS))
             name = _nbgrader(cell).get("grade_id") or f"cell {i}"
             if bad:
                 flag("tag", f"{name} tagged {', '.join(bad)}")

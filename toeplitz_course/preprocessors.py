@@ -29,6 +29,9 @@ from traitlets import Float, Integer, List, Unicode
 
 from . import channel, checks
 
+#: Tags with which nbclient skips a cell or forgives its error.
+EXECUTION_TAGS = ("skip-execution", "raises-exception")
+
 #: Cell metadata key where VerifyAnswers records its verdict for later steps (report, export).
 VERDICT_KEY = "toeplitz_course"
 
@@ -52,7 +55,7 @@ class ResetExecutionTags(NbGraderPreprocessor):
 
     execution_tags = List(
         Unicode(),
-        ["skip-execution", "raises-exception", "skip"],
+        list(EXECUTION_TAGS),
         help="Tags removed from every cell before execution.",
     ).tag(config=True)
 
