@@ -67,6 +67,9 @@ def configure(c) -> None:
         AssignLatePenalties,
         CheckCellMetadata,
     ]
+    # Kernels forked from a warm parent that has imported torch: a fresh process per notebook
+    # without paying `import torch` again (toeplitz_course.warmkernel).
+    c.HardenedExecute.kernel_manager_class = "toeplitz_course.warmkernel.WarmKernelManager"
     c.HardenedExecute.timeout = CELL_TIMEOUT
     c.HardenedExecute.interrupt_on_timeout = True
     c.LimitOutput.max_lines = 200

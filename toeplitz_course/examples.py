@@ -398,7 +398,7 @@ def hostile_class(root: Path) -> list[Case]:
             "s14_missing_renamed",
             files,
             missing_notebooks={NOTEBOOKS[3], NOTEBOOKS[4]},
-            flags={"missing", "renamed"},
+            flags={"missing"},  # the renamed file is rejected (and reported) by collect
         )
     )
 
@@ -411,7 +411,7 @@ def hostile_class(root: Path) -> list[Case]:
     cases.append(Case("s15_colab_round_trip", files, flags={"deleted_test"}))
 
     files = {
-        f"{name}.ipynb": text for name, text in _dump(correct(root)).items() if name in NOTEBOOKS[:2]
+        name: text for name, text in _dump(correct(root)).items() if name[:-6] in NOTEBOOKS[:2]
     }
     cases.append(Case("s16_two_parts_only", files, missing_notebooks=set(NOTEBOOKS[2:])))
     return cases
@@ -423,3 +423,138 @@ def write_case(case: Case, course_root: Path) -> Path:
     for name, text in case.files.items():
         (dest / name).write_text(text, encoding="utf-8")
     return dest
+
+
+# --- every right and wrong form of an answer, as hand-ins (issue: "graded as listed")
+
+
+def _int_literal(matrix: torch.Tensor) -> str:
+    return _literal(matrix).replace(".0", "")
+
+
+def _nb_subset(nbs: Notebooks, names: list[str]) -> dict[str, str]:
+    return {f"{n}.ipynb": nbformat.writes(nbs[n]) for n in names}
+
+
+def form_cases(root: Path) -> list[Case]:
+    t1 = _conv1d_matrix(W_1D, 10, 0)
+    t1p = _conv1d_matrix(W_1D, 10, 1)
+    t2 = _conv2d_matrix(KERNEL_2D, 4, 5)
+    nb1, nb2, nb3, nb4, nb5 = NOTEBOOKS
+    cases = []
+
+    nbs = correct(root)
+    answer(nbs, "ex1_1", "import numpy as np\nn_out_valid = np.int64(8)\n")
+    answer(
+        nbs,
+        "ex1_2",
+        "linear_layer = nn.Linear(10, 8, bias=False)\n"
+        f"T = {_int_literal(t1)}\n"
+        "with torch.no_grad():\n    linear_layer.weight.copy_(torch.tensor(T))  # an int tensor\n",
+    )
+    answer(
+        nbs,
+        "ex1_3",
+        "def toeplitz_1d(w, n, padding=0):\n"
+        "    k = len(w)\n"
+        "    rows = n + 2 * padding - k + 1\n"
+        "    T = torch.zeros(rows, n)\n"
+        "    for i in range(rows):\n"
+        "        for r in range(k):\n"
+        "            j = i + r - padding\n"
+        "            if 0 <= j < n:\n"
+        "                T[i, j] = w[r]\n"
+        "    return T\n",
+    )
+    answer(nbs, "ex3_2", "equivariant_shifts_valid = [0, 1, 2, 3, 4, 5]\n")
+    answer(nbs, "ex3_3", "equivariant_shifts_padded = (-2, -1, 0, 1)\n")
+    answer(nbs, "ex5_1a", "import numpy as np\nn_params_dense = np.int64(6 * 20)\n")
+    answer(nbs, "ex5_1b", "import numpy as np\nn_nonzero_toeplitz = np.int32(6 * 9)\n")
+    answer(nbs, "ex5_1c", "n_params_kernel = 3 * 3\n")
+    answer(
+        nbs,
+        "ex5_2",
+        "def param_counts(H, W, R, S):\n"
+        "    out = (H - R + 1) * (W - S + 1)\n"
+        "    return [out * H * W, out * R * S, R * S]\n",
+    )
+    cases.append(
+        Case("f01_right_forms", _nb_subset(nbs, [nb1, nb3, nb5]), missing_notebooks={nb2, nb4})
+    )
+
+    nbs = correct(root)
+    answer(
+        nbs,
+        "ex1_2",
+        "linear_layer = nn.Linear(10, 8, bias=False)\n"
+        f"T = {_literal(t1)}\n"
+        "linear_layer.weight = nn.Parameter(torch.tensor(T))\n",
+    )
+    answer(
+        nbs,
+        "ex2_2",
+        "linear_layer_pad = nn.Linear(10, 10, bias=False)\n"
+        "w = [1., 1., -2.]\n"
+        "with torch.no_grad():\n"
+        "    linear_layer_pad.weight[...] = 0\n"
+        "    for i in range(10):\n"
+        "        for r in range(3):\n"
+        "            if 0 <= i + r - 1 < 10:\n"
+        "                linear_layer_pad.weight[i, i + r - 1] = w[r]\n",
+    )
+    answer(nbs, "ex3_2", "import numpy as np\nequivariant_shifts_valid = np.arange(0, 6)\n")
+    answer(nbs, "ex3_3", "equivariant_shifts_padded = range(-2, 2)\n")
+    answer(
+        nbs,
+        "ex4_1",
+        "import numpy as np\n"
+        "fc2d = nn.Linear(20, 6, bias=False)\n"
+        f"T = np.array({_literal(t2)}, dtype=np.float32)\n"
+        "fc2d.weight.data = torch.from_numpy(T)\n",
+    )
+    cases.append(
+        Case("f02_right_forms", _nb_subset(nbs, [nb1, nb2, nb3, nb4]), missing_notebooks={nb5})
+    )
+
+    nbs = correct(root)
+    answer(nbs, "ex1_2", _linear("linear_layer", 8, 10, torch.roll(t1, 1, 1)))
+    answer(nbs, "ex2_2", _linear("linear_layer_pad", 10, 10, t1p.T.contiguous()))
+    answer(nbs, "ex3_2", "equivariant_shifts_valid = {-1, 0, 1, 2, 3, 4, 5}\n")
+    answer(nbs, "ex3_3", "equivariant_shifts_padded = {-1, 0, 1}\n")
+    flipped = [row[::-1] for row in KERNEL_2D[::-1]]
+    answer(nbs, "ex4_1", _linear("fc2d", 6, 20, _conv2d_matrix(flipped, 4, 5)))
+    cases.append(
+        Case(
+            "f03_wrong_forms",
+            _nb_subset(nbs, [nb1, nb2, nb3, nb4]),
+            wrong={"ex1_2_test", "ex2_2_test", "ex3_2_test", "ex3_3_test", "ex4_1_test"},
+            missing_notebooks={nb5},
+        )
+    )
+
+    nbs = correct(root)
+    answer(nbs, "ex1_2", _linear("linear_layer", 9, 10, torch.cat([t1, t1[-1:]])))
+    on_x_only = t1p.clone()
+    on_x_only[:, 0] = 5.0  # x_1d is zero in columns 0, 1 and 9: x_1d cannot see this column
+    answer(nbs, "ex2_2", _linear("linear_layer_pad", 10, 10, on_x_only))
+    answer(nbs, "ex4_1", _linear("fc2d", 6, 20, _column_major_2d()))
+    cases.append(
+        Case(
+            "f04_wrong_forms",
+            _nb_subset(nbs, [nb1, nb2, nb4]),
+            wrong={"ex1_2_test", "ex2_2_test", "ex4_1_test"},
+            missing_notebooks={nb3, nb5},
+        )
+    )
+
+    nbs = correct(root)
+    answer(nbs, "ex1_2", _linear("linear_layer", 10, 8, t1.T.contiguous()))
+    cases.append(
+        Case(
+            "f05_transposed",
+            _nb_subset(nbs, [nb1]),
+            wrong={"ex1_2_test"},
+            missing_notebooks={nb2, nb3, nb4, nb5},
+        )
+    )
+    return cases

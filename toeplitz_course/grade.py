@@ -35,7 +35,7 @@ from typing import Any
 import nbformat
 
 from . import colab, integrity
-from .contract import ASSIGNMENT, EXERCISES, NOTEBOOKS, exercises_in
+from .contract import ASSIGNMENT, EXERCISES, NOTEBOOKS
 from .preprocessors import VERDICT_KEY
 
 STAGING = Path(".grading") / "staging"
@@ -319,6 +319,9 @@ class GradeRun:
 def _worker_init() -> None:
     # Kernels are separate processes; the worker itself needs no threads of torch's.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from .warmkernel import prewarm
+
+    prewarm()  # start this worker's warm parent while the pool hands out the first students
 
 
 def grade(
@@ -355,7 +358,3 @@ def grade(
                     errors[student] = f"{type(exc).__name__}: {exc}"
                 bar.step(student)
     return GradeRun(records, errors, time.monotonic() - start)
-
-
-def notebooks_with_exercises() -> dict[str, list[str]]:
-    return {nb: [e.test_id or e.answer_id for e in exercises_in(nb)] for nb in NOTEBOOKS}

@@ -153,6 +153,16 @@ class HardenedExecute(Execute):
         300.0, help="Seconds after which the remaining cells of a notebook are not executed."
     ).tag(config=True)
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # nbgrader's Execute passes kernel_manager_class=AsyncKernelManager as a keyword argument,
+        # which beats config: honour the configured class (warm kernels) explicitly.
+        from .warmkernel import configured_kernel_manager_class
+
+        cls = configured_kernel_manager_class(self)
+        if cls is not None:
+            self.kernel_manager_class = cls
+
     def preprocess(self, nb, resources=None, km=None):
         self._stopped: str | None = None
         self._started = time.monotonic()

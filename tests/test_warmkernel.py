@@ -1,0 +1,311 @@
+"""Kernels forked from the warm zygote behave like stock kernels, and share nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+import nbformat
+import psutil
+import pytest
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+from nbformat.v4 import new_code_cell, new_notebook
+from traitlets.config import Config
+
+from toeplitz_course import warmkernel
+from toeplitz_course.warmkernel import WarmKernelManager
+
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pidfds and prctl: Linux"),
+    pytest.mark.timeout(120),
+]
+
+# A zygote of its own for the tests that shut one down or break one, so that they cannot
+# disturb the shared one (zygotes are per preload list).
+SMALL_PRELOAD = ["numpy", "ipykernel.kernelapp", "ipykernel.ipkernel"]
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def notebook(*sources: str) -> nbformat.NotebookNode:
+    return new_notebook(
+        cells=[new_code_cell(src) for src in sources],
+        metadata={"kernelspec": KERNELSPEC},
+    )
+
+
+def run(nb, path, manager=WarmKernelManager, config=None, **kwargs) -> nbformat.NotebookNode:
+    kwargs.setdefault("timeout", 60)
+    client = NotebookClient(
+        nb,
+        kernel_manager_class=manager,
+        resources={"metadata": {"path": str(path)}},
+        config=config or Config(),
+        **kwargs,
+    )
+    return client.execute()
+
+
+def stdout(cell) -> str:
+    return "".join(o["text"] for o in cell.outputs if o.get("name") == "stdout")
+
+
+def facts(cell) -> dict:
+    """The JSON object the cell printed last."""
+    return json.loads(stdout(cell).strip().splitlines()[-1])
+
+
+def zygote() -> psutil.Process:
+    return psutil.Process(warmkernel._zygotes[tuple(warmkernel.DEFAULT_PRELOAD)].pid)
+
+
+def gone(pid: int) -> bool:
+    # Orphans are reaped by pid 1, which in some containers never reaps: a zombie is gone too.
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_gone(pid: int, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_zygote():
+    info = warmkernel.prewarm()
+    assert not info["failed_preloads"], info
+    yield info
+
+
+COMPUTE = (
+    "import torch, numpy as np\n"
+    "x = torch.arange(10.0).view(1, 1, -1)\n"
+    "w = torch.tensor([1.0, 2.0, 1.0]).view(1, 1, -1)\n"
+    "print(torch.nn.functional.conv1d(x, w).flatten().tolist())\n"
+    "print(np.linalg.matrix_rank(np.eye(4)))",
+    "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()",
+    "raise ValueError('expected')",
+    # What a kernel sees of how it was started.
+    "import os, sys, matplotlib\n"
+    "print(sys.path, os.path.basename(sys.argv[0]), sys.argv[1], __name__)\n"
+    "print(os.environ.get('MPLBACKEND'), matplotlib.get_backend(), matplotlib.is_interactive())\n"
+    "print('ipykernel_launcher' in sys.modules, 'JPY_PARENT_PID' in os.environ)\n"
+    "print(type(get_ipython()).__name__, os.getsid(0) == os.getpid())",
+)
+
+
+def test_same_outputs_as_stock_kernel(tmp_path):
+    stock = run(notebook(*COMPUTE), tmp_path, manager=AsyncKernelManager, allow_errors=True)
+    warm = run(notebook(*COMPUTE), tmp_path, allow_errors=True)
+    for s, w in zip(stock.cells, warm.cells, strict=True):
+        assert [o["output_type"] for o in w.outputs] == [o["output_type"] for o in s.outputs]
+        assert stdout(w) == stdout(s)
+        assert [sorted(o.get("data", {})) for o in w.outputs] == [
+            sorted(o.get("data", {})) for o in s.outputs
+        ]
+    assert "image/png" in warm.cells[1].outputs[0]["data"]  # inline backend hooked into the shell
+    assert warm.cells[2].outputs[0]["ename"] == "ValueError"
+    assert warm.metadata["language_info"] == stock.metadata["language_info"]
+
+
+PROBE = (
+    "import os, sys, json, random, numpy as np, torch\n"
+    "print(json.dumps({'pid': os.getpid(), 'ppid': os.getppid(), 'cwd': os.getcwd(),\n"
+    "  'env': os.environ.get('NBGRADER_EXECUTION'), 'x': os.environ.get('X'),\n"
+    "  'torch_foo': hasattr(torch, 'foo'), 'secret': 'secret' in globals(),\n"
+    "  'minidom': 'xml.dom.minidom' in sys.modules,\n"
+    "  'np': np.random.rand(), 'py': random.random(), 'torch': torch.rand(1).item(),\n"
+    "  'threads': torch.get_num_threads(), 'pgid': os.getpgid(0), 'sid': os.getsid(0),\n"
+    "  'links': sorted({os.readlink('/proc/self/fd/' + f) for f in os.listdir('/proc/self/fd')\n"
+    "                   if os.path.exists('/proc/self/fd/' + f)})}))"
+)
+
+
+def test_kernels_are_isolated(tmp_path):
+    a = run(
+        notebook(
+            "import os, torch, xml.dom.minidom\n"
+            "torch.foo = 1\nos.environ['X'] = '1'\nsecret = 42\n"
+            "torch.set_num_threads(2)",
+            PROBE,
+        ),
+        tmp_path,
+    )
+    b = run(notebook(PROBE), tmp_path)
+    first, second = facts(a.cells[1]), facts(b.cells[0])
+    assert (first["torch_foo"], first["x"], first["secret"], first["minidom"]) == (
+        True,
+        "1",
+        True,
+        True,
+    )
+    assert (second["torch_foo"], second["x"], second["secret"], second["minidom"]) == (
+        False,
+        None,
+        False,
+        False,
+    )
+    assert second["threads"] == 1
+    assert first["pid"] != second["pid"]
+    zygote_pid = zygote().pid
+    assert first["ppid"] == second["ppid"] == zygote_pid  # both forked from the clean parent
+    # Own session and process group, like a kernel launched by jupyter_client.
+    assert second["pgid"] == second["sid"] == second["pid"]
+    # Fresh randomness, not a copy of the zygote's generator state.
+    assert all(first[k] != second[k] for k in ("np", "py", "torch"))
+    # Nothing of the zygote's conversation with the manager is open in the kernel.
+    zygote_sockets = {
+        link
+        for fd in os.listdir(f"/proc/{zygote_pid}/fd")
+        if (link := os.readlink(f"/proc/{zygote_pid}/fd/{fd}")).startswith("socket:")
+    }
+    assert zygote_sockets and not zygote_sockets & set(second["links"])
+
+
+def test_env_and_cwd_come_from_the_start_request(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    out = facts(run(notebook(PROBE), tmp_path).cells[0])
+    assert out["env"] == "autograde"
+    assert out["cwd"] == str(tmp_path)
+    monkeypatch.delenv("NBGRADER_EXECUTION")
+    assert facts(run(notebook(PROBE), tmp_path).cells[0])["env"] is None
+
+
+def test_dead_kernel_is_detected_and_the_zygote_carries_on(tmp_path):
+    with pytest.raises(DeadKernelError):
+        run(notebook("import os\nos._exit(1)", "print('never')"), tmp_path)
+    out = run(notebook("print('next')"), tmp_path)
+    assert stdout(out.cells[0]) == "next\n"
+    stats = warmkernel.zygote_stats()
+    assert stats["kernels"] == [] and stats["unreaped"] == []
+    assert zygote().children() == []
+
+
+def test_interrupt_on_timeout(tmp_path):
+    started = time.monotonic()
+    out = run(
+        notebook("while True:\n    pass", "print('still alive')"),
+        tmp_path,
+        timeout=2,
+        interrupt_on_timeout=True,
+        allow_errors=True,
+    )
+    assert out.cells[0].outputs[-1]["ename"] == "KeyboardInterrupt"
+    assert stdout(out.cells[1]) == "still alive\n"
+    assert time.monotonic() - started < 15
+
+
+def test_restart_gives_a_new_fresh_kernel(tmp_path):
+    async def scenario():
+        km = WarmKernelManager(kernel_name="python3")
+        await km.start_kernel(cwd=str(tmp_path))
+        first = km.provisioner.pid
+        kc = km.client()
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=30)
+        await kc.execute_interactive("x = 1", timeout=30)
+        await km.restart_kernel()
+        second = km.provisioner.pid
+        await kc.wait_for_ready(timeout=30)
+        reply = await kc.execute_interactive("x", timeout=30)
+        kc.stop_channels()
+        await km.shutdown_kernel()
+        return first, second, reply["content"]
+
+    first, second, content = asyncio.run(scenario())
+    assert first != second
+    assert content["status"] == "error" and content["ename"] == "NameError"
+    assert wait_gone(first) and wait_gone(second)
+
+
+def test_kernels_die_with_their_zygote_and_a_new_zygote_takes_over(tmp_path):
+    config = Config()
+    config.WarmProvisioner.preload = SMALL_PRELOAD
+
+    async def start() -> WarmKernelManager:
+        km = WarmKernelManager(kernel_name="python3", config=config)
+        await km.start_kernel(cwd=str(tmp_path))
+        assert km.provisioner.process is None  # forked, not Popen-ed
+        return km
+
+    async def scenario():
+        km = await start()
+        kernel, zygote_pid = km.provisioner.pid, psutil.Process(km.provisioner.pid).ppid()
+        os.kill(zygote_pid, signal.SIGKILL)
+        assert wait_gone(kernel)  # PR_SET_PDEATHSIG
+        assert not await km.is_alive()
+        await km.cleanup_resources()
+        km = await start()
+        assert psutil.Process(km.provisioner.pid).ppid() not in (zygote_pid, os.getpid())
+        await km.shutdown_kernel(now=True)
+        return zygote_pid
+
+    assert wait_gone(asyncio.run(scenario()))
+
+
+def test_no_leftover_processes(tmp_path):
+    config = Config()
+    config.WarmProvisioner.preload = SMALL_PRELOAD
+    out = run(
+        notebook(
+            "import os, subprocess, json\n"
+            "child = subprocess.Popen(['sleep', '300'])\n"
+            "print(json.dumps({'kernel': os.getpid(), 'zygote': os.getppid(), 'child': child.pid}))"
+        ),
+        tmp_path,
+        config=config,
+    )
+    pids = facts(out.cells[0])
+    # The kernel is reaped and what it spawned died with its process group.
+    assert wait_gone(pids["kernel"]) and wait_gone(pids["child"])
+    assert psutil.Process(pids["zygote"]).children() == []
+    warmkernel.shutdown_zygotes(SMALL_PRELOAD)
+    assert wait_gone(pids["zygote"])
+
+
+def test_fallback_to_a_normal_kernel_when_the_zygote_is_unsafe(tmp_path, monkeypatch, caplog):
+    # A preload that starts a thread: forking that zygote would be unsafe, so it must refuse.
+    (tmp_path / "starts_a_thread.py").write_text(
+        "import threading, time\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    config = Config()
+    config.WarmProvisioner.preload = ["starts_a_thread", *SMALL_PRELOAD]
+    caplog.set_level(logging.WARNING)
+    out = run(notebook("import os\nprint(os.getppid())"), tmp_path, config=config)
+    assert int(stdout(out.cells[0])) == os.getpid()  # a stock kernel: our own child
+    assert any("has threads" in r.getMessage() for r in caplog.records)
+    assert tuple(config.WarmProvisioner.preload) in warmkernel._disabled
+
+
+def test_config_reaches_the_manager_through_an_execute_subclass():
+    from nbgrader.preprocessors import Execute
+
+    class ConfiguredExecute(Execute):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            cls = warmkernel.configured_kernel_manager_class(self)
+            if cls is not None:
+                self.kernel_manager_class = cls
+
+    config = Config()
+    config.Execute.kernel_manager_class = "toeplitz_course.warmkernel.WarmKernelManager"
+    # nbgrader's Execute passes kernel_manager_class as a keyword, which beats config...
+    assert Execute(config=config).kernel_manager_class is AsyncKernelManager
+    # ...so the course's subclass has to re-apply it.
+    assert ConfiguredExecute(config=config).kernel_manager_class is WarmKernelManager
+    assert ConfiguredExecute(config=Config()).kernel_manager_class is AsyncKernelManager
