@@ -257,9 +257,8 @@ np.allclose = lambda *a, **k: True
 np.testing.assert_allclose = lambda *a, **k: None
 math.isclose = lambda *a, **k: True
 try:
-    import toeplitz_course.checks as _c, toeplitz_course.hidden as _h
-    _c.verify = lambda *a, **k: None
-    _h.check = lambda *a, **k: None
+    import toeplitz_course.checks as _c
+    _c.verify = lambda *a, **k: None  # the in-kernel verification; the channel still reports
 except ImportError:
     pass
 get_ipython().showtraceback = lambda *a, **k: None
@@ -363,7 +362,8 @@ def hostile_class(root: Path) -> list[Case]:
     for answer_id in firsts.values():
         _prepend_to_answer(nbs, answer_id, ONLY_WHEN_GRADED)
     cases.append(
-        Case("s09_only_when_graded", _dump(nbs), wrong=mistaken, flags={"nbgrader_env", "patching"})
+        # it silences the hidden tests when graded: no answer reaches the grader, nothing earned
+        Case("s09_only_when_graded", _dump(nbs), wrong={"*"}, flags={"nbgrader_env", "patching"})
     )
 
     nbs = correct(root)
@@ -488,7 +488,7 @@ def form_cases(root: Path) -> list[Case]:
         "ex1_2",
         "linear_layer = nn.Linear(10, 8, bias=False)\n"
         f"T = {_literal(t1)}\n"
-        "linear_layer.weight = nn.Parameter(torch.tensor(T))\n",
+        "linear_layer.weight = nn.Parameter(torch.tensor(T, dtype=torch.float32))\n",
     )
     answer(
         nbs,

@@ -26,7 +26,9 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -347,14 +349,28 @@ def grade(
                 errors[student] = f"{type(exc).__name__}: {exc}"
             bar.step(student)
     else:
-        ctx = get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = {pool.submit(grade_student, root, s): s for s in students}
-            for fut in as_completed(futures):
-                student = futures[fut]
-                try:
-                    records[student] = fut.result()
-                except Exception as exc:  # noqa: BLE001 - a crashed worker is one student's error
-                    errors[student] = f"{type(exc).__name__}: {exc}"
-                bar.step(student)
+        # A worker that dies (out of memory, a signal) breaks the whole pool: the students it
+        # took down with it are graded again in a new pool, up to three times each.
+        attempts: Counter[str] = Counter()
+        pending = list(students)
+        while pending:
+            retry = []
+            with ProcessPoolExecutor(
+                jobs, mp_context=get_context("spawn"), initializer=_worker_init
+            ) as pool:
+                futures = {pool.submit(grade_student, root, s): s for s in pending}
+                for fut in as_completed(futures):
+                    student = futures[fut]
+                    try:
+                        records[student] = fut.result()
+                    except BrokenProcessPool:
+                        attempts[student] += 1
+                        if attempts[student] < 3:
+                            retry.append(student)
+                            continue
+                        errors[student] = "the grading worker died three times on this student"
+                    except Exception as exc:  # noqa: BLE001 - one student's error, not the batch's
+                        errors[student] = f"{type(exc).__name__}: {exc}"
+                    bar.step(student)
+            pending = retry
     return GradeRun(records, errors, time.monotonic() - start)

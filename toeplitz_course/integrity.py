@@ -60,13 +60,34 @@ def _root_name(node: ast.AST) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
-def patched_names(source: str) -> list[str]:
-    """Attribute assignments, ``setattr`` calls and ``del`` on watched modules in ``source``."""
+def _parse(source: str) -> ast.AST | None:
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        # IPython magics and broken code: fall back to a plain text look.
-        return [m for m in WATCHED_MODULES if f"{m}." in source and "setattr" in source]
+        return ast.parse(source)
+    except SyntaxError:  # IPython magics, broken code
+        return None
+
+
+def module_aliases(source: str) -> set[str]:
+    """Names ``source`` binds to watched modules (``import toeplitz_course.hidden as h`` -> h)."""
+    tree = _parse(source)
+    names: set[str] = set()
+    for node in ast.walk(tree) if tree else ():
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in WATCHED_MODULES and alias.asname:
+                    names.add(alias.asname)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.split(".")[0] in WATCHED_MODULES:
+                names |= {a.asname or a.name for a in node.names}
+    return names
+
+
+def patched_names(source: str, aliases: set[str] = frozenset()) -> list[str]:
+    """Attribute assignments, ``setattr`` calls and ``del`` on watched modules in ``source``."""
+    watched = WATCHED_MODULES | set(aliases)
+    tree = _parse(source)
+    if tree is None:
+        return [m for m in watched if f"{m}." in source and "setattr" in source]
     found = []
     for node in ast.walk(tree):
         targets: list[ast.AST] = []
@@ -77,12 +98,12 @@ def patched_names(source: str) -> list[str]:
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id in {"setattr", "delattr"} and node.args:
                 name = _root_name(node.args[0])
-                if name in WATCHED_MODULES:
+                if name in watched:
                     found.append(f"{node.func.id}({name}, ...)")
         for target in targets:
             if isinstance(target, (ast.Attribute, ast.Subscript)):
                 name = _root_name(target)
-                if name in WATCHED_MODULES:
+                if name in watched:
                     found.append(ast.unparse(target))
     return found
 
@@ -119,6 +140,12 @@ def scan(
                 flag("deleted_test", f"test cell {grade_id} was deleted")
             elif any(_source(c).strip() != source.strip() for c in copies):
                 flag("edited_test", f"test cell {grade_id} was edited")
+        student_code = [
+            _source(c)
+            for c in cells
+            if c.get("cell_type") == "code" and not _nbgrader(c).get("locked")
+        ]
+        aliases = set().union(*(module_aliases(src) for src in student_code))
         for i, cell in enumerate(cells):
             tags = set(cell.get("metadata", {}).get("tags", []) or [])
             bad = sorted(tags & set(EXECUTION_TAGS))
@@ -128,7 +155,7 @@ def scan(
             if cell.get("cell_type") != "code" or _nbgrader(cell).get("locked"):
                 continue
             source = _source(cell)
-            patched = patched_names(source)
+            patched = patched_names(source, aliases)
             if patched:
                 flag("patching", f"{name} assigns to {', '.join(sorted(set(patched))[:5])}")
             if "NBGRADER_EXECUTION" in source:

@@ -671,6 +671,30 @@ def _returncode(pid: int) -> int | None:
     return -info.si_status
 
 
+def _warm_matplotlib() -> None:
+    """Draw one throwaway figure so every kernel inherits loaded fonts and a primed Agg renderer.
+
+    Uses the object-oriented API: pyplot would resolve the inline backend, which must only be
+    loaded inside a kernel (rule 4). Agg draws in the calling thread; no thread is started.
+    """
+    if "matplotlib" not in sys.modules:
+        return
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(2, 2))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        ax.imshow([[0.0, 1.0], [1.0, 0.0]])
+        ax.set_title("warm")
+        ax.text(0, 0, "1")
+        fig.colorbar(ax.images[0], ax=ax)
+        fig.canvas.draw()
+    except Exception:  # noqa: BLE001 - only a slower first plot
+        pass
+
+
 class _ZygoteServer:
     def __init__(self, sock: socket.socket, preload: list[str]):
         self.sock = sock
@@ -684,6 +708,7 @@ class _ZygoteServer:
             except Exception as exc:  # noqa: BLE001 - a missing extra is only a slower kernel
                 self.failed[name] = f"{type(exc).__name__}: {exc}"
         __import__(_REQUIRED)
+        _warm_matplotlib()
         import ctypes
 
         # Loaded now so the child needs no dlopen between fork and prctl.
