@@ -1,4 +1,4 @@
-"""The Colab edition: badges, runtime check, a runtime with only torch/numpy/matplotlib, round trip."""
+"""The Colab edition: badges, runtime check, a torch/numpy/matplotlib-only runtime, round trip."""
 
 from __future__ import annotations
 
@@ -88,14 +88,21 @@ def _colab_runtime() -> Path:
     if not marker.exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(COLAB_VENV)], check=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "torch==2.13.0", "numpy",
-             "matplotlib", "ipykernel"],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "torch==2.13.0",
+                "numpy",
+                "matplotlib",
+                "ipykernel",
+            ],
             check=True,
         )
         marker.touch()
-    probe = subprocess.run(
-        [str(python), "-c", "import nbgrader"], capture_output=True, text=True
-    )
+    probe = subprocess.run([str(python), "-c", "import nbgrader"], capture_output=True, text=True)
     assert probe.returncode != 0, "the Colab-like runtime must not have nbgrader"
     probe = subprocess.run(
         [str(python), "-c", "import toeplitz_course"], capture_output=True, text=True
@@ -141,11 +148,10 @@ def test_solved_edition_runs_in_a_runtime_with_only_torch_numpy_matplotlib(
     nb = _solved_edition(name)
     hidden = [c for c in nb.cells if "BEGIN HIDDEN TESTS" in c.source]
     assert not hidden
-    NotebookClient(nb, kernel_name=colab_kernel, timeout=60,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    text = "".join(
-        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
-    )
+    NotebookClient(
+        nb, kernel_name=colab_kernel, timeout=60, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "Ready: Python" in text
     for exercise in exercises_in(name):
         if exercise.autograded:
@@ -155,8 +161,13 @@ def test_solved_edition_runs_in_a_runtime_with_only_torch_numpy_matplotlib(
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_untouched_edition_fails_only_at_answer_cells(name, colab_kernel, tmp_path):
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
-    client = NotebookClient(nb, kernel_name=colab_kernel, timeout=60, allow_errors=True,
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb,
+        kernel_name=colab_kernel,
+        timeout=60,
+        allow_errors=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     client.execute()
     answer_ids = {e.answer_id for e in exercises_in(name)}
     for cell in nb.cells:
@@ -166,9 +177,11 @@ def test_untouched_edition_fails_only_at_answer_cells(name, colab_kernel, tmp_pa
         gid = cell.metadata.get("nbgrader", {}).get("grade_id", "")
         if gid in answer_ids:
             assert errors and errors[0].ename == "NotImplementedError", gid
-        elif colab.EDITION_TAG in cell.metadata.get("tags", []) or not cell.metadata.get(
-            "nbgrader", {}
-        ).get("grade") and not cell.metadata.get("nbgrader", {}).get("solution"):
+        elif (
+            colab.EDITION_TAG in cell.metadata.get("tags", [])
+            or not cell.metadata.get("nbgrader", {}).get("grade")
+            and not cell.metadata.get("nbgrader", {}).get("solution")
+        ):
             # given code (setup, the runtime check, plots) runs; plots of an unanswered
             # exercise may fail only with a NameError/NotImplementedError of that answer
             for err in errors:

@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_solved_notebook_runs_and_every_answer_verifies_out_of_the_kernel(name, tmp_path):
     nb = nbformat.read(ROOT / "source" / ASSIGNMENT / f"{name}.ipynb", as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=60, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     print(f"{name}: {time.perf_counter() - start:.1f} s with kernel start")
     tested = set()
     for cell in nb.cells:

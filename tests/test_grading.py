@@ -81,8 +81,17 @@ def test_the_class_covers_every_case(graded):
     _, cases, _, _ = graded
     assert len(cases) >= 15
     kinds = set().union(*(c.flags for c in cases.values()))
-    assert {"tag", "deleted_test", "duplicate", "patching", "nbgrader_env", "timeout",
-            "kernel_died", "invalid_json", "missing"} <= kinds
+    assert {
+        "tag",
+        "deleted_test",
+        "duplicate",
+        "patching",
+        "nbgrader_env",
+        "timeout",
+        "kernel_died",
+        "invalid_json",
+        "missing",
+    } <= kinds
 
 
 def test_collect_places_every_student_and_reports_the_renamed_file(graded):
@@ -105,11 +114,26 @@ def test_no_student_stopped_the_batch(graded):
 def _all_students() -> list[str]:
     names = ["s00_instructor_source"]
     names += [
-        "s01_correct", "s02_blank", "s03_mistakes", "s04_skip_tags", "s05_deleted_tests",
-        "s06_duplicates", "s07_stderr", "s08_monkeypatch", "s09_only_when_graded",
-        "s10_infinite_loops", "s11_kernel_crash", "s12_huge_output", "s13_invalid_json",
-        "s14_missing_renamed", "s15_colab_round_trip", "s16_two_parts_only",
-        "f01_right_forms", "f02_right_forms", "f03_wrong_forms", "f04_wrong_forms",
+        "s01_correct",
+        "s02_blank",
+        "s03_mistakes",
+        "s04_skip_tags",
+        "s05_deleted_tests",
+        "s06_duplicates",
+        "s07_stderr",
+        "s08_monkeypatch",
+        "s09_only_when_graded",
+        "s10_infinite_loops",
+        "s11_kernel_crash",
+        "s12_huge_output",
+        "s13_invalid_json",
+        "s14_missing_renamed",
+        "s15_colab_round_trip",
+        "s16_two_parts_only",
+        "f01_right_forms",
+        "f02_right_forms",
+        "f03_wrong_forms",
+        "f04_wrong_forms",
         "f05_transposed",
     ]
     return names
@@ -164,15 +188,17 @@ def test_feedback_shows_messages_but_no_hidden_test(graded):
     assert len(pages) >= 60
     for page in pages:
         assert leaks(page.read_text(), secrets) == [], page
-    mistaken = (course / "feedback" / "s03_mistakes" / ASSIGNMENT / f"{NOTEBOOKS[0]}.html")
+    mistaken = course / "feedback" / "s03_mistakes" / ASSIGNMENT / f"{NOTEBOOKS[0]}.html"
     assert "flipped kernel" in mistaken.read_text()
 
 
 def test_leak_check_finds_a_hidden_line(graded):
     course, _, _, _ = graded
     secrets = hidden_lines(course / "source" / ASSIGNMENT)
-    page = '<span class="n">hidden</span><span class="o">.</span><span class="n">check</span>(' \
-           '<span class="s2">&quot;ex1_2_test&quot;</span>, linear_layer)'
+    page = (
+        '<span class="n">hidden</span><span class="o">.</span><span class="n">check</span>('
+        '<span class="s2">&quot;ex1_2_test&quot;</span>, linear_layer)'
+    )
     assert leaks(page, secrets)
 
 

@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     steps.add_parser("build", help="regenerate release/ and notebooks/ from source/").set_defaults(
         run=_build
     )
-    steps.add_parser("drift", help="fail if release/ or notebooks/ differ from source/").set_defaults(
-        run=_drift
-    )
+    steps.add_parser(
+        "drift", help="fail if release/ or notebooks/ differ from source/"
+    ).set_defaults(run=_drift)
     p = steps.add_parser("strip", help="remove outputs from source notebooks (authors)")
     p.add_argument("paths", nargs="*", type=Path)
     p.set_defaults(run=_strip)

@@ -13,7 +13,7 @@ MIME = "application/vnd.toeplitz-course.answer+json"
 
 
 def emit(grade_id: str, payload: Any) -> None:
-    """Write ``payload`` for ``grade_id`` as an output of the running cell (no-op outside IPython)."""
+    """Write ``payload`` for ``grade_id`` as an output of this cell (no-op outside IPython)."""
     try:
         from IPython import get_ipython
         from IPython.display import display

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -47,7 +47,7 @@ def links(pyproject: Path = ROOT / "pyproject.toml") -> Links:
     return Links(repository=table["repository"], branch=table["branch"])
 
 
-RUNTIME_CHECK = '''\
+RUNTIME_CHECK = """\
 # Runtime check: run this first. The course needs only torch, numpy and matplotlib,
 # which Colab (and any recent Anaconda) already has.
 import sys
@@ -69,7 +69,7 @@ if sys.version_info < (3, 10):
 import torch
 
 print(f"Ready: Python {sys.version.split()[0]}, torch {torch.__version__}.")
-'''
+"""
 
 HAND_IN = """\
 ## Handing in
@@ -87,7 +87,9 @@ def _cell_id(notebook: str, role: str) -> str:
     return hashlib.sha1(f"{notebook}/{role}".encode()).hexdigest()[:12]
 
 
-def edition(release_nb: nbformat.NotebookNode, notebook: str, where: Links) -> nbformat.NotebookNode:
+def edition(
+    release_nb: nbformat.NotebookNode, notebook: str, where: Links
+) -> nbformat.NotebookNode:
     """The Colab edition of the release notebook ``notebook`` (its name without ``.ipynb``)."""
     nb = copy.deepcopy(release_nb)
     tag = {"tags": [EDITION_TAG]}

@@ -6,7 +6,7 @@ instructor's ``nbgrader_config.py`` does.
 
 from __future__ import annotations
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
@@ -17,9 +17,7 @@ from nbgrader.preprocessors import (
     OverwriteKernelspec,
     SaveAutoGrades,
 )
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
-from .contract import ASSIGNMENT
 from .preprocessors import (
     DeduplicateGradeIds,
     HardenedExecute,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import examples
 from .build import build
-from .contract import ASSIGNMENT, EXERCISES
+from .contract import EXERCISES
 
 
 def table(records: dict[str, dict]) -> str:

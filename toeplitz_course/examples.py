@@ -27,7 +27,9 @@ Notebooks = dict[str, nbformat.NotebookNode]
 
 def _strip_markers(source: str) -> str:
     return "\n".join(
-        line for line in source.splitlines() if line.strip() not in {"### BEGIN SOLUTION", "### END SOLUTION"}
+        line
+        for line in source.splitlines()
+        if line.strip() not in {"### BEGIN SOLUTION", "### END SOLUTION"}
     )
 
 
@@ -210,7 +212,9 @@ class Case:
     def expected(self) -> dict[str, float]:
         out = {}
         for e in AUTOGRADED:
-            lost = "*" in self.wrong or e.test_id in self.wrong or e.notebook in self.missing_notebooks
+            lost = (
+                "*" in self.wrong or e.test_id in self.wrong or e.notebook in self.missing_notebooks
+            )
             out[e.test_id] = 0.0 if lost else float(e.points)
         return out
 
@@ -221,7 +225,9 @@ def _dump(nbs: Notebooks) -> dict[str, str]:
 
 def _test_cell_index(nb: nbformat.NotebookNode, grade_id: str) -> int:
     return next(
-        i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+        i
+        for i, c in enumerate(nb.cells)
+        if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
     )
 
 
@@ -231,7 +237,7 @@ def _prepend_to_answer(nbs: Notebooks, grade_id: str, code: str) -> None:
 
 
 def to_colab(nb: nbformat.NotebookNode) -> dict:
-    """What Colab hands back: nbformat 4.0, ids moved to metadata.id, colab metadata, no language."""
+    """What Colab hands back: nbformat 4.0, ids in metadata.id, colab metadata, no language."""
     raw = json.loads(nbformat.writes(nb))
     raw["nbformat_minor"] = 0
     raw["metadata"] = {
@@ -247,7 +253,7 @@ def to_colab(nb: nbformat.NotebookNode) -> dict:
     return raw
 
 
-PATCHES = '''\
+PATCHES = """\
 import math, builtins
 import numpy as np
 import torch
@@ -262,30 +268,30 @@ try:
 except ImportError:
     pass
 get_ipython().showtraceback = lambda *a, **k: None
-'''
+"""
 
-ONLY_WHEN_GRADED = '''\
+ONLY_WHEN_GRADED = """\
 import os
 if os.environ.get("NBGRADER_EXECUTION"):
     import toeplitz_course.hidden as _h
     _h.check = lambda *a, **k: None
-'''
+"""
 
-STDERR = '''\
+STDERR = """\
 import sys, warnings
 warnings.warn("a library warning, as torch and numpy print them")
 sys.stderr.write("progress: 100%\\n")
-'''
+"""
 
 LOOP = "while True:\n    pass\n"
-STUBBORN_LOOP = '''\
+STUBBORN_LOOP = """\
 import time
 while True:
     try:
         time.sleep(0.05)
     except KeyboardInterrupt:
         pass
-'''
+"""
 
 
 def _first_answer_ids() -> dict[str, str]:
@@ -327,7 +333,12 @@ def hostile_class(root: Path) -> list[Case]:
     answer(nbs, "ex2_2", MISTAKES["ex2_2"])
     _delete(nbs, "ex1_2_test", "ex2_2_test", "ex1_1", "ex1_1_test", "ex4_1_test")
     cases.append(
-        Case("s05_deleted_tests", _dump(nbs), wrong={"ex2_2_test", "ex1_1_test"}, flags={"deleted_test"})
+        Case(
+            "s05_deleted_tests",
+            _dump(nbs),
+            wrong={"ex2_2_test", "ex1_1_test"},
+            flags={"deleted_test"},
+        )
     )
 
     nbs = correct(root)
@@ -370,17 +381,23 @@ def hostile_class(root: Path) -> list[Case]:
     _prepend_to_answer(nbs, "ex1_1", LOOP)
     _prepend_to_answer(nbs, "ex2_2", STUBBORN_LOOP)
     cases.append(
-        Case("s10_infinite_loops", _dump(nbs), wrong={"ex1_1_test", "ex2_2_test"}, flags={"timeout"})
+        Case(
+            "s10_infinite_loops", _dump(nbs), wrong={"ex1_1_test", "ex2_2_test"}, flags={"timeout"}
+        )
     )
 
     nbs = correct(root)
     _prepend_to_answer(nbs, "ex2_1", "import os\nos._exit(1)\n")
     cases.append(
-        Case("s11_kernel_crash", _dump(nbs), missing_notebooks={NOTEBOOKS[1]}, flags={"kernel_died"})
+        Case(
+            "s11_kernel_crash", _dump(nbs), missing_notebooks={NOTEBOOKS[1]}, flags={"kernel_died"}
+        )
     )
 
     nbs = correct(root)
-    _prepend_to_answer(nbs, "ex1_1", 'print("x" * 5_000_000)\nfor _ in range(20000):\n    print("spam")\n')
+    _prepend_to_answer(
+        nbs, "ex1_1", 'print("x" * 5_000_000)\nfor _ in range(20000):\n    print("spam")\n'
+    )
     cases.append(Case("s12_huge_output", _dump(nbs)))
 
     files = _dump(correct(root))
@@ -403,7 +420,8 @@ def hostile_class(root: Path) -> list[Case]:
     )
 
     edition = {
-        name: nbformat.read(root / "notebooks" / f"{name}.ipynb", as_version=4) for name in NOTEBOOKS
+        name: nbformat.read(root / "notebooks" / f"{name}.ipynb", as_version=4)
+        for name in NOTEBOOKS
     }
     fill(edition, root)
     _delete(edition, "ex4_1_test")

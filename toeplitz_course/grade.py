@@ -260,7 +260,9 @@ def grade_student(root: Path | str, student: str) -> dict:
                 autograded=autograded if autograded.exists() else None,
             )
         )
-    record["total"] = sum(c["score"] or 0 for nb in record["notebooks"].values() for c in nb["cells"].values())
+    record["total"] = sum(
+        c["score"] or 0 for nb in record["notebooks"].values() for c in nb["cells"].values()
+    )
     record["max_total"] = float(sum(e.points for e in EXERCISES))
     (root / RECORDS).mkdir(exist_ok=True)
     (root / RECORDS / f"{student}.json").write_text(json.dumps(record, indent=1, sort_keys=True))

@@ -6,7 +6,7 @@ Each class has one job and is wired in ``nbgrader_config.py`` (``Autograde.sanit
 sanitize (before execution)
     ``ResetExecutionTags``   drop the tags that make nbclient skip a cell or forgive its error
     ``DeduplicateGradeIds``  keep one cell per grade id; copies become plain cells (nbgrader #1083)
-    ``RestoreCells``         nbgrader's OverwriteCells, re-adding deleted grade cells robustly (#1682)
+    ``RestoreCells``         nbgrader's OverwriteCells, re-adding deleted grade cells (#1682)
 autograde (execution and scoring)
     ``HardenedExecute``      nbgrader's Execute with an output cap, a notebook deadline and a
                              dead kernel recorded as an error instead of failing the notebook
@@ -119,7 +119,9 @@ class RestoreCells(OverwriteCells):
             where = present()
             if grade_cell.name in where:
                 continue
-            self.log.warning("Missing grade cell %s encountered, adding to notebook", grade_cell.name)
+            self.log.warning(
+                "Missing grade cell %s encountered, adding to notebook", grade_cell.name
+            )
             cell = self.missing_cell_transform(
                 source_by_id[grade_cell.name],
                 grade_cell.max_score,
@@ -281,7 +283,10 @@ class VerifyAnswers(NbGraderPreprocessor):
         except AssertionError as exc:
             return {"passed": False, "message": str(exc)}
         except Exception as exc:  # a malformed payload is a failed answer, never a grader crash
-            return {"passed": False, "message": f"answer could not be checked ({type(exc).__name__})"}
+            return {
+                "passed": False,
+                "message": f"answer could not be checked ({type(exc).__name__})",
+            }
         return {"passed": True, "message": ""}
 
 

@@ -30,7 +30,9 @@ def report(root: Path | str = ".") -> str:
             continue
         flagged += 1
         lines.append(f"{student}:")
-        lines += [f"  {f['kind']:<13} {f.get('notebook', '')}: {f.get('detail', '')}" for f in flags]
+        lines += [
+            f"  {f['kind']:<13} {f.get('notebook', '')}: {f.get('detail', '')}" for f in flags
+        ]
     lines.append(f"{flagged} of {len(records)} students flagged")
     lines += [f"skipped unreadable record {name}" for name in skipped]
     return "\n".join(lines)
