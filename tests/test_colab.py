@@ -13,7 +13,6 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 
 from toeplitz_course import colab, examples
 from toeplitz_course.contract import ASSIGNMENT, NOTEBOOKS, exercises_in
@@ -194,10 +193,3 @@ def test_untouched_edition_fails_only_at_answer_cells(name, colab_kernel, tmp_pa
             # given code, the runtime check and plots run; a plot of an unanswered exercise may
             # stop only at that answer
             assert set(errors) <= {"NameError", "NotImplementedError"}, (gid, errors)
-    with pytest.raises(CellExecutionError):
-        NotebookClient(
-            nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4),
-            kernel_name=colab_kernel,
-            timeout=60,
-            resources={"metadata": {"path": str(tmp_path)}},
-        ).execute()

@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -38,6 +39,7 @@ import nbformat
 
 from . import colab, integrity
 from .contract import ASSIGNMENT, EXERCISES, NOTEBOOKS
+from .gradebook import open_gradebook, prepare
 from .preprocessors import VERDICT_KEY
 
 STAGING = Path(".grading") / "staging"
@@ -174,9 +176,7 @@ def _autograde_notebook(root: Path, staged: Staged, notebook: str, log: logging.
 
 def _zero_ungraded(root: Path, student: str, notebooks: list[str]) -> None:
     """Score 0 on every cell of notebooks that could not be graded (missing, invalid, failed)."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(db_url(root)) as gb:
+    with open_gradebook(db_url(root)) as gb:
         gb.update_or_create_student(student)
         try:
             gb.find_submission(ASSIGNMENT, student)
@@ -199,8 +199,6 @@ def _remove_autograded(root: Path, student: str, notebook: str) -> None:
 
 def _cell_records(root: Path, student: str, notebook: str) -> dict[str, dict]:
     """Per graded cell: score, max and the grader's message, from the gradebook and the file."""
-    from nbgrader.api import Gradebook
-
     messages: dict[str, str] = {}
     path = root / "autograded" / student / ASSIGNMENT / f"{notebook}.ipynb"
     if path.exists():
@@ -211,7 +209,7 @@ def _cell_records(root: Path, student: str, notebook: str) -> dict[str, dict]:
             if verdict and grade_id:
                 messages[grade_id] = verdict.get("message", "")
     cells = {}
-    with Gradebook(db_url(root)) as gb:
+    with open_gradebook(db_url(root)) as gb:
         sub_nb = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
         for grade in sub_nb.grades:
             cells[grade.name] = {
@@ -323,6 +321,8 @@ class GradeRun:
 def _worker_init() -> None:
     # Kernels are separate processes; the worker itself needs no threads of torch's.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # nbgrader's add_submission trips an SQLAlchemy 2 warning per student; rows are right.
+    warnings.filterwarnings("ignore", message=".*not in session.*")
     from .warmkernel import prewarm
 
     prewarm()  # start this worker's warm parent while the pool hands out the first students
@@ -339,6 +339,8 @@ def grade(
     root = Path(root).resolve()
     students = sorted(students) if students else submitted_students(root)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(students) or 1))
+    # nbgrader creates course rows check-then-insert; create them before workers race for them.
+    prepare(root)
     bar = Progress(len(students) if progress else 0)
     records: dict[str, dict] = {}
     errors: dict[str, str] = {}

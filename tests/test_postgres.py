@@ -1,0 +1,251 @@
+"""The gradebook in PostgreSQL: nbgrader's generate_assignment, then parallel grading, into it.
+
+A throwaway PostgreSQL server (Debian's ``postgresql`` package, binaries under
+``/usr/lib/postgresql/<version>/bin``) runs for this module only: a cluster in a temporary
+directory, listening on a Unix socket in that directory and on no TCP port at all, trust
+authentication, torn down at the end. Without the binaries the module is skipped; with them, a
+server that fails to start is an error, not a skip, so CI cannot lose this test silently.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from toeplitz_course import examples
+from toeplitz_course.build import generate_release
+from toeplitz_course.contract import ASSIGNMENT, NOTEBOOKS
+from toeplitz_course.grade import db_url, grade
+
+pytestmark = pytest.mark.timeout(600)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TEST_LIMITS = """
+c.HardenedExecute.timeout = 6
+c.HardenedExecute.notebook_deadline = 60
+"""
+
+CLASS = ("s01_correct", "s02_blank", "s03_mistakes", "s11_kernel_crash")
+
+
+def server_binaries() -> Path | None:
+    """The newest Debian PostgreSQL bin directory (or $PG_BIN) with initdb and pg_ctl."""
+    candidates = [Path(os.environ["PG_BIN"])] if os.environ.get("PG_BIN") else []
+    versions = Path("/usr/lib/postgresql").glob("*/bin")
+    candidates += sorted(
+        versions, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True
+    )
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        candidates.append(Path(on_path).parent)
+    for bindir in candidates:
+        if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
+            return bindir
+    return None
+
+
+class Server:
+    """A PostgreSQL cluster in a temporary directory, reachable only through its Unix socket."""
+
+    PORT = 5432  # names the socket file in our private directory; no TCP port is opened
+    USER = "grader"
+
+    def __init__(self, bindir: Path):
+        self.bindir = bindir
+        # PostgreSQL refuses to run as root: as root, the cluster belongs to user postgres.
+        self.owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        self.as_owner = ["runuser", "-u", "postgres", "--"] if self.owner else []
+        # Not under pytest's tmp_path: that is private to the user running the tests.
+        self.base = Path(tempfile.mkdtemp(prefix="toeplitz-pg-"))
+        if self.owner:
+            os.chown(self.base, self.owner.pw_uid, self.owner.pw_gid)
+        self.data = self.base / "data"
+        self.log = self.base / "server.log"
+
+    def _run(self, *cmd: str) -> None:
+        proc = subprocess.run(
+            [*self.as_owner, *cmd], capture_output=True, text=True, timeout=120, cwd=self.base
+        )
+        if proc.returncode != 0:
+            log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}\n{log}")
+
+    def start(self) -> None:
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D", str(self.data),
+            "-U", self.USER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
+        )  # fmt: skip
+        settings = {
+            "listen_addresses": "''",
+            "unix_socket_directories": f"'{self.base}'",
+            "port": str(self.PORT),
+            # A throwaway cluster: durability only costs time here.
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+        }
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "start"
+        )
+        self._run(
+            str(self.bindir / "createdb"),
+            "-h",
+            str(self.base),
+            "-p",
+            str(self.PORT),
+            "-U",
+            self.USER,
+            "toeplitz",
+        )
+
+    def url(self, database: str = "toeplitz") -> str:
+        return f"postgresql://{self.USER}@/{database}?host={self.base}&port={self.PORT}"
+
+    def stop(self) -> None:
+        try:
+            if (self.data / "postmaster.pid").exists():
+                self._run(
+                    str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"
+                )
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    pytest.importorskip(
+        "psycopg", reason="psycopg 3 is what SQLAlchemy 2.1 uses for postgresql:// URLs"
+    )
+    bindir = server_binaries()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql, or set PG_BIN)")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no user 'postgres' to run the server as")
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root and runuser(1) is missing")
+    server = Server(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def graded(postgres, tmp_path_factory):
+    course = tmp_path_factory.mktemp("pg") / "course"
+    course.mkdir()
+    shutil.copytree(ROOT / "source", course / "source")
+    shutil.copytree(ROOT / "notebooks", course / "notebooks")  # hostile_class reads it
+    config = (ROOT / "nbgrader_config.py").read_text()
+    config += TEST_LIMITS + f"c.CourseDirectory.db_url = {postgres.url()!r}\n"
+    (course / "nbgrader_config.py").write_text(config)
+    generate_release(course)  # nbgrader generate_assignment, into PostgreSQL
+    cases = {c.student: c for c in examples.hostile_class(course) if c.student in CLASS}
+    for case in cases.values():
+        examples.write_case(case, course)
+    run = grade(course, jobs=2, progress=False)
+    return course, cases, run
+
+
+def test_the_gradebook_is_in_postgres(graded, postgres):
+    from nbgrader.api import Gradebook
+
+    course, _, _ = graded
+    assert db_url(course) == postgres.url()
+    assert not (course / "gradebook.db").exists()
+    with Gradebook(db_url(course)) as gb:
+        assert gb.engine.dialect.name == "postgresql"
+        assert [n.name for n in gb.find_assignment(ASSIGNMENT).notebooks] == list(NOTEBOOKS)
+
+
+def test_parallel_grading_into_postgres(graded):
+    from nbgrader.api import Gradebook, Student, SubmittedAssignment, SubmittedNotebook
+
+    course, cases, run = graded
+    assert run.errors == {}
+    assert set(run.records) == set(cases)
+    with Gradebook(db_url(course)) as gb:
+        for student, case in cases.items():
+            sub = gb.find_submission(ASSIGNMENT, student)
+            grades = [g for nb in sub.notebooks for g in nb.grades]
+            scores = {g.name: g.score for g in grades if g.name.endswith("_test")}
+            assert scores == case.expected(), student
+            assert {g.name for g in grades if g.needs_manual_grade} <= {"ex3_4"}, student
+        assert gb.db.query(Student).count() == len(cases)
+        assert gb.db.query(SubmittedAssignment).count() == len(cases)
+        assert gb.db.query(SubmittedNotebook).count() == len(cases) * len(NOTEBOOKS)
+
+
+def test_the_crashed_notebook_is_recorded(graded):
+    _, _, run = graded
+    flags = {f["kind"] for f in run.records["s11_kernel_crash"]["flags"]}
+    assert "kernel_died" in flags
+
+
+# --- several processes opening the gradebook at once (toeplitz_course.gradebook)
+
+
+def _open(url: str, course_id: str, barrier, errors, retry: bool) -> None:
+    from nbgrader.api import Gradebook
+
+    from toeplitz_course.gradebook import open_gradebook
+
+    barrier.wait(timeout=60)
+    try:
+        (open_gradebook if retry else Gradebook)(url, course_id).close()
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        errors.put(type(exc).__name__)
+
+
+def open_at_once(url: str, course_id: str, retry: bool, processes: int = 2) -> list[str]:
+    # fork: the children run nothing but nbgrader.api on connections of their own.
+    ctx = multiprocessing.get_context("fork")
+    barrier, errors = ctx.Barrier(processes), ctx.SimpleQueue()
+    procs = [
+        ctx.Process(target=_open, args=(url, course_id, barrier, errors, retry))
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    return found
+
+
+def test_open_gradebook_survives_the_race_in_postgres(graded, postgres):
+    for i in range(8):
+        assert open_at_once(postgres.url(), f"retry{i}", retry=True, processes=3) == []
+
+
+def test_prepare_in_postgres(graded):
+    from nbgrader.api import Course, Gradebook
+
+    from toeplitz_course.gradebook import prepare
+
+    course, _, _ = graded
+    prepare(course)
+    with Gradebook(db_url(course), "toeplitz-convolution") as gb:
+        ids = {c.id for c in gb.db.query(Course)}
+    assert {"toeplitz-convolution", "default_course"} <= ids

@@ -1,0 +1,295 @@
+"""``make bench``: stock ``nbgrader autograde`` against ``grade`` on the same scratch class.
+
+A scratch course (sources and config copied from the course directory, release and gradebook
+generated, in a temporary directory) gets N students: mostly correct, some blank, some with the
+typical mistakes of ``examples``. Two fresh copies of it are graded:
+
+stock
+    ``nbgrader autograde toeplitz`` as a subprocess, with a config that sets the course id and
+    nothing else, so nbgrader's default preprocessors run (``Execute``: a fresh kernel per
+    notebook, which imports torch again each time);
+ours
+    ``python -m toeplitz_course grade --jobs N`` (that is, ``grade(course, jobs=N)``) as a
+    subprocess: the course's own ``nbgrader_config.py``, students in parallel, kernels forked
+    from a warm parent, figures built but not drawn.
+
+Every grade cell of every student must get the same score and manual-grade state under both
+(these are honest submissions; the hostile ones are where the two are meant to differ). Both
+runs are commands an instructor would type, so both pay for their own start-up and imports.
+Machine time is CPU seconds of the whole process tree, which ``getrusage(RUSAGE_CHILDREN)``
+counts for every descendant once it has been waited for: nbgrader and its kernels; our command,
+its pool workers, their zygotes and the kernels the zygotes reap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .contract import ASSIGNMENT, NOTEBOOKS
+
+#: One block of ten students: seven correct, two with the typical mistakes, one blank. The
+#: first three cover every kind, so a small run still compares all of them.
+MIX = ("correct", "mistakes", "blank", "correct", "correct", "correct", "mistakes", "correct",
+       "correct", "correct")  # fmt: skip
+
+STOCK_CONFIG = '''\
+"""Stock nbgrader, written by `python -m toeplitz_course bench`.
+
+Only the course id is set: Autograde runs nbgrader's default sanitize and autograde
+preprocessors, including its own Execute (a fresh `python -m ipykernel_launcher` per notebook).
+"""
+
+c = get_config()  # noqa: F821
+c.CourseDirectory.course_id = "toeplitz-convolution"
+'''
+
+#: Per grade cell: (score, needs_manual_grade), keyed by student, then (notebook, grade id).
+Scores = dict[str, dict[tuple[str, str], tuple[float | None, bool]]]
+
+
+def class_mix(students: int) -> dict[str, str]:
+    """student id -> kind of hand-in (correct, mistakes, blank)."""
+    return {f"student{i + 1:03d}": MIX[i % len(MIX)] for i in range(students)}
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of every descendant that has been waited for."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+@dataclass
+class Phase:
+    name: str
+    wall: float
+    cpu: float
+    notebooks: int
+
+    @property
+    def rate(self) -> float:
+        return self.notebooks / self.wall if self.wall else 0.0
+
+    @property
+    def cpu_per_notebook(self) -> float:
+        return self.cpu / self.notebooks if self.notebooks else 0.0
+
+    def format(self) -> str:
+        return (
+            f"{self.name:<26} {self.wall:7.1f} s wall  {self.rate:5.2f} notebooks/s  "
+            f"{self.cpu_per_notebook:5.2f} s machine time per notebook"
+        )
+
+
+@dataclass
+class BenchResult:
+    mix: dict[str, str]
+    jobs: int
+    stock: Phase
+    ours: Phase
+    cells: int  # grade cells compared
+    mismatches: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # a run that failed outright
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches and not self.problems
+
+    @property
+    def ratio(self) -> float:
+        return self.stock.wall / self.ours.wall if self.ours.wall else 0.0
+
+    def format(self) -> str:
+        kinds = {k: list(self.mix.values()).count(k) for k in dict.fromkeys(MIX)}
+        lines = [
+            f"{len(self.mix)} students ({', '.join(f'{n} {k}' for k, n in kinds.items())}), "
+            f"{self.stock.notebooks} notebooks; {os.cpu_count()} cores, "
+            f"load average {self.load[0]:.2f} before, {self.load[1]:.2f} after",
+            self.stock.format(),
+            self.ours.format(),
+            f"throughput ratio {self.ratio:.1f}x, machine time ratio "
+            f"{self.stock.cpu / self.ours.cpu if self.ours.cpu else 0:.1f}x",
+        ]
+        if self.ok:
+            lines.append(f"scores agree on all {self.cells} grade cells")
+        for problem in self.problems:
+            lines.append(f"FAILED: {problem}")
+        if self.mismatches:
+            lines.append(f"SCORES DISAGREE on {len(self.mismatches)} grade cells:")
+            lines += [f"  {m}" for m in self.mismatches[:20]]
+            if len(self.mismatches) > 20:
+                lines.append(f"  ... and {len(self.mismatches) - 20} more")
+        return "\n".join(lines)
+
+
+def scratch_course(root: Path, dest: Path) -> Path:
+    """A course at ``dest`` made from ``root``'s sources and config, with its own gradebook."""
+    from .build import generate_release
+
+    dest.mkdir(parents=True)
+    shutil.copytree(root / "source", dest / "source")
+    shutil.copy(root / "nbgrader_config.py", dest / "nbgrader_config.py")
+    pin(dest)
+    generate_release(dest)
+    return dest
+
+
+def pin(course: Path) -> None:
+    """Point ``course``'s config at ``course`` itself and a gradebook of its own.
+
+    The instructor's config may name their real gradebook (a PostgreSQL URL, say) or course
+    root; the last assignment in the file wins, so these lines override both.
+    """
+    config = course / "nbgrader_config.py"
+    text = config.read_text(encoding="utf-8").split(_PINNED)[0]
+    text += (
+        f"{_PINNED}"
+        f"c.CourseDirectory.root = {str(course)!r}\n"
+        f"c.CourseDirectory.db_url = {'sqlite:///' + str(course / 'gradebook.db')!r}\n"
+    )
+    config.write_text(text, encoding="utf-8")
+
+
+_PINNED = "\n# Added by `python -m toeplitz_course bench`: this scratch course's own gradebook.\n"
+
+
+def write_class(course: Path, mix: dict[str, str]) -> None:
+    from . import examples
+
+    made = {kind: getattr(examples, kind)(course) for kind in set(mix.values())}
+    for student, kind in mix.items():
+        examples.write(made[kind], course, student)
+
+
+def gradebook_scores(course: Path) -> Scores:
+    from nbgrader.api import Gradebook
+
+    from .grade import db_url
+
+    scores: Scores = {}
+    with Gradebook(db_url(course)) as gb:
+        for sub in gb.assignment_submissions(ASSIGNMENT):
+            scores[sub.student.id] = {
+                (nb.name, grade.name): (grade.score, bool(grade.needs_manual_grade))
+                for nb in sub.notebooks
+                for grade in nb.grades
+            }
+    return scores
+
+
+def compare(stock: Scores, ours: Scores) -> list[str]:
+    mismatches = []
+    for student in sorted(set(stock) | set(ours)):
+        a, b = stock.get(student, {}), ours.get(student, {})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                notebook, cell = key
+                mismatches.append(
+                    f"{student} {notebook} {cell}: stock {a.get(key)}, ours {b.get(key)}"
+                )
+    return mismatches
+
+
+def _timed(name: str, cmd: list[str], course: Path, log_name: str) -> tuple[Phase, str | None]:
+    """Run ``cmd`` in ``course``: wall time, and CPU time of it and all its descendants."""
+    notebooks = len(list((course / "submitted").glob(f"*/{ASSIGNMENT}/*.ipynb")))
+    log_path = course / log_name
+    with open(log_path, "w", encoding="utf-8") as log:
+        cpu, start = _cpu(), time.perf_counter()
+        proc = subprocess.run(cmd, cwd=course, stdout=log, stderr=subprocess.STDOUT)
+        phase = Phase(name, time.perf_counter() - start, _cpu() - cpu, notebooks)
+    if proc.returncode == 0:
+        return phase, None
+    tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+    return phase, f"{' '.join(cmd[1:])} exited with {proc.returncode}:\n{tail}"
+
+
+def run_stock(course: Path) -> tuple[Phase, str | None]:
+    (course / "nbgrader_config.py").write_text(STOCK_CONFIG, encoding="utf-8")
+    cmd = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT]
+    return _timed("stock nbgrader autograde", cmd, course, "autograde.log")
+
+
+def run_ours(course: Path, jobs: int) -> tuple[Phase, str | None]:
+    """``python -m toeplitz_course grade``, the command an instructor runs (it calls ``grade``).
+
+    A subprocess like the stock run, so that both pay for their own start-up and imports and are
+    timed and accounted the same way.
+    """
+    cmd = [sys.executable, "-m", "toeplitz_course", "grade", "--quiet", "--jobs", str(jobs)]
+    phase, problem = _timed(f"grade --jobs {jobs}", cmd, course, "grade.log")
+    if problem:
+        return phase, problem
+    failed = []
+    for path in sorted((course / "grading").glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        failed += [
+            f"{record['student']} {nb}: {entry['status']} {entry['detail']}"
+            for nb, entry in record["notebooks"].items()
+            if entry["status"] != "graded"
+        ]
+    return phase, ("grade: " + "; ".join(failed)) if failed else None
+
+
+def run(
+    students: int = 40,
+    jobs: int | None = None,
+    root: Path | str = ".",
+    workdir: Path | str | None = None,
+    say=print,
+) -> BenchResult:
+    """Build the scratch class under ``workdir`` (default: a temporary directory) and grade it
+    both ways."""
+    from .config import ensure_tools_on_path
+
+    ensure_tools_on_path()
+    root = Path(root).resolve()
+    mix = class_mix(students)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(mix)))
+    with tempfile.TemporaryDirectory(prefix="toeplitz-bench-", dir=workdir) as tmp:
+        template = scratch_course(root, Path(tmp) / "template")
+        write_class(template, mix)
+        stock_course, our_course = Path(tmp) / "stock", Path(tmp) / "ours"
+        shutil.copytree(template, stock_course)
+        shutil.copytree(template, our_course)
+        pin(our_course)  # the copy still names the template's gradebook
+        load_before = os.getloadavg()[0]
+        n = len(mix) * len(NOTEBOOKS)
+        say(f"grading {n} notebooks with stock nbgrader autograde ...", flush=True)
+        stock, stock_problem = run_stock(stock_course)
+        say(f"grading {n} notebooks with toeplitz_course grade --jobs {jobs} ...", flush=True)
+        ours, our_problem = run_ours(our_course, jobs)
+        load_after = os.getloadavg()[0]
+        stock_scores, our_scores = gradebook_scores(stock_course), gradebook_scores(our_course)
+        problems = [p for p in (stock_problem, our_problem) if p]
+        for name, scores in (("stock", stock_scores), ("ours", our_scores)):
+            if set(scores) != set(mix):
+                problems.append(f"{name}: {len(scores)} of {len(mix)} students in the gradebook")
+        return BenchResult(
+            mix=mix,
+            jobs=jobs,
+            stock=stock,
+            ours=ours,
+            cells=sum(len(cells) for cells in our_scores.values()),
+            mismatches=compare(stock_scores, our_scores),
+            problems=problems,
+            load=(load_before, load_after),
+        )
+
+
+def main(students: int = 40, jobs: int | None = None, root: Path | str = ".") -> int:
+    result = run(students, jobs, root)
+    print(result.format())
+    return 0 if result.ok else 1
