@@ -9,7 +9,6 @@ grading records must agree; grading again must change nothing and add no rows.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import re
 import shutil
 import subprocess
@@ -26,11 +25,12 @@ from nbgrader.api import (
     SubmittedAssignment,
     SubmittedNotebook,
 )
+from racing import open_at_once
 
 from toeplitz_course import examples
 from toeplitz_course.contract import ASSIGNMENT, NOTEBOOKS, exercises_in
 from toeplitz_course.grade import db_url, grade
-from toeplitz_course.gradebook import open_gradebook, prepare
+from toeplitz_course.gradebook import prepare
 from toeplitz_course.preprocessors import VERDICT_KEY
 
 pytestmark = pytest.mark.timeout(600)
@@ -312,33 +312,6 @@ def test_regrading_changes_nothing_and_adds_no_rows(graded):
 
 
 # --- opening the gradebook from several processes at once (toeplitz_course.gradebook)
-
-
-def _open(url: str, course_id: str, barrier, errors, retry: bool) -> None:
-    barrier.wait(timeout=60)
-    try:
-        (open_gradebook if retry else Gradebook)(url, course_id).close()
-    except Exception as exc:  # noqa: BLE001 - reported to the test
-        errors.put(type(exc).__name__)
-
-
-def open_at_once(url: str, course_id: str, retry: bool, processes: int = 2) -> list[str]:
-    """Open the gradebook with ``course_id`` from ``processes`` processes at the same moment."""
-    # fork: the children run nothing but nbgrader.api on connections of their own.
-    ctx = multiprocessing.get_context("fork")
-    barrier, errors = ctx.Barrier(processes), ctx.SimpleQueue()
-    procs = [
-        ctx.Process(target=_open, args=(url, course_id, barrier, errors, retry))
-        for _ in range(processes)
-    ]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-    found = []
-    while not errors.empty():
-        found.append(errors.get())
-    return found
 
 
 def test_open_gradebook_survives_the_race(tmp_path):

@@ -9,7 +9,6 @@ server that fails to start is an error, not a skip, so CI cannot lose this test 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pwd
 import shutil
@@ -18,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from racing import open_at_once
 
 from toeplitz_course import examples
 from toeplitz_course.build import generate_release
@@ -202,36 +202,6 @@ def test_the_crashed_notebook_is_recorded(graded):
 
 
 # --- several processes opening the gradebook at once (toeplitz_course.gradebook)
-
-
-def _open(url: str, course_id: str, barrier, errors, retry: bool) -> None:
-    from nbgrader.api import Gradebook
-
-    from toeplitz_course.gradebook import open_gradebook
-
-    barrier.wait(timeout=60)
-    try:
-        (open_gradebook if retry else Gradebook)(url, course_id).close()
-    except Exception as exc:  # noqa: BLE001 - reported to the test
-        errors.put(type(exc).__name__)
-
-
-def open_at_once(url: str, course_id: str, retry: bool, processes: int = 2) -> list[str]:
-    # fork: the children run nothing but nbgrader.api on connections of their own.
-    ctx = multiprocessing.get_context("fork")
-    barrier, errors = ctx.Barrier(processes), ctx.SimpleQueue()
-    procs = [
-        ctx.Process(target=_open, args=(url, course_id, barrier, errors, retry))
-        for _ in range(processes)
-    ]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-    found = []
-    while not errors.empty():
-        found.append(errors.get())
-    return found
 
 
 def test_open_gradebook_survives_the_race_in_postgres(graded, postgres):
