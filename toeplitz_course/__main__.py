@@ -61,8 +61,7 @@ def _feedback(args) -> int:
 def _export(args) -> int:
     from .export import export
 
-    result = export(args.root, out_dir=args.out)
-    print(result.summary)
+    export(args.root, out_dir=args.out)  # prints its own summary
     return 0
 
 

@@ -61,8 +61,7 @@ def demo(root: Path | str = ".", course: Path | str | None = None) -> int:
     print("4. feedback")
     print(feedback(course).format())
     print("5. export")
-    result = export(course)
-    print(result.summary)
+    export(course)  # prints its own summary
     print()
     print(table(run.records))
     print(f"\nEverything is in {course}/ (feedback/, exports/grades.csv, exports/summary.html)")
