@@ -199,13 +199,18 @@ def _is_missing(answer: Any) -> bool:
     return answer is None or answer is Ellipsis
 
 
-def _probe_matrix(obj: Any) -> dict:
+def _read(obj: Any, reader, what: str) -> dict:
+    """``reader(obj)`` as payload data; a missing answer or one that can't be read, recorded."""
     if _is_missing(obj):
         return {"missing": True}
     try:
-        return _matrix_data(obj)
+        return reader(obj)
     except Exception as e:
-        return {"error": f"could not read it as a matrix ({_describe_exception(e)})"}
+        return {"error": f"could not read it as {what} ({_describe_exception(e)})"}
+
+
+def _probe_matrix(obj: Any) -> dict:
+    return _read(obj, _matrix_data, "a matrix")
 
 
 def _matrix_data(obj: Any) -> dict:
@@ -281,24 +286,19 @@ def _nested_data(rows: list | tuple) -> dict:
     return {"shape": [len(values), lengths[0] if lengths else 0], "values": values}
 
 
-def _probe_count(obj: Any) -> dict:
-    if _is_missing(obj):
-        return {"missing": True}
+def _count_data(obj: Any) -> dict:
     try:
         return {"value": _number(obj)}
-    except TypeError as e:
+    except TypeError as e:  # _number's own explanation of what it got
         return {"error": f"expected a whole number, {e}"}
-    except Exception as e:
-        return {"error": f"could not read it as a number ({_describe_exception(e)})"}
+
+
+def _probe_count(obj: Any) -> dict:
+    return _read(obj, _count_data, "a number")
 
 
 def _probe_shifts(obj: Any) -> dict:
-    if _is_missing(obj):
-        return {"missing": True}
-    try:
-        return _shift_data(obj)
-    except Exception as e:
-        return {"error": f"could not read it as a set of shifts ({_describe_exception(e)})"}
+    return _read(obj, _shift_data, "a set of shifts")
 
 
 def _shift_data(obj: Any) -> dict:
