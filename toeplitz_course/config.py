@@ -25,6 +25,7 @@ from .preprocessors import (
     ResetExecutionTags,
     RestoreCells,
     ShortenTracebacks,
+    SkipDemoCells,
     VerifyAnswers,
 )
 
@@ -56,6 +57,7 @@ def configure(c) -> None:
     ]
     c.RestoreCells.add_missing_cells = True
     c.Autograde.autograde_preprocessors = [
+        SkipDemoCells,
         HardenedExecute,
         IgnorePattern,
         ClearMetadataPreprocessor,

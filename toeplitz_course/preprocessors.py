@@ -8,6 +8,8 @@ sanitize (before execution)
     ``DeduplicateGradeIds``  keep one cell per grade id; copies become plain cells (nbgrader #1083)
     ``RestoreCells``         nbgrader's OverwriteCells, re-adding deleted grade cells (#1682)
 autograde (execution and scoring)
+    ``SkipDemoCells``        leave the instructor's demonstrations unexecuted when no score can
+                             depend on them (``demos``)
     ``HardenedExecute``      nbgrader's Execute with an output cap, a notebook deadline and a
                              dead kernel recorded as an error instead of failing the notebook
     ``VerifyAnswers``        the grader's own verdict on every autograded test cell
@@ -18,6 +20,7 @@ feedback
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -28,7 +31,7 @@ from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, Float, Integer, List, Unicode
 
-from . import channel, checks
+from . import channel, checks, demos
 
 #: Tags with which nbclient skips a cell or forgives its error.
 EXECUTION_TAGS = ("skip-execution", "raises-exception")
@@ -132,6 +135,62 @@ class RestoreCells(OverwriteCells):
             anchor = next((where[name] for name in reversed(before) if name in where), -1)
             nb.cells.insert(anchor + 1, cell)
         return nb, resources
+
+
+class SkipDemoCells(NbGraderPreprocessor):
+    """Tag the instructor's demonstration cells so that nbclient does not execute them.
+
+    Demonstrations (cells tagged ``demo`` in ``source/``) draw and print for the student and earn
+    nothing; building their figures is most of a notebook's grading time. A cell is skipped only
+    when its source is the instructor's demonstration, unchanged, and no cell that runs reads a
+    name it would have bound (``demos.skippable``). It gets nbclient's skip tag (the same
+    ``skip-execution`` that ``ResetExecutionTags`` removed from every student cell before) and a
+    one-line note as its output, which the student sees in the feedback.
+    """
+
+    enabled = Bool(True, help="Skip demonstrations; off: run every cell.").tag(config=True)
+    demo_tag = Unicode(demos.DEMO_TAG, help="The tag of a demonstration in source/.").tag(
+        config=True
+    )
+    skip_tag = Unicode(
+        "skip-execution", help="The tag nbclient skips (Execute.skip_cells_with_tag)."
+    ).tag(config=True)
+    note = Unicode(
+        "(A demonstration: the grader does not run it. Run it yourself to see it.)\n"
+    ).tag(config=True)
+
+    _cache: dict[tuple[str, int], set[str]] = {}
+
+    def preprocess(self, nb, resources):
+        if not self.enabled:
+            return nb, resources
+        code = [c for c in nb.cells if c.cell_type == "code" and not utils.is_grade(c)]
+        code = [c for c in code if not utils.is_solution(c)]
+        found = self._demo_sources(resources)
+        for i in demos.skippable([c.source for c in code], found) if found else ():
+            cell = code[i]
+            cell.metadata["tags"] = [*cell.metadata.get("tags", []), self.skip_tag]
+            cell.outputs = [NotebookNode(output_type="stream", name="stdout", text=self.note)]
+            cell.execution_count = None
+        return nb, resources
+
+    def _demo_sources(self, resources) -> set[str]:
+        """The demonstrations of the instructor's source notebook (read once per version)."""
+        from nbgrader.coursedir import CourseDirectory
+
+        info = resources.get("nbgrader", {})
+        coursedir = CourseDirectory(config=self.config)
+        folder = coursedir.format_path(coursedir.source_directory, ".", info.get("assignment", ""))
+        path = os.path.join(folder, f"{info.get('notebook', '')}.ipynb")
+        try:
+            key = (path, os.stat(path).st_mtime_ns)
+        except OSError:
+            self.log.warning("No source notebook %s: every cell runs", path)
+            return set()
+        if key not in self._cache:
+            with open(path, encoding="utf-8") as f:
+                self._cache[key] = demos.demo_sources(json.load(f), self.demo_tag)
+        return self._cache[key]
 
 
 class HardenedExecute(Execute):

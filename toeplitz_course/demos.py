@@ -1,0 +1,154 @@
+"""Demonstration cells: the cells grading may leave unexecuted.
+
+A *demonstration* is an instructor cell tagged ``demo`` in ``source/``: it draws a picture or
+prints something for the student and earns no points. Building this course's figures costs about
+three quarters of a graded notebook's kernel time, so grading skips demonstrations when that
+provably cannot change a score (``SkipDemoCells`` in ``preprocessors``, through nbclient's own
+``skip-execution`` tag):
+
+* only a cell whose source is exactly the instructor's demonstration is skipped; a student who
+  edited one gets it run, as written;
+* a demonstration is run after all when any cell that *is* run reads a name whose value, in a full
+  run, would come from it (``x = ...`` in the demo, ``x`` read later; a function parameter or a
+  name rebound first does not count). The analysis is over-cautious: any cell it cannot parse, or
+  that reaches names dynamically (``globals()``, ``eval``, ``get_ipython`` ...), makes every
+  demonstration before it run;
+* what this cannot see, the instructor guarantees and ``tests/test_project.py`` checks on the
+  solutions: a demonstration mutates no object that later cells use and draws no random numbers
+  that later cells would (the test runs each notebook with and without its demonstrations and
+  compares every other cell's output and the random generators' states).
+
+Cells are given as a list of code-cell sources in notebook order; indices refer to that list.
+"""
+
+from __future__ import annotations
+
+import ast
+import symtable
+from collections.abc import Iterable, Sequence
+
+#: The tag that marks a demonstration in the instructor's source notebook.
+DEMO_TAG = "demo"
+
+#: Names through which code can read a variable without naming it.
+DYNAMIC = frozenset(
+    {"globals", "locals", "vars", "eval", "exec", "get_ipython", "__import__", "__builtins__"}
+)
+
+
+def source_of(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def normalized(source: str) -> str:
+    """The form in which two sources count as the same cell (line endings, outer blank space)."""
+    return source.replace("\r\n", "\n").strip()
+
+
+def demo_sources(nb: dict, tag: str = DEMO_TAG) -> set[str]:
+    """The normalized sources of the code cells tagged ``tag`` in an instructor notebook."""
+    return {
+        normalized(source_of(cell))
+        for cell in nb.get("cells", [])
+        if cell.get("cell_type") == "code" and tag in (cell.get("metadata", {}).get("tags") or [])
+    }
+
+
+class Names:
+    """What one cell reads from earlier cells, and what it binds (``reads is None``: unknown).
+
+    Read statement by statement (``symtable`` resolves what is global inside functions,
+    classes and comprehensions): a statement reads the global names it references, unless an
+    earlier statement of the cell surely bound them (a plain assignment, import, ``def`` or
+    ``class`` at top level). ``binds`` are the names it may bind, ``sure`` those it always does.
+    """
+
+    def __init__(self, source: str):
+        self.binds: set[str] = set()
+        self.sure: set[str] = set()
+        self.reads: set[str] | None = set()
+        tree = _parse(source)
+        if tree is None:
+            self.reads = None
+            return
+        for stmt in tree.body:
+            try:
+                table = symtable.symtable(ast.unparse(stmt), "<cell>", "exec")
+            except (SyntaxError, ValueError, RecursionError):
+                self.reads = None
+                return
+            reads, binds = _global_names(table)
+            star = isinstance(stmt, ast.ImportFrom) and any(a.name == "*" for a in stmt.names)
+            if star or reads & DYNAMIC:
+                self.reads = None
+                return
+            self.reads |= reads - self.sure
+            self.binds |= binds
+            if isinstance(stmt, _SURE):
+                self.sure |= binds
+
+
+#: Top-level statements that bind their names whenever they complete.
+_SURE = (ast.Assign, ast.AnnAssign, ast.Import, ast.ImportFrom, ast.FunctionDef,
+         ast.AsyncFunctionDef, ast.ClassDef)  # fmt: skip
+
+
+def _global_names(table: symtable.SymbolTable) -> tuple[set[str], set[str]]:
+    """(global names referenced, global names assigned) anywhere in ``table`` and its children."""
+    reads, binds = set(), set()
+    module = table.get_type() == "module"
+    for symbol in table.get_symbols():
+        if not (module or symbol.is_global()):
+            continue
+        if symbol.is_referenced():
+            reads.add(symbol.get_name())
+        if symbol.is_assigned() or symbol.is_imported() or (module and symbol.is_namespace()):
+            binds.add(symbol.get_name())
+    for child in table.get_children():
+        child_reads, child_binds = _global_names(child)
+        reads |= child_reads
+        binds |= child_binds
+    return reads, binds
+
+
+def _parse(source: str) -> ast.Module | None:
+    # IPython line magics and shell escapes read no Python names the analysis must see.
+    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    try:
+        return ast.parse("\n".join(lines))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+def skippable(sources: Sequence[str], demos: Iterable[str]) -> set[int]:
+    """Indices of the cells in ``sources`` that grading may leave unexecuted.
+
+    A cell is a candidate when its normalized source is one of ``demos``. A candidate stays
+    skipped unless a cell that runs reads a name whose value, in a full run, may come from it
+    (it may be the last cell to have bound the name). Running a candidate after all makes its
+    own reads count too, so this repeats until nothing changes.
+    """
+    demos = set(demos)
+    skip = {i for i, source in enumerate(sources) if normalized(source) in demos}
+    if not skip:
+        return skip
+    names = [Names(source) for source in sources]
+    skip -= {i for i in skip if names[i].reads is None}  # a demo we cannot read is run
+    changed = True
+    while changed and skip:
+        changed = False
+        last: dict[str, set[int]] = {}  # name -> the cells that may have bound it last
+        for i, cell in enumerate(names):
+            if i not in skip:
+                if cell.reads is None:  # cannot tell what it reads: everything before it runs
+                    needed = {j for j in skip if j < i}
+                else:
+                    needed = set().union(*(last.get(n, set()) for n in cell.reads)) & skip
+                if needed:
+                    skip -= needed
+                    changed = True
+                    break
+            for name in cell.binds:
+                last[name] = {i} if name in cell.sure else last.get(name, set()) | {i}
+    return skip
