@@ -22,12 +22,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from toeplitz_course import bench, warmkernel  # noqa: E402
 from toeplitz_course import grade as grading  # noqa: E402
-from toeplitz_course.config import ensure_tools_on_path  # noqa: E402
+from toeplitz_course.config import KERNEL_PRELOAD, ensure_tools_on_path  # noqa: E402
 from toeplitz_course.contract import NOTEBOOKS  # noqa: E402
 
 
 def _zygote_cpu() -> tuple[float, float]:
-    stats = warmkernel.zygote_stats() or {}
+    stats = warmkernel.zygote_stats(KERNEL_PRELOAD) or {}
     return stats.get("self_cpu", 0.0), stats.get("children_cpu", 0.0)
 
 

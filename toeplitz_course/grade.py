@@ -323,11 +323,14 @@ def _worker_init() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # nbgrader's add_submission trips an SQLAlchemy 2 warning per student; rows are right.
     warnings.filterwarnings("ignore", message=".*not in session.*")
+    from .config import KERNEL_PRELOAD
     from .gradebook import share_engines
     from .warmkernel import prewarm
 
     share_engines()
-    prewarm()  # start this worker's warm parent while the pool hands out the first students
+    prewarm(
+        KERNEL_PRELOAD
+    )  # start this worker's warm parent while the pool hands out the first students
 
 
 def grade(

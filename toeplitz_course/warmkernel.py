@@ -695,6 +695,27 @@ def _warm_matplotlib() -> None:
         pass
 
 
+def _warm_tracebacks() -> None:
+    """Format one IPython traceback so every kernel inherits the compiled syntax highlighter.
+
+    A kernel formats every error with IPython's context traceback, which highlights the source
+    with pygments; pygments compiles its Python lexer's regular expressions on first use, about
+    0.1 s of each kernel's time when its notebook has an error (blank and wrong answers do).
+    """
+    try:
+        from IPython.core import ultratb
+
+        def fail() -> None:
+            raise ValueError("warm")
+
+        try:
+            fail()
+        except ValueError:
+            ultratb.AutoFormattedTB(mode="Context").structured_traceback(*sys.exc_info())
+    except Exception:  # noqa: BLE001 - only a slower first traceback
+        pass
+
+
 class _ZygoteServer:
     def __init__(self, sock: socket.socket, preload: list[str]):
         self.sock = sock
@@ -709,6 +730,7 @@ class _ZygoteServer:
                 self.failed[name] = f"{type(exc).__name__}: {exc}"
         __import__(_REQUIRED)
         _warm_matplotlib()
+        _warm_tracebacks()
         import ctypes
 
         # Loaded now so the child needs no dlopen between fork and prctl.
