@@ -23,6 +23,7 @@ from toeplitz_course.contract import ASSIGNMENT, AUTOGRADED, NOTEBOOKS
 from toeplitz_course.export import export
 from toeplitz_course.feedback import feedback, hidden_lines, leaks
 from toeplitz_course.grade import db_url, grade
+from toeplitz_course.preprocessors import SkipDemoCells
 from toeplitz_course.report import report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +131,7 @@ def _all_students() -> list[str]:
         "s14_missing_renamed",
         "s15_colab_round_trip",
         "s16_two_parts_only",
+        "s17_uses_demos",
         "f01_right_forms",
         "f02_right_forms",
         "f03_wrong_forms",
@@ -229,6 +231,33 @@ def test_records_are_json_with_a_diagnosis_per_failed_cell(graded):
     cells = record["notebooks"][NOTEBOOKS[0]]["cells"]
     assert cells["ex1_2_test"]["score"] == 0 and "flipped" in cells["ex1_2_test"]["message"]
     assert record["total"] == sum(cases["s03_mistakes"].expected().values())
+
+
+def _demo_outputs(course: Path, student: str, notebook: str) -> list[str]:
+    """The text each demonstration cell of an autograded notebook shows."""
+    nb = nbformat.read(
+        course / "autograded" / student / ASSIGNMENT / f"{notebook}.ipynb", as_version=4
+    )
+    return [
+        "".join(out.get("text", "") for out in cell.outputs)
+        for cell in nb.cells
+        if "demo" in cell.metadata.get("tags", [])
+    ]
+
+
+def test_demonstrations_are_skipped_unless_edited_or_needed(graded):
+    course, _, _, _ = graded
+    note = SkipDemoCells().note
+    for notebook in NOTEBOOKS:
+        shown = _demo_outputs(course, "s01_correct", notebook)
+        assert shown and all(text == note for text in shown), notebook
+    edited = _demo_outputs(course, "s17_uses_demos", NOTEBOOKS[0])
+    assert examples.EDITED_DEMO in edited[0] and edited[1:] == [note] * (len(edited) - 1)
+    # The demonstrations that bind tau (nb 3) and y_fc2d (nb 4) ran; the others did not.
+    for notebook, needed in ((NOTEBOOKS[2], "tau(x_1d)"), (NOTEBOOKS[3], "fc2d output")):
+        shown = _demo_outputs(course, "s17_uses_demos", notebook)
+        assert sum(text != note for text in shown) == 1 and any(needed in t for t in shown)
+    assert scores(course, "s17_uses_demos") == scores(course, "s01_correct")
 
 
 def test_colab_round_trip_grades_like_jupyterlab(graded):

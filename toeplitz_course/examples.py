@@ -432,7 +432,24 @@ def hostile_class(root: Path) -> list[Case]:
         name: text for name, text in _dump(correct(root)).items() if name[:-6] in NOTEBOOKS[:2]
     }
     cases.append(Case("s16_two_parts_only", files, missing_notebooks=set(NOTEBOOKS[2:])))
+
+    # Grading skips demonstration cells, but not one a student edited nor one whose names a
+    # student's answer reads: this hand-in must score like s01.
+    nbs = correct(root)
+    demo = _demo_cells(nbs[NOTEBOOKS[0]])[0]
+    demo.source += f"\nprint({EDITED_DEMO!r})"
+    _prepend_to_answer(nbs, "ex3_2", "_ = tau  # bound by a demonstration above\n")
+    _prepend_to_answer(nbs, "ex4_2", "_ = y_fc2d.shape  # bound by a demonstration above\n")
+    cases.append(Case("s17_uses_demos", _dump(nbs)))
     return cases
+
+
+#: What s17_uses_demos's edited demonstration prints when it runs.
+EDITED_DEMO = "a demonstration the student edited"
+
+
+def _demo_cells(nb: nbformat.NotebookNode) -> list:
+    return [c for c in nb.cells if "demo" in c.metadata.get("tags", [])]
 
 
 def write_case(case: Case, course_root: Path) -> Path:

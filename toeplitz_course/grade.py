@@ -1,4 +1,4 @@
-"""Autograde submissions: staged, one notebook at a time, students in parallel.
+"""Autograde submissions: staged, each notebook on its own, students in parallel.
 
 For each student the grader
 
@@ -7,15 +7,16 @@ For each student the grader
    or not valid JSON is recorded, and the student's other notebooks go on. ``submitted/`` itself
    is never modified;
 2. runs nbgrader's own ``Autograde`` converter, configured by ``nbgrader_config.py`` (the hardened
-   preprocessors of ``preprocessors``), once per notebook, so a notebook that still fails takes
-   nothing else down with it;
+   preprocessors of ``preprocessors``), once per student; a notebook that still fails is recorded
+   and takes nothing else down with it (``StudentAutograde``);
 3. gives 0 to every autograded cell of a notebook that is missing, invalid or failed, so no grade
    is left "needs manual grade" or holds a stale score from an earlier run;
 4. writes ``grading/{student}.json``: per-cell scores and diagnoses, and the integrity flags.
 
-Students are independent, so they are graded in worker processes (``jobs``). Each worker keeps
-its own nbgrader converter per notebook and writes the gradebook in short transactions; SQLite
-is opened with a long busy timeout so writers queue instead of failing.
+Students are independent, so they are graded in worker processes (``jobs``). Each worker runs
+one nbgrader converter per student, shares one database engine among all the gradebooks nbgrader
+opens (``gradebook.share_engines``) and writes in short transactions; SQLite is opened with a
+long busy timeout so writers queue instead of failing.
 """
 
 from __future__ import annotations
@@ -149,8 +150,42 @@ def _logger(root: Path, student: str) -> logging.Logger:
     return log
 
 
-def _autograde_notebook(root: Path, staged: Staged, notebook: str, log: logging.Logger) -> None:
+def _converter_class():
     from nbgrader.converters import Autograde
+
+    class StudentAutograde(Autograde):
+        """nbgrader's Autograde over all of one student's notebooks, each failing on its own.
+
+        Stock Autograde stops at the first notebook that raises and removes the student's whole
+        autograded folder. Here the error is recorded in ``failures`` and the notebook's own
+        output removed; the others are graded. One converter per student (not per notebook)
+        loads the configuration and checks the student, assignment and submission once.
+        """
+
+        failures: dict[str, str]
+
+        def convert_single_notebook(self, notebook_filename: str) -> None:
+            name = os.path.splitext(os.path.basename(notebook_filename))[0]
+            try:
+                super().convert_single_notebook(notebook_filename)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - one notebook never stops the rest
+                self.log.exception("autograding %s failed", name)
+                self.failures[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
+                self._sanitizing = True
+                out = os.path.join(
+                    self._format_dest(self.coursedir.assignment_id, self.coursedir.student_id),
+                    f"{name}.ipynb",
+                )
+                if os.path.exists(out):
+                    os.remove(out)
+
+    return StudentAutograde
+
+
+def _autograde_student(root: Path, staged: Staged, log: logging.Logger) -> dict[str, str]:
+    """Autograde the staged notebooks of one student; returns notebook -> error of failed ones."""
     from nbgrader.coursedir import CourseDirectory
 
     cfg = course_config(
@@ -160,35 +195,37 @@ def _autograde_notebook(root: Path, staged: Staged, notebook: str, log: logging.
             "CourseDirectory.db_url": db_url(root),
             "CourseDirectory.assignment_id": ASSIGNMENT,
             "CourseDirectory.student_id": staged.student,
-            "CourseDirectory.notebook_id": notebook,
             "Autograde.force": True,
         },
     )
     coursedir = CourseDirectory(config=cfg, log=log)
-    converter = Autograde(coursedir=coursedir, config=cfg, log=log)
-    for pp in converter.autograde_preprocessors + converter.sanitize_preprocessors:
-        # Preprocessors log through their own class loggers; send them to the student's log.
-        pp_log = getattr(pp, "log", None)
-        if isinstance(pp_log, logging.Logger):
-            pp_log.handlers[:] = log.handlers
-    converter.start()
+    converter = _converter_class()(coursedir=coursedir, config=cfg, log=log)
+    converter.failures = {}
+    try:
+        converter.start()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - e.g. the student or submission rows
+        log.exception("autograding %s failed", staged.student)
+        detail = f"{type(exc).__name__}: {str(exc)[:300]}"
+        return {name: detail for name, (status, _) in staged.status.items() if status == "staged"}
+    return converter.failures
 
 
-def _zero_ungraded(root: Path, student: str, notebooks: list[str]) -> None:
+def _zero_ungraded(gb, student: str, notebooks: list[str]) -> None:
     """Score 0 on every cell of notebooks that could not be graded (missing, invalid, failed)."""
-    with open_gradebook(db_url(root)) as gb:
-        gb.update_or_create_student(student)
-        try:
-            gb.find_submission(ASSIGNMENT, student)
-        except Exception:
-            gb.add_submission(ASSIGNMENT, student)
-        for name in notebooks:
-            sub_nb = gb.find_submission_notebook(name, ASSIGNMENT, student)
-            for grade in sub_nb.grades:
-                grade.auto_score = 0
-                grade.manual_score = None
-                grade.needs_manual_grade = False
-        gb.db.commit()
+    gb.update_or_create_student(student)
+    try:
+        gb.find_submission(ASSIGNMENT, student)
+    except Exception:
+        gb.add_submission(ASSIGNMENT, student)
+    for name in notebooks:
+        sub_nb = gb.find_submission_notebook(name, ASSIGNMENT, student)
+        for grade in sub_nb.grades:
+            grade.auto_score = 0
+            grade.manual_score = None
+            grade.needs_manual_grade = False
+    gb.db.commit()
 
 
 def _remove_autograded(root: Path, student: str, notebook: str) -> None:
@@ -197,7 +234,7 @@ def _remove_autograded(root: Path, student: str, notebook: str) -> None:
         stale.unlink()
 
 
-def _cell_records(root: Path, student: str, notebook: str) -> dict[str, dict]:
+def _cell_records(gb, root: Path, student: str, notebook: str) -> dict[str, dict]:
     """Per graded cell: score, max and the grader's message, from the gradebook and the file."""
     messages: dict[str, str] = {}
     path = root / "autograded" / student / ASSIGNMENT / f"{notebook}.ipynb"
@@ -208,17 +245,16 @@ def _cell_records(root: Path, student: str, notebook: str) -> dict[str, dict]:
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
             if verdict and grade_id:
                 messages[grade_id] = verdict.get("message", "")
-    cells = {}
-    with open_gradebook(db_url(root)) as gb:
-        sub_nb = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
-        for grade in sub_nb.grades:
-            cells[grade.name] = {
-                "score": grade.score,
-                "max": grade.max_score,
-                "needs_manual_grade": bool(grade.needs_manual_grade),
-                "message": messages.get(grade.name, ""),
-            }
-    return cells
+    sub_nb = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
+    return {
+        grade.name: {
+            "score": grade.score,
+            "max": grade.max_score,
+            "needs_manual_grade": bool(grade.needs_manual_grade),
+            "message": messages.get(grade.name, ""),
+        }
+        for grade in sub_nb.grades
+    }
 
 
 def grade_student(root: Path | str, student: str) -> dict:
@@ -227,28 +263,30 @@ def grade_student(root: Path | str, student: str) -> dict:
     log = _logger(root, student)
     staged = stage(root, student)
     record: dict[str, Any] = {"student": student, "notebooks": {}, "flags": list(staged.flags)}
+    failures = _autograde_student(root, staged, log) if staged.raw else {}
     ungraded = []
     for name in NOTEBOOKS:
         status, detail = staged.status[name]
+        autograded = root / "autograded" / student / ASSIGNMENT / f"{name}.ipynb"
         if status == "staged":
-            try:
-                _autograde_notebook(root, staged, name, log)
+            if name in failures:
+                status, detail = "failed", failures[name]
+            elif not autograded.exists():
+                status, detail = "failed", "nbgrader wrote no autograded notebook"
+            else:
                 status, detail = "graded", ""
-            except BaseException as exc:  # noqa: BLE001 - one notebook never stops the rest
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-                log.exception("autograding %s failed", name)
-                status, detail = "failed", f"{type(exc).__name__}: {str(exc)[:300]}"
+            if status == "failed":
                 record["flags"].append({"notebook": name, "kind": "grader_error", "detail": detail})
         if status != "graded":
             ungraded.append(name)
             _remove_autograded(root, student, name)
         record["notebooks"][name] = {"status": status, "detail": detail}
-    _zero_ungraded(root, student, ungraded)
     release = root / "release" / ASSIGNMENT
+    with open_gradebook(db_url(root)) as gb:
+        _zero_ungraded(gb, student, ungraded)
+        for name in NOTEBOOKS:
+            record["notebooks"][name]["cells"] = _cell_records(gb, root, student, name)
     for name in NOTEBOOKS:
-        entry = record["notebooks"][name]
-        entry["cells"] = _cell_records(root, student, name)
         autograded = root / "autograded" / student / ASSIGNMENT / f"{name}.ipynb"
         record["flags"].extend(
             integrity.scan(

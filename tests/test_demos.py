@@ -1,0 +1,150 @@
+"""Demonstration cells: which ones grading may skip, and that skipping them changes nothing.
+
+The analysis (``toeplitz_course.demos``) is tested on small cell lists; the course's own
+demonstrations are tested by running every instructor notebook with and without them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from toeplitz_course import demos
+from toeplitz_course.contract import ASSIGNMENT, NOTEBOOKS
+from toeplitz_course.demos import Names, skippable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    "source, reads, binds",
+    [
+        ("x = 1", set(), {"x"}),
+        ("x = x + 1", {"x"}, {"x"}),
+        ("W = layer.weight\nprint(W)", {"layer", "print"}, {"W"}),
+        ("def f(w, n):\n    return w + n + g", {"g"}, {"f"}),
+        ("y = [v * k for v in W]", {"W", "k"}, {"y"}),
+        ("class A:\n    k = K\n    def f(self):\n        return G", {"K", "G"}, {"A"}),
+        ("def f():\n    global W\n    W = 1", set(), {"f", "W"}),
+        ("import numpy as np\nnp.zeros(3)", set(), {"np"}),
+        ("%matplotlib inline\nplt.show()", {"plt"}, set()),
+        ("for w in ws:\n    print(w)\nprint(w)", {"w", "ws", "print"}, {"w"}),
+        ("if c:\n    W = 1\nprint(W)", {"c", "W", "print"}, {"W"}),
+    ],
+)
+def test_names_a_cell_reads_and_binds(source, reads, binds):
+    names = Names(source)
+    assert names.reads == reads
+    assert names.binds == binds
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["globals()['W']", "eval('W')", "get_ipython().user_ns['W']", "from m import *", "x = (", ""],
+)
+def test_dynamic_or_unparsable_cells_read_unknown_names(source):
+    names = Names(source)
+    if source:
+        assert names.reads is None
+    else:
+        assert names.reads == set()
+
+
+DEMO = "W = a\nprint(W)"
+
+
+@pytest.mark.parametrize(
+    "cells, demo_sources, expected",
+    [
+        (["a = 1", DEMO, "b = 2"], {DEMO}, {1}),
+        (["a = 1", DEMO, "print(W)"], {DEMO}, set()),  # a later cell reads what it bound
+        (["a = 1", DEMO, "W = 3\nprint(W)"], {DEMO}, {1}),  # rebound before read
+        (["a = 1", DEMO, "if c:\n    W = 3", "print(W)"], {DEMO}, set()),  # maybe rebound
+        (["a = 1", DEMO, "def f():\n    return W"], {DEMO}, set()),  # read when called
+        (["a = 1", DEMO, "x = eval('W')"], {DEMO}, set()),  # cannot tell: run it
+        (["a = 1", DEMO + "\nprint('edited')"], {DEMO}, set()),  # not the instructor's
+        (["a = 1", DEMO.replace("\n", "\r\n") + "\n\n"], {DEMO}, {1}),  # same cell, other line endings
+        (["a = 1", "q = a", "W = q", "print(W)"], {"q = a", "W = q"}, set()),  # a chain
+        (["a = 1", "q = a", "W = q", "print(a)"], {"q = a", "W = q"}, {1, 2}),
+        (["x = eval('a')", "print(x)"], {"x = eval('a')"}, set()),  # a demo it cannot read
+    ],
+)
+def test_skippable(cells, demo_sources, expected):
+    assert skippable(cells, demo_sources) == expected
+
+
+def _code_sources(nb) -> list[str]:
+    return [c.source for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_every_demonstration_of_the_solutions_is_skippable(notebook):
+    nb = nbformat.read(ROOT / "source" / ASSIGNMENT / f"{notebook}.ipynb", as_version=4)
+    found = demos.demo_sources(nb)
+    assert found, f"{notebook} has no demonstration"
+    sources = _code_sources(nb)
+    tagged = {i for i, s in enumerate(sources) if demos.normalized(s) in found}
+    assert skippable(sources, found) == tagged
+
+
+SEED = "import random, numpy, torch\nrandom.seed(0); numpy.random.seed(0); torch.manual_seed(0)"
+PROBE = (
+    "import hashlib as _h, numpy as _np, torch as _t\n"
+    "print('rng', _h.sha1(_t.get_rng_state().numpy().tobytes()"
+    " + _np.random.get_state()[1].tobytes()).hexdigest())"
+)
+
+
+def _run(nb, skip_demos: bool) -> list[str]:
+    """Execute a copy of an instructor notebook; the text of every non-demo cell and probe."""
+    cells = [nbformat.v4.new_code_cell(SEED)]
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        is_demo = demos.DEMO_TAG in cell.metadata.get("tags", [])
+        if is_demo and skip_demos:
+            continue
+        cells.append(nbformat.v4.new_code_cell(cell.source, metadata={"demo": is_demo}))
+        if not is_demo:
+            cells.append(nbformat.v4.new_code_cell(PROBE))
+    run = nbformat.v4.new_notebook(cells=cells, metadata=nb.metadata)
+    os.environ.setdefault("MPLBACKEND", "agg")
+    NotebookClient(
+        run,
+        timeout=60,
+        kernel_name="python3",
+        kernel_manager_class="toeplitz_course.warmkernel.WarmKernelManager",
+        allow_errors=True,
+    ).execute()
+    shown = []
+    for cell in run.cells[1:]:
+        if cell.metadata.get("demo"):
+            continue
+        text = []
+        for out in cell.outputs:
+            if out.output_type == "stream":
+                text.append(out.text)
+            elif out.output_type == "execute_result":
+                text.append(out.data.get("text/plain", ""))
+            elif out.output_type == "error":
+                text.append(f"{out.ename}: {out.evalue}")
+        shown.append("".join(text))
+    return shown
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_skipping_the_demonstrations_changes_no_other_cell(notebook):
+    """Every other cell prints the same, and the random generators are in the same state
+    after it, whether the demonstrations ran or not (what the static analysis cannot see:
+    mutated objects, random numbers drawn)."""
+    nb = nbformat.read(ROOT / "source" / ASSIGNMENT / f"{notebook}.ipynb", as_version=4)
+    full, skipped = _run(nb, skip_demos=False), _run(nb, skip_demos=True)
+    assert len(full) == len(skipped)
+    for i, (a, b) in enumerate(zip(full, skipped, strict=True)):
+        assert a == b, f"{notebook}: output {i} differs when demonstrations are skipped"
+    assert json.dumps(full).count("rng ") >= 5
