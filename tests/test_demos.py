@@ -68,7 +68,7 @@ DEMO = "W = a\nprint(W)"
         (["a = 1", DEMO, "def f():\n    return W"], {DEMO}, set()),  # read when called
         (["a = 1", DEMO, "x = eval('W')"], {DEMO}, set()),  # cannot tell: run it
         (["a = 1", DEMO + "\nprint('edited')"], {DEMO}, set()),  # not the instructor's
-        (["a = 1", DEMO.replace("\n", "\r\n") + "\n\n"], {DEMO}, {1}),  # same cell, other line endings
+        (["a = 1", DEMO.replace("\n", "\r\n") + "\n\n"], {DEMO}, {1}),  # CRLF, blank lines
         (["a = 1", "q = a", "W = q", "print(W)"], {"q = a", "W = q"}, set()),  # a chain
         (["a = 1", "q = a", "W = q", "print(a)"], {"q = a", "W = q"}, {1, 2}),
         (["x = eval('a')", "print(x)"], {"x = eval('a')"}, set()),  # a demo it cannot read
