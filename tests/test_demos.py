@@ -7,7 +7,6 @@ demonstrations are tested by running every instructor notebook with and without 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nbformat
@@ -113,7 +112,6 @@ def _run(nb, skip_demos: bool) -> list[str]:
         if not is_demo:
             cells.append(nbformat.v4.new_code_cell(PROBE))
     run = nbformat.v4.new_notebook(cells=cells, metadata=nb.metadata)
-    os.environ.setdefault("MPLBACKEND", "agg")
     NotebookClient(
         run,
         timeout=60,
@@ -138,10 +136,11 @@ def _run(nb, skip_demos: bool) -> list[str]:
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_skipping_the_demonstrations_changes_no_other_cell(notebook):
+def test_skipping_the_demonstrations_changes_no_other_cell(notebook, monkeypatch):
     """Every other cell prints the same, and the random generators are in the same state
     after it, whether the demonstrations ran or not (what the static analysis cannot see:
     mutated objects, random numbers drawn)."""
+    monkeypatch.setenv("MPLBACKEND", "agg")  # the kernels draw nothing
     nb = nbformat.read(ROOT / "source" / ASSIGNMENT / f"{notebook}.ipynb", as_version=4)
     full, skipped = _run(nb, skip_demos=False), _run(nb, skip_demos=True)
     assert len(full) == len(skipped)

@@ -164,11 +164,13 @@ class SkipDemoCells(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         if not self.enabled:
             return nb, resources
-        code = [c for c in nb.cells if c.cell_type == "code" and not utils.is_grade(c)]
-        code = [c for c in code if not utils.is_solution(c)]
+        # Every code cell counts for what it reads; only plain cells can be skipped.
+        code = [c for c in nb.cells if c.cell_type == "code"]
         found = self._demo_sources(resources)
         for i in demos.skippable([c.source for c in code], found) if found else ():
             cell = code[i]
+            if utils.is_grade(cell) or utils.is_solution(cell):
+                continue
             cell.metadata["tags"] = [*cell.metadata.get("tags", []), self.skip_tag]
             cell.outputs = [NotebookNode(output_type="stream", name="stdout", text=self.note)]
             cell.execution_count = None
