@@ -34,6 +34,18 @@ ROOT = Path(__file__).resolve().parent.parent
         ("%matplotlib inline\nplt.show()", {"plt"}, set()),
         ("for w in ws:\n    print(w)\nprint(w)", {"w", "ws", "print"}, {"w"}),
         ("if c:\n    W = 1\nprint(W)", {"c", "W", "print"}, {"W"}),
+        ("if c:\n    W = 1\nelse:\n    W = 2\nprint(W)", {"c", "print"}, {"W"}),
+        (
+            "for k, (d, t) in enumerate(ps):\n    show(d, t, k)",
+            {"enumerate", "ps", "show"},
+            {"k", "d", "t"},
+        ),
+        (
+            "with open(f) as fh:\n    text = fh.read()\nprint(text)",
+            {"open", "f", "print"},
+            {"fh", "text"},
+        ),
+        ("while n:\n    n = n - 1", {"n"}, {"n"}),
     ],
 )
 def test_names_a_cell_reads_and_binds(source, reads, binds):

@@ -55,13 +55,18 @@ def demo_sources(nb: dict, tag: str = DEMO_TAG) -> set[str]:
     }
 
 
+class Unknown(Exception):
+    """The analysis cannot tell what a cell reads."""
+
+
 class Names:
     """What one cell reads from earlier cells, and what it binds (``reads is None``: unknown).
 
     Read statement by statement (``symtable`` resolves what is global inside functions,
-    classes and comprehensions): a statement reads the global names it references, unless an
-    earlier statement of the cell surely bound them (a plain assignment, import, ``def`` or
-    ``class`` at top level). ``binds`` are the names it may bind, ``sure`` those it always does.
+    classes and comprehensions): a statement reads the global names it references, unless the
+    cell surely bound them before (a plain assignment, import, ``def`` or ``class``; a ``for``
+    or ``with`` target inside its own body; what both branches of an ``if`` bind). ``binds``
+    are the names it may bind, ``sure`` those it binds whenever it completes.
     """
 
     def __init__(self, source: str):
@@ -69,24 +74,73 @@ class Names:
         self.sure: set[str] = set()
         self.reads: set[str] | None = set()
         tree = _parse(source)
-        if tree is None:
+        try:
+            if tree is None:
+                raise Unknown
+            self.sure = _block(tree.body, set(), self.reads, self.binds)
+        except Unknown:
             self.reads = None
-            return
-        for stmt in tree.body:
-            try:
-                table = symtable.symtable(ast.unparse(stmt), "<cell>", "exec")
-            except (SyntaxError, ValueError, RecursionError):
-                self.reads = None
-                return
-            reads, binds = _global_names(table)
-            star = isinstance(stmt, ast.ImportFrom) and any(a.name == "*" for a in stmt.names)
-            if star or reads & DYNAMIC:
-                self.reads = None
-                return
-            self.reads |= reads - self.sure
-            self.binds |= binds
+
+
+def _block(stmts: list[ast.stmt], sure: set[str], reads: set[str], binds: set[str]) -> set[str]:
+    """Add what ``stmts`` read (unless in ``sure``) and bind; return what is sure after them."""
+    sure = set(sure)
+    for stmt in stmts:
+        if isinstance(stmt, (ast.For, ast.AsyncFor)):
+            _code(stmt.iter, sure, reads, binds)
+            targets = _targets(stmt.target, sure, reads)
+            binds |= targets
+            _block(stmt.body, sure | targets, reads, binds)
+            _block(stmt.orelse, sure, reads, binds)
+        elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+            for item in stmt.items:
+                _code(item.context_expr, sure, reads, binds)
+                if item.optional_vars is not None:
+                    targets = _targets(item.optional_vars, sure, reads)
+                    binds |= targets
+                    sure |= targets
+            sure = _block(stmt.body, sure, reads, binds)
+        elif isinstance(stmt, ast.If):
+            _code(stmt.test, sure, reads, binds)
+            then = _block(stmt.body, sure, reads, binds)
+            sure = then & _block(stmt.orelse, sure, reads, binds)
+        elif isinstance(stmt, ast.While):
+            _code(stmt.test, sure, reads, binds)
+            _block(stmt.body, sure, reads, binds)
+            _block(stmt.orelse, sure, reads, binds)
+        else:
+            bound = _code(stmt, sure, reads, binds)
             if isinstance(stmt, _SURE):
-                self.sure |= binds
+                sure |= bound
+    return sure
+
+
+def _code(node: ast.AST, sure: set[str], reads: set[str], binds: set[str]) -> set[str]:
+    """Add the global names ``node`` reads (unless in ``sure``) and binds; return the latter."""
+    if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+        raise Unknown
+    try:
+        table = symtable.symtable(ast.unparse(node), "<cell>", "exec")
+    except (SyntaxError, ValueError, RecursionError) as exc:
+        raise Unknown from exc
+    read, bound = _global_names(table)
+    if read & DYNAMIC:
+        raise Unknown
+    reads |= read - sure
+    binds |= bound
+    return bound
+
+
+def _targets(target: ast.AST, sure: set[str], reads: set[str]) -> set[str]:
+    """The names a ``for``/``with`` target binds; names it reads (``a[i]``) go to ``reads``."""
+    bound = set()
+    for node in ast.walk(target):
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Store):
+                bound.add(node.id)
+            elif node.id not in sure:
+                reads.add(node.id)
+    return bound
 
 
 #: Top-level statements that bind their names whenever they complete.
