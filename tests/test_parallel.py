@@ -28,10 +28,9 @@ from nbgrader.api import (
 from racing import open_at_once
 
 from toeplitz_course import examples
-from toeplitz_course.contract import ASSIGNMENT, NOTEBOOKS, exercises_in
+from toeplitz_course.contract import ASSIGNMENT, NOTEBOOKS, VERDICT_KEY, exercises_in
 from toeplitz_course.grade import db_url, grade
 from toeplitz_course.gradebook import prepare
-from toeplitz_course.preprocessors import VERDICT_KEY
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -6,29 +6,13 @@ instructor's ``nbgrader_config.py`` does.
 
 from __future__ import annotations
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (
-    AssignLatePenalties,
-    CheckCellMetadata,
-    ClearOutput,
-    GetGrades,
-    IgnorePattern,
-    LimitOutput,
-    OverwriteKernelspec,
-    SaveAutoGrades,
-)
-
-from .preprocessors import (
-    DeduplicateGradeIds,
-    HardenedExecute,
-    HideHiddenTests,
-    ResetExecutionTags,
-    RestoreCells,
-    ShortenTracebacks,
-    SkipDemoCells,
-    VerifyAnswers,
-)
 from .warmkernel import DEFAULT_PRELOAD
+
+# Preprocessors are named by import string (nbconvert imports them when a converter registers
+# them), so that loading this configuration does not import torch and nbconvert: the commands
+# that only read the config or the gradebook start in a fraction of the time.
+NBGRADER = "nbgrader.preprocessors."
+OURS = "toeplitz_course.preprocessors."
 
 #: What each grading worker's warm parent imports: the usual kernel libraries and the hidden tests'
 #: checks, which every graded notebook imports.
@@ -53,24 +37,24 @@ def configure(c) -> None:
     c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 
     c.Autograde.sanitize_preprocessors = [
-        ClearOutput,
-        ResetExecutionTags,
-        DeduplicateGradeIds,
-        OverwriteKernelspec,
-        RestoreCells,
-        CheckCellMetadata,
+        NBGRADER + "ClearOutput",
+        OURS + "ResetExecutionTags",
+        OURS + "DeduplicateGradeIds",
+        NBGRADER + "OverwriteKernelspec",
+        OURS + "RestoreCells",
+        OURS + "CheckCellMetadata",
     ]
     c.RestoreCells.add_missing_cells = True
     c.Autograde.autograde_preprocessors = [
-        SkipDemoCells,
-        HardenedExecute,
-        IgnorePattern,
-        ClearMetadataPreprocessor,
-        LimitOutput,
-        VerifyAnswers,
-        SaveAutoGrades,
-        AssignLatePenalties,
-        CheckCellMetadata,
+        OURS + "SkipDemoCells",
+        OURS + "HardenedExecute",
+        NBGRADER + "IgnorePattern",
+        "nbconvert.preprocessors.ClearMetadataPreprocessor",
+        NBGRADER + "LimitOutput",
+        OURS + "VerifyAnswers",
+        NBGRADER + "SaveAutoGrades",
+        NBGRADER + "AssignLatePenalties",
+        OURS + "CheckCellMetadata",
     ]
     # Kernels forked from a warm parent that has imported torch: a fresh process per notebook
     # without paying `import torch` again (toeplitz_course.warmkernel).
@@ -88,10 +72,10 @@ def configure(c) -> None:
     c.ZipCollectApp.collector_plugin = "toeplitz_course.collect.LmsCollectorPlugin"
 
     c.GenerateFeedback.preprocessors = [
-        GetGrades,
-        HideHiddenTests,
-        ShortenTracebacks,
-        CSSHTMLHeaderPreprocessor,
+        NBGRADER + "GetGrades",
+        OURS + "HideHiddenTests",
+        OURS + "ShortenTracebacks",
+        "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     ]
 
 

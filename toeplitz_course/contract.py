@@ -60,3 +60,10 @@ def exercises_in(notebook: str) -> tuple[Exercise, ...]:
 def grade_ids() -> list[str]:
     """Every graded cell id, in course order: the columns of the grades export."""
     return [e.test_id or e.answer_id for e in EXERCISES]
+
+
+#: Tags with which nbclient skips a cell or forgives its error (a student may add either).
+EXECUTION_TAGS = ("skip-execution", "raises-exception")
+
+#: Cell metadata key where the grader (``VerifyAnswers``) records its verdict for later steps.
+VERDICT_KEY = "toeplitz_course"

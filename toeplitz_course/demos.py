@@ -24,6 +24,7 @@ Cells are given as a list of code-cell sources in notebook order; indices refer 
 from __future__ import annotations
 
 import ast
+import functools
 import symtable
 from collections.abc import Iterable, Sequence
 
@@ -80,6 +81,12 @@ class Names:
             self.sure = _block(tree.body, set(), self.reads, self.binds)
         except Unknown:
             self.reads = None
+
+
+@functools.lru_cache(maxsize=4096)
+def names_of(source: str) -> Names:
+    """``Names(source)``, remembered: most cells of a class are the instructor's."""
+    return Names(source)
 
 
 def _block(stmts: list[ast.stmt], sure: set[str], reads: set[str], binds: set[str]) -> set[str]:
@@ -187,7 +194,7 @@ def skippable(sources: Sequence[str], demos: Iterable[str]) -> set[int]:
     skip = {i for i, source in enumerate(sources) if normalized(source) in demos}
     if not skip:
         return skip
-    names = [Names(source) for source in sources]
+    names = [names_of(source) for source in sources]
     skip -= {i for i in skip if names[i].reads is None}  # a demo we cannot read is run
     changed = True
     while changed and skip:

@@ -39,9 +39,8 @@ from typing import Any
 import nbformat
 
 from . import colab, integrity
-from .contract import ASSIGNMENT, EXERCISES, NOTEBOOKS
+from .contract import ASSIGNMENT, EXERCISES, NOTEBOOKS, VERDICT_KEY
 from .gradebook import open_gradebook, prepare
-from .preprocessors import VERDICT_KEY
 
 STAGING = Path(".grading") / "staging"
 LOGS = Path(".grading") / "logs"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from .preprocessors import EXECUTION_TAGS
+from .contract import EXECUTION_TAGS
 
 WATCHED_MODULES = {
     "torch",

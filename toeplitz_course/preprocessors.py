@@ -4,6 +4,8 @@ Each class has one job and is wired in ``nbgrader_config.py`` (``Autograde.sanit
 ``Autograde.autograde_preprocessors``, ``GenerateFeedback.preprocessors``):
 
 sanitize (before execution)
+    ``CheckCellMetadata``    nbgrader's, remembering metadata it already validated (also after
+                             execution)
     ``ResetExecutionTags``   drop the tags that make nbclient skip a cell or forgive its error
     ``DeduplicateGradeIds``  keep one cell per grade id; copies become plain cells (nbgrader #1083)
     ``RestoreCells``         nbgrader's OverwriteCells, re-adding deleted grade cells (#1682)
@@ -27,17 +29,13 @@ from typing import Any
 
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
+from nbgrader import preprocessors as nbgrader_preprocessors
 from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, Float, Integer, List, Unicode
 
 from . import channel, checks, demos
-
-#: Tags with which nbclient skips a cell or forgives its error.
-EXECUTION_TAGS = ("skip-execution", "raises-exception")
-
-#: Cell metadata key where VerifyAnswers records its verdict for later steps (report, export).
-VERDICT_KEY = "toeplitz_course"
+from .contract import EXECUTION_TAGS, VERDICT_KEY
 
 
 def _error_output(ename: str, evalue: str) -> NotebookNode:
@@ -134,6 +132,34 @@ class RestoreCells(OverwriteCells):
             before = source_ids[: source_ids.index(grade_cell.name)]
             anchor = next((where[name] for name in reversed(before) if name in where), -1)
             nb.cells.insert(anchor + 1, cell)
+        return nb, resources
+
+
+class CheckCellMetadata(nbgrader_preprocessors.CheckCellMetadata):
+    """nbgrader's CheckCellMetadata, run once per distinct set of cell metadata in a process.
+
+    nbgrader re-compiles its JSON schema for every cell it validates (``jsonschema.validate``),
+    twice per graded notebook; a class's notebooks mostly carry the same metadata as the release.
+    The verdict depends only on each nbgrader cell's type and metadata, so a set that validated
+    once validates again. A set with a changed cell type is always re-validated, so that its
+    warning is logged for every student.
+    """
+
+    _valid: set[str] = set()
+
+    def preprocess(self, nb, resources):
+        cells = [(c.cell_type, c.metadata.get("nbgrader")) for c in nb.cells]
+        cells = [(kind, meta) for kind, meta in cells if meta is not None]
+        changed = any(isinstance(m, dict) and m.get("cell_type", k) != k for k, m in cells)
+        try:
+            key = json.dumps(cells, sort_keys=True)
+        except (TypeError, ValueError):
+            key = None
+        if key is not None and key in self._valid:
+            return nb, resources
+        nb, resources = super().preprocess(nb, resources)
+        if key is not None and not changed:
+            self._valid.add(key)
         return nb, resources
 
 
