@@ -50,6 +50,16 @@ def test_a_disagreement_is_reported_and_fails(monkeypatch, capsys):
     assert "SCORES DISAGREE" in capsys.readouterr().out
 
 
+def test_marginal_machine_time_is_the_difference_of_two_runs_of_ours():
+    stock = bench.Phase("stock", 100.0, 90.0, 200)
+    ours = bench.Phase("ours", 20.0, 120.0, 200)
+    small = bench.Phase("ours", 7.0, 45.0, 50)
+    result = bench.BenchResult(bench.class_mix(40), 2, stock, ours, 600, small=small)
+    assert result.marginal == (120.0 - 45.0) / 150
+    assert "marginal machine time per notebook 0.50 s" in result.format()
+    assert bench.BenchResult({}, 2, stock, ours, 600).marginal is None
+
+
 def test_the_stock_config_is_stock():
     """Nothing of ours: no import, no preprocessor, no kernel manager; only the course id."""
     body = ast.parse(bench.STOCK_CONFIG).body

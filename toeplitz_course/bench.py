@@ -102,6 +102,18 @@ class BenchResult:
     mismatches: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # a run that failed outright
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after
+    small: Phase | None = None  # ours again, on the first quarter of the class
+
+    @property
+    def marginal(self) -> float | None:
+        """Machine time of one more notebook: ours on the class against ours on a quarter of it.
+
+        The difference cancels what a run pays once whatever its size (starting the command,
+        the workers, their warm parents, their first imports).
+        """
+        if self.small is None or self.ours.notebooks <= self.small.notebooks:
+            return None
+        return (self.ours.cpu - self.small.cpu) / (self.ours.notebooks - self.small.notebooks)
 
     @property
     def ok(self) -> bool:
@@ -122,6 +134,13 @@ class BenchResult:
             f"throughput ratio {self.ratio:.1f}x, machine time ratio "
             f"{self.stock.cpu / self.ours.cpu if self.ours.cpu else 0:.1f}x",
         ]
+        if self.small is not None and self.marginal is not None:
+            lines += [
+                self.small.format() + f"  ({len(self.mix) // 4} students)",
+                f"marginal machine time per notebook {self.marginal:.2f} s "
+                f"(the two runs of ours: {self.ours.notebooks} against {self.small.notebooks} "
+                "notebooks)",
+            ]
         if self.ok:
             lines.append(f"scores agree on all {self.cells} grade cells")
         for problem in self.problems:
@@ -265,15 +284,29 @@ def run(
         shutil.copytree(template, stock_course)
         shutil.copytree(template, our_course)
         pin(our_course)  # the copy still names the template's gradebook
+        quarter = sorted(mix)[: len(mix) // 4]
+        small_course = Path(tmp) / "ours-quarter"
+        if quarter:
+            shutil.copytree(template, small_course)
+            pin(small_course)
+            for student in set(mix) - set(quarter):
+                shutil.rmtree(small_course / "submitted" / student)
         load_before = os.getloadavg()[0]
         n = len(mix) * len(NOTEBOOKS)
         say(f"grading {n} notebooks with stock nbgrader autograde ...", flush=True)
         stock, stock_problem = run_stock(stock_course)
         say(f"grading {n} notebooks with toeplitz_course grade --jobs {jobs} ...", flush=True)
         ours, our_problem = run_ours(our_course, jobs)
+        small = small_problem = None
+        if quarter:
+            say(
+                f"grading {len(quarter) * len(NOTEBOOKS)} notebooks (a quarter) again ...",
+                flush=True,
+            )
+            small, small_problem = run_ours(small_course, jobs)
         load_after = os.getloadavg()[0]
         stock_scores, our_scores = gradebook_scores(stock_course), gradebook_scores(our_course)
-        problems = [p for p in (stock_problem, our_problem) if p]
+        problems = [p for p in (stock_problem, our_problem, small_problem) if p]
         for name, scores in (("stock", stock_scores), ("ours", our_scores)):
             if set(scores) != set(mix):
                 problems.append(f"{name}: {len(scores)} of {len(mix)} students in the gradebook")
@@ -286,6 +319,7 @@ def run(
             mismatches=compare(stock_scores, our_scores),
             problems=problems,
             load=(load_before, load_after),
+            small=small,
         )
 
 

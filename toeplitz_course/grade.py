@@ -150,7 +150,30 @@ def _logger(root: Path, student: str) -> logging.Logger:
 
 
 def _converter_class():
+    import nbformat as nbf
+    from nbconvert.exporters import NotebookExporter
     from nbgrader.converters import Autograde
+    from traitlets import Type
+
+    class ValidateOnceExporter(NotebookExporter):
+        """nbconvert's NotebookExporter, validating the notebook after the last preprocessor only.
+
+        Stock, it validates the whole notebook after each of the fifteen preprocessors of a
+        graded notebook; the result is the same when the last one passes (and the file is
+        validated again when nbgrader writes it).
+        """
+
+        def _validate_preprocessor(self, nbc, preprocessor):
+            pass
+
+        def _preprocess(self, nb, resources):
+            nbc, resc = super()._preprocess(nb, resources)
+            try:
+                nbf.validate(nbc, relax_add_props=True)
+            except nbf.ValidationError:
+                self.log.error("Notebook is invalid after its preprocessors")
+                raise
+            return nbc, resc
 
     class StudentAutograde(Autograde):
         """nbgrader's Autograde over all of one student's notebooks, each failing on its own.
@@ -162,6 +185,7 @@ def _converter_class():
         """
 
         failures: dict[str, str]
+        exporter_class = Type(ValidateOnceExporter, klass=NotebookExporter).tag(config=True)
 
         def convert_single_notebook(self, notebook_filename: str) -> None:
             name = os.path.splitext(os.path.basename(notebook_filename))[0]
