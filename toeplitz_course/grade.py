@@ -412,6 +412,9 @@ def grade(
     errors: dict[str, str] = {}
     start = time.monotonic()
     if jobs == 1:
+        from .gradebook import share_engines
+
+        share_engines()
         for student in students:
             try:
                 records[student] = grade_student(root, student)
