@@ -21,6 +21,7 @@ long busy timeout so writers queue instead of failing.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -149,7 +150,9 @@ def _logger(root: Path, student: str) -> logging.Logger:
     return log
 
 
+@functools.cache
 def _converter_class():
+    """nbgrader's Autograde, adapted; built on first use (it imports nbconvert and nbgrader)."""
     import nbformat as nbf
     from nbconvert.exporters import NotebookExporter
     from nbgrader.converters import Autograde
