@@ -16,7 +16,20 @@ OURS = "toeplitz_course.preprocessors."
 
 #: What each grading worker's warm parent imports: the usual kernel libraries and the hidden tests'
 #: checks, which every graded notebook imports.
-KERNEL_PRELOAD = (*DEFAULT_PRELOAD, "toeplitz_course.hidden")
+KERNEL_PRELOAD = (*DEFAULT_PRELOAD, "toeplitz_course.hidden", "toeplitz_course.gradingkernel")
+
+#: Arguments of every grading kernel (``ipykernel_launcher``'s command line):
+KERNEL_ARGUMENTS = (
+    # IPython's default "Context" tracebacks re-read and syntax-highlight the source of every
+    # frame: 0.1 to 0.2 s per error, a third of a wrong notebook's kernel time. "Plain" shows
+    # what Python itself shows (each frame's line, then the error).
+    "--InteractiveShell.xmode=Plain",
+    # ipykernel's kernel without the debugger's per-cell source hashing (gradingkernel.py).
+    "--IPKernelApp.kernel_class=toeplitz_course.gradingkernel.GradingKernel",
+    # No SQLite input history: nobody reads it, every kernel would write the students' code into
+    # the grader's ~/.ipython, and parallel kernels would queue on its lock.
+    "--HistoryManager.enabled=False",
+)
 
 #: Seconds a single cell may run when graded; solved notebooks take well under a second per cell.
 CELL_TIMEOUT = 20
@@ -60,10 +73,10 @@ def configure(c) -> None:
     # without paying `import torch` again (toeplitz_course.warmkernel).
     c.HardenedExecute.kernel_manager_class = "toeplitz_course.warmkernel.WarmKernelManager"
     c.WarmProvisioner.preload = list(KERNEL_PRELOAD)
-    # IPython's default "Context" tracebacks re-read and syntax-highlight the source of every
-    # frame: 0.1 to 0.2 s per error, a third of a wrong notebook's kernel time. "Plain" shows
-    # what Python itself shows (each frame's line, then the error).
-    c.HardenedExecute.extra_arguments = ["--InteractiveShell.xmode=Plain"]
+    c.HardenedExecute.extra_arguments = list(KERNEL_ARGUMENTS)
+    # Every output has arrived when the last cell is done; a graceful shutdown would only run
+    # the kernel's exit steps (atexit hooks, torch's finalizers, thread joins) for nobody.
+    c.HardenedExecute.shutdown_kernel = "immediate"
     c.HardenedExecute.timeout = CELL_TIMEOUT
     c.HardenedExecute.interrupt_on_timeout = True
     c.LimitOutput.max_lines = 200
