@@ -124,7 +124,8 @@ def stage(root: Path, student: str) -> Staged:
             staged.flags.append({"notebook": path.stem, "kind": "invalid_json", "detail": detail})
             continue
         staged.raw[path.stem] = raw
-        nbformat.write(nb, dest / path.name)
+        # Validated just above; nbformat.write would validate (and deep-copy) it again.
+        (dest / path.name).write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
         staged.status[path.stem] = ("staged", "")
     for name in NOTEBOOKS:
         if name not in staged.status:
@@ -260,17 +261,25 @@ def _remove_autograded(root: Path, student: str, notebook: str) -> None:
         stale.unlink()
 
 
-def _cell_records(gb, root: Path, student: str, notebook: str) -> dict[str, dict]:
+def _read_autograded(root: Path, student: str, notebook: str) -> dict | None:
+    """The autograded notebook's JSON, or None when there is none (it was written by nbgrader,
+    which validated it, so it is read as plain JSON)."""
+    path = root / "autograded" / student / ASSIGNMENT / f"{notebook}.ipynb"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def _cell_records(gb, autograded: dict | None, student: str, notebook: str) -> dict[str, dict]:
     """Per graded cell: score, max and the grader's message, from the gradebook and the file."""
     messages: dict[str, str] = {}
-    path = root / "autograded" / student / ASSIGNMENT / f"{notebook}.ipynb"
-    if path.exists():
-        nb = nbformat.read(path, as_version=4)
-        for cell in nb.cells:
-            verdict = cell.metadata.get(VERDICT_KEY)
-            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if verdict and grade_id:
-                messages[grade_id] = verdict.get("message", "")
+    for cell in (autograded or {}).get("cells", []):
+        metadata = cell.get("metadata", {})
+        verdict = metadata.get(VERDICT_KEY)
+        grade_id = metadata.get("nbgrader", {}).get("grade_id")
+        if verdict and grade_id:
+            messages[grade_id] = verdict.get("message", "")
     sub_nb = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
     return {
         grade.name: {
@@ -308,18 +317,19 @@ def grade_student(root: Path | str, student: str) -> dict:
             _remove_autograded(root, student, name)
         record["notebooks"][name] = {"status": status, "detail": detail}
     release = root / "release" / ASSIGNMENT
+    autograded = {name: _read_autograded(root, student, name) for name in NOTEBOOKS}
     with open_gradebook(db_url(root)) as gb:
         _zero_ungraded(gb, student, ungraded)
         for name in NOTEBOOKS:
-            record["notebooks"][name]["cells"] = _cell_records(gb, root, student, name)
+            cells = _cell_records(gb, autograded[name], student, name)
+            record["notebooks"][name]["cells"] = cells
     for name in NOTEBOOKS:
-        autograded = root / "autograded" / student / ASSIGNMENT / f"{name}.ipynb"
         record["flags"].extend(
             integrity.scan(
                 name,
                 submitted=staged.raw.get(name),
                 release=release / f"{name}.ipynb",
-                autograded=autograded if autograded.exists() else None,
+                autograded=autograded[name],
             )
         )
     record["total"] = sum(
@@ -415,15 +425,15 @@ def grade(
     errors: dict[str, str] = {}
     start = time.monotonic()
     if jobs == 1:
-        from .gradebook import share_engines
+        from .gradebook import engines_shared
 
-        share_engines()
-        for student in students:
-            try:
-                records[student] = grade_student(root, student)
-            except Exception as exc:  # noqa: BLE001
-                errors[student] = f"{type(exc).__name__}: {exc}"
-            bar.step(student)
+        with engines_shared():
+            for student in students:
+                try:
+                    records[student] = grade_student(root, student)
+                except Exception as exc:  # noqa: BLE001
+                    errors[student] = f"{type(exc).__name__}: {exc}"
+                bar.step(student)
     else:
         # A worker that dies (out of memory, a signal) breaks the whole pool: the students it
         # took down with it are graded again in a new pool, up to three times each.

@@ -20,10 +20,10 @@ kernel_died     the kernel died when graded
 from __future__ import annotations
 
 import ast
+import functools
+import json
 from collections import Counter
 from pathlib import Path
-
-import nbformat
 
 from .contract import EXECUTION_TAGS
 
@@ -67,45 +67,71 @@ def _parse(source: str) -> ast.AST | None:
         return None
 
 
-def module_aliases(source: str) -> set[str]:
-    """Names ``source`` binds to watched modules (``import toeplitz_course.hidden as h`` -> h)."""
+@functools.lru_cache(maxsize=4096)
+def _analyse(source: str) -> tuple[frozenset[str], tuple[tuple[str, str], ...]] | None:
+    """One parse of ``source``: the names its imports bind to watched modules, and every
+    (root name, text) it assigns to, deletes or ``setattr``s through. None when unparsable.
+
+    Cached: the instructor's own unlocked cells come back unchanged in every submission.
+    """
     tree = _parse(source)
-    names: set[str] = set()
-    for node in ast.walk(tree) if tree else ():
+    if tree is None:
+        return None
+    aliases: set[str] = set()
+    targets: list[tuple[str, str]] = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] in WATCHED_MODULES and alias.asname:
-                    names.add(alias.asname)
+                    aliases.add(alias.asname)
         elif isinstance(node, ast.ImportFrom) and node.module:
             if node.module.split(".")[0] in WATCHED_MODULES:
-                names |= {a.asname or a.name for a in node.names}
-    return names
+                aliases |= {a.asname or a.name for a in node.names}
+        elif isinstance(node, (ast.Assign, ast.Delete)):
+            targets.extend(_rooted(t) for t in node.targets)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets.append(_rooted(node.target))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in {"setattr", "delattr"} and node.args:
+                name = _root_name(node.args[0])
+                if name is not None:
+                    targets.append((name, f"{node.func.id}({name}, ...)"))
+    return frozenset(aliases), tuple(t for t in targets if t[0])
+
+
+def _rooted(target: ast.AST) -> tuple[str, str]:
+    if isinstance(target, (ast.Attribute, ast.Subscript)):
+        name = _root_name(target)
+        if name is not None:
+            return name, ast.unparse(target)
+    return "", ""
+
+
+def module_aliases(source: str) -> set[str]:
+    """Names ``source`` binds to watched modules (``import toeplitz_course.hidden as h`` -> h)."""
+    analysis = _analyse(source)
+    return set(analysis[0]) if analysis else set()
 
 
 def patched_names(source: str, aliases: set[str] = frozenset()) -> list[str]:
     """Attribute assignments, ``setattr`` calls and ``del`` on watched modules in ``source``."""
     watched = WATCHED_MODULES | set(aliases)
-    tree = _parse(source)
-    if tree is None:
+    analysis = _analyse(source)
+    if analysis is None:
         return [m for m in watched if f"{m}." in source and "setattr" in source]
-    found = []
-    for node in ast.walk(tree):
-        targets: list[ast.AST] = []
-        if isinstance(node, (ast.Assign, ast.Delete)):
-            targets = list(node.targets)
-        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
-            targets = [node.target]
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id in {"setattr", "delattr"} and node.args:
-                name = _root_name(node.args[0])
-                if name in watched:
-                    found.append(f"{node.func.id}({name}, ...)")
-        for target in targets:
-            if isinstance(target, (ast.Attribute, ast.Subscript)):
-                name = _root_name(target)
-                if name in watched:
-                    found.append(ast.unparse(target))
-    return found
+    return [text for name, text in analysis[1] if name in watched]
+
+
+@functools.lru_cache(maxsize=64)
+def _release_tests(path: str, mtime_ns: int, size: int) -> dict[str, str]:
+    """grade id -> source of the release's locked test cells (cached per file version)."""
+    released = json.loads(Path(path).read_text(encoding="utf-8"))
+    tests = {}
+    for cell in released.get("cells", []):
+        meta = _nbgrader(cell)
+        if meta.get("grade") and not meta.get("solution") and cell.get("cell_type") == "code":
+            tests[meta["grade_id"]] = _source(cell)
+    return tests
 
 
 def scan(
@@ -113,9 +139,13 @@ def scan(
     *,
     submitted: dict | None,
     release: Path,
-    autograded: Path | None,
+    autograded: dict | None,
 ) -> list[dict]:
-    """The flags of one notebook of one student (``submitted`` is its raw JSON, if readable)."""
+    """The flags of one notebook of one student.
+
+    ``submitted`` is the handed-in notebook's JSON (None if unreadable), ``release`` the path of
+    the release notebook, ``autograded`` the autograded notebook's JSON (None if not graded).
+    """
     flags: list[dict] = []
 
     def flag(kind: str, detail: str) -> None:
@@ -123,13 +153,10 @@ def scan(
 
     if submitted is not None:
         cells = submitted.get("cells", [])
-        released = nbformat.read(release, as_version=4) if release.exists() else None
         release_tests = {}
-        if released is not None:
-            for cell in released.cells:
-                meta = _nbgrader(cell)
-                if meta.get("grade") and not meta.get("solution") and cell.cell_type == "code":
-                    release_tests[meta["grade_id"]] = _source(cell)
+        if release.exists():
+            stat = release.stat()
+            release_tests = _release_tests(str(release), stat.st_mtime_ns, stat.st_size)
         ids = Counter(_nbgrader(c).get("grade_id") for c in cells if _nbgrader(c).get("grade_id"))
         for grade_id, count in sorted(ids.items()):
             if count > 1:
@@ -162,8 +189,7 @@ def scan(
                 flag("nbgrader_env", f"{name} refers to NBGRADER_EXECUTION")
 
     if autograded is not None:
-        nb = nbformat.read(autograded, as_version=4)
-        for i, cell in enumerate(nb.cells):
+        for i, cell in enumerate(autograded.get("cells", [])):
             for out in cell.get("outputs", []):
                 if out.get("output_type") != "error":
                     continue
