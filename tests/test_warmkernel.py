@@ -309,3 +309,27 @@ def test_config_reaches_the_manager_through_an_execute_subclass():
     # ...so the course's subclass has to re-apply it.
     assert ConfiguredExecute(config=config).kernel_manager_class is WarmKernelManager
     assert ConfiguredExecute(config=Config()).kernel_manager_class is AsyncKernelManager
+
+
+def test_warming_the_kernel_app_leaves_no_state_behind():
+    # Run where nothing else has touched ipykernel's app: a fresh interpreter, as the zygote is.
+    probe = """
+import json, logging, os, sys, threading
+from ipykernel.kernelapp import IPKernelApp
+from toeplitz_course.warmkernel import _warm_kernel_app
+
+def state():
+    log = logging.getLogger("IPKernelApp")
+    return [sorted(os.listdir("/proc/self/fd")), threading.active_count(), list(sys.path),
+            dict(os.environ), [repr(h) for h in log.handlers], log.level, log.propagate]
+
+before = state()
+_warm_kernel_app()
+print(json.dumps({"same": state() == before, "singleton": IPKernelApp.initialized()}))
+"""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"same": True, "singleton": False}
