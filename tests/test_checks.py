@@ -1080,3 +1080,91 @@ def test_verify_does_not_need_the_answer_objects():
     del payload["results"][0]["values"][0]
     with pytest.raises(checks.CheckFailure, match="malformed"):
         checks.verify("ex4_2_test", payload)
+
+
+# --- the vectorized comparisons agree with their entry-by-entry definitions --------------------
+
+
+def _same_by_entries(m, t):
+    return all(
+        checks._close(a, b)
+        for row_m, row_t in zip(m, t, strict=True)
+        for a, b in zip(row_m, row_t, strict=True)
+    )
+
+
+def _first_row_by_entries(m, t):
+    for r, (row_m, row_t) in enumerate(zip(m, t, strict=True)):
+        if not all(checks._close(a, b) for a, b in zip(row_m, row_t, strict=True)):
+            return r
+    return -1
+
+
+def _outcome(fn, *args):
+    try:
+        return ("value", fn(*args))
+    except Exception as exc:  # noqa: BLE001 - the kind of failure must agree too
+        return ("raises", type(exc).__name__)
+
+
+def _matrix_pairs():
+    rng = np.random.default_rng(0)
+    pairs = []
+    for rows, cols in [(1, 1), (3, 4), (16, 36), (5, 5)]:
+        t = rng.normal(size=(rows, cols)).tolist()
+        pairs.append((t, t))
+        near = (np.array(t) * (1 + 0.9 * checks.RTOL)).tolist()  # inside the tolerance
+        far = (np.array(t) + 10 * checks.ATOL).tolist()  # outside it
+        pairs += [(near, t), (far, t), (t, far)]
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            m = [row[:] for row in t]
+            m[-1][-1] = bad
+            pairs += [(m, t), (t, m), (m, m)]
+        # Exactly on the boundary of _close, and just past it.
+        edge = [row[:] for row in t]
+        edge[0][0] = t[0][0] + checks.ATOL + checks.RTOL * abs(t[0][0])
+        pairs.append((edge, t))
+        pairs.append(([[int(round(v)) for v in row] for row in t], t))  # ints
+    pairs += [
+        ([[1.0, 2.0]], [[1.0, 2.0], [3.0, 4.0]]),  # different shapes
+        ([[9.0, 2.0]], [[1.0, 2.0, 3.0]]),  # a mismatch before the shapes part
+        ([[1.0, 2.0], [3.0]], [[1.0, 2.0], [3.0, 4.0]]),  # ragged
+        ([], []),
+        ([[]], [[]]),
+        ([[2**80]], [[float(2**80)]]),  # beyond int64
+    ]
+    return pairs
+
+
+@pytest.mark.parametrize("m, t", _matrix_pairs())
+def test_vectorized_comparisons_agree_with_entry_by_entry(m, t):
+    assert _outcome(checks._same, m, t) == _outcome(_same_by_entries, m, t)
+    assert _outcome(checks._first_row_differing, m, t) == _outcome(_first_row_by_entries, m, t)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [[1.0, 2.5], [-3.0, 4.0]],
+        [[1, 2], [3, 4]],
+        [[1.0, "nan"], ["inf", "-inf"]],
+        [[1.0, True], [3.0, 4.0]],
+        [[1.0, None], [3.0, 4.0]],
+        [[1.0, [2.0]], [3.0, 4.0]],
+        [[1.0, "x"], [3.0, 4.0]],
+        [[2**80, 1.0], [3.0, 4.0]],
+        [[10**400, 1.0], [3.0, 4.0]],
+        [[], []],
+    ],
+)
+def test_reading_a_matrix_agrees_with_decoding_each_entry(values):
+    shape = [len(values), len(values[0])]
+    expected = _outcome(lambda: [[checks._decode(v) for v in row] for row in values])
+    got = _outcome(lambda: checks._read_matrix({"shape": shape, "values": values})[1])
+    assert got == expected
+    if got[0] == "value":
+        m = got[1]
+        by_entries = next(
+            (r for r, row in enumerate(m) if not all(np.isfinite(v) for v in row)), -1
+        )
+        assert checks._not_finite_row(m) == by_entries
