@@ -160,32 +160,7 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= ATOL + RTOL * abs(b)
 
 
-# The matrices of the 2-D exercises have hundreds of entries and a diagnosis compares them several
-# times, in the kernel and again in the grader: torch does it elementwise with the same float64
-# arithmetic as ``_close``. Anything that is not a rectangular matrix of numbers takes the plain
-# Python path, which keeps its exact behaviour (short-circuiting, ValueError on ragged rows).
-
-
-def _matrix(m: list[list[float]]) -> torch.Tensor | None:
-    try:
-        a = torch.tensor(m, dtype=torch.float64)
-    except (TypeError, ValueError, RuntimeError, OverflowError):
-        return None
-    return a if a.dim() == 2 else None
-
-
-def _closeness(m: list[list[float]], t: list[list[float]]) -> torch.Tensor | None:
-    """``_close`` of every pair of entries, or None unless both are matrices of one shape."""
-    a, b = _matrix(m), _matrix(t)
-    if a is None or b is None or a.shape != b.shape:
-        return None
-    return (a - b).abs() <= ATOL + RTOL * b.abs()
-
-
 def _same(m: list[list[float]], t: list[list[float]]) -> bool:
-    close = _closeness(m, t)
-    if close is not None:
-        return bool(close.all())
     return all(
         _close(a, b)
         for row_m, row_t in zip(m, t, strict=True)
@@ -194,10 +169,6 @@ def _same(m: list[list[float]], t: list[list[float]]) -> bool:
 
 
 def _first_row_differing(m: list[list[float]], t: list[list[float]]) -> int:
-    close = _closeness(m, t)
-    if close is not None:
-        rows = (~close.all(dim=1)).nonzero()
-        return int(rows[0, 0]) if len(rows) else -1
     for r, (row_m, row_t) in enumerate(zip(m, t, strict=True)):
         if not all(_close(a, b) for a, b in zip(row_m, row_t, strict=True)):
             return r
@@ -637,24 +608,15 @@ def _read_matrix(payload: dict) -> tuple[list[int], list[list[float]] | None]:
         return shape, None
     if len(shape) != 2 or not isinstance(values, list) or len(values) != shape[0]:
         raise _Malformed("values do not match the shape")
+    matrix = []
     for row in values:
         if not isinstance(row, list) or len(row) != shape[1]:
             raise _Malformed("values do not match the shape")
-    # Plain numbers (what a probe records, bools excepted) are read by torch in one go; the
-    # entry-by-entry reading decodes "nan"/"inf" and names what is wrong with anything else.
-    a = None
-    if not any(v is True or v is False for row in values for v in row):
-        a = _matrix(values)
-    if a is not None and list(a.shape) == shape:
-        return shape, a.tolist()
-    return shape, [[_decode(v) for v in row] for row in values]
+        matrix.append([_decode(v) for v in row])
+    return shape, matrix
 
 
 def _not_finite_row(m: list[list[float]]) -> int:
-    a = _matrix(m)
-    if a is not None:
-        rows = (~torch.isfinite(a).all(dim=1)).nonzero()
-        return int(rows[0, 0]) if len(rows) else -1
     for r, row in enumerate(m):
         if not all(math.isfinite(v) for v in row):
             return r
