@@ -31,16 +31,6 @@ def _zygote_cpu() -> tuple[float, float]:
     return stats.get("self_cpu", 0.0), stats.get("children_cpu", 0.0)
 
 
-def calibration() -> float:
-    """CPU seconds of a fixed pure-Python loop: this guest's CPU speed drifts by tens of percent
-    within minutes, so figures are comparable only next to this one."""
-    start = time.process_time()
-    total = 0
-    for i in range(5_000_000):
-        total += i
-    return time.process_time() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=6, help="graded after the warm-up one")
@@ -54,14 +44,12 @@ def main() -> None:
         grading.prepare(course)
         first, *rest = grading.submitted_students(course)
         grading.grade_student(course, first)
-        before = calibration()
         zself, zkids = _zygote_cpu()
         cpu, wall = time.process_time(), time.perf_counter()
         for student in rest:
             grading.grade_student(course, student)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         zself2, zkids2 = _zygote_cpu()
-        after = calibration()
         n = len(rest) * len(NOTEBOOKS)
         kernels, zygote = zkids2 - zkids, zself2 - zself
         print(f"{len(rest)} students, {n} notebooks, after one warm-up student; per notebook:")
@@ -70,7 +58,6 @@ def main() -> None:
         print(f"  kernels CPU               {kernels / n:6.3f} s")
         print(f"  zygote CPU                {zygote / n:6.3f} s")
         print(f"  machine time (sum)        {(cpu + kernels + zygote) / n:6.3f} s")
-        print(f"calibration loop: {before:.3f} s before, {after:.3f} s after (CPU speed)")
 
 
 if __name__ == "__main__":
