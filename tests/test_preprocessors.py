@@ -48,3 +48,48 @@ def test_duplicate_grade_ids_are_still_found():
     cells[1].metadata["nbgrader"]["grade_id"] = cells[0].metadata["nbgrader"]["grade_id"]
     with pytest.raises(ValidationError):
         CheckCellMetadata().preprocess(nb, {})
+
+
+def _dies_at_start(tmp_path: Path, deaths: int):
+    """HardenedExecute whose kernels exit while starting, ``deaths`` times, then start normally."""
+    from traitlets.config import Config
+
+    from toeplitz_course.config import KERNEL_ARGUMENTS
+    from toeplitz_course.preprocessors import HardenedExecute
+
+    starts = tmp_path / "starts"
+    # Runs in the kernel during IPKernelApp.initialize, before it answers kernel_info.
+    line = (
+        f"import os; f = open({str(starts)!r}, 'a'); f.write('x'); f.close(); "
+        f"os._exit(3) if len(open({str(starts)!r}).read()) <= {deaths} else None"
+    )
+    c = Config()
+    c.HardenedExecute.kernel_manager_class = "toeplitz_course.warmkernel.WarmKernelManager"
+    c.HardenedExecute.extra_arguments = [*KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={[line]!r}"]
+    c.HardenedExecute.startup_timeout = 30
+    return HardenedExecute(config=c), starts
+
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def _one_cell():
+    return nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("print(6 * 7)")], metadata={"kernelspec": KERNELSPEC}
+    )
+
+
+@pytest.mark.timeout(120)
+def test_a_kernel_that_dies_while_starting_is_replaced(tmp_path):
+    execute, starts = _dies_at_start(tmp_path, deaths=2)
+    nb, _ = execute.preprocess(_one_cell(), {"metadata": {"path": str(tmp_path)}})
+    assert starts.read_text() == "xxx"  # two kernels died, the third ran the notebook
+    assert nb.cells[0].outputs[0]["text"] == "42\n"
+
+
+@pytest.mark.timeout(120)
+def test_kernels_that_keep_dying_while_starting_fail_the_notebook(tmp_path):
+    execute, starts = _dies_at_start(tmp_path, deaths=5)
+    with pytest.raises(RuntimeError, match="died"):
+        execute.preprocess(_one_cell(), {"metadata": {"path": str(tmp_path)}})
+    assert starts.read_text() == "xxx"  # startup_attempts, no more

@@ -26,8 +26,8 @@ KERNEL_ARGUMENTS = (
     "--InteractiveShell.xmode=Plain",
     # ipykernel's kernel without the debugger's per-cell source hashing (gradingkernel.py).
     "--IPKernelApp.kernel_class=toeplitz_course.gradingkernel.GradingKernel",
-    # No SQLite input history: nobody reads it, every kernel would write the students' code into
-    # the grader's ~/.ipython, and parallel kernels would queue on its lock.
+    # No input history database: nbclient already points it at SQLite's ":memory:", but each
+    # kernel would still create it and start a thread to save into it. In, Out and _i still work.
     "--HistoryManager.enabled=False",
 )
 

@@ -27,6 +27,7 @@ import os
 import time
 from typing import Any
 
+from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader import preprocessors as nbgrader_preprocessors
@@ -229,7 +230,11 @@ class HardenedExecute(Execute):
     * a dead kernel (``os._exit``, a crash) or a cell that outlives its timeout even after an
       interrupt is recorded as an error on that cell, and the cells after it are left unexecuted,
       instead of failing the notebook and the student's other work with it;
-    * ``notebook_deadline`` bounds the whole notebook.
+    * ``notebook_deadline`` bounds the whole notebook;
+    * a kernel that dies before it answers its first request is replaced, up to
+      ``startup_attempts`` kernels: no cell has run yet, so it is never the student's doing (a
+      port taken by another process between jupyter_client choosing it and the kernel binding
+      it, with several graders on one machine).
 
     Unexecuted test cells earn nothing: VerifyAnswers requires each to have reported an answer.
     """
@@ -247,6 +252,10 @@ class HardenedExecute(Execute):
         "notebooks. Grades never depend on plots.",
     ).tag(config=True)
 
+    startup_attempts = Integer(
+        3, help="Kernels started for a notebook when they die before answering (no cell ran)."
+    ).tag(config=True)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         # nbgrader's Execute passes kernel_manager_class=AsyncKernelManager as a keyword argument,
@@ -256,6 +265,29 @@ class HardenedExecute(Execute):
         cls = configured_kernel_manager_class(self)
         if cls is not None:
             self.kernel_manager_class = cls
+
+    async def async_start_new_kernel_client(self):
+        for attempt in range(1, self.startup_attempts + 1):
+            try:
+                return await super().async_start_new_kernel_client()
+            except RuntimeError as exc:  # nbclient: "Kernel died before replying to kernel_info"
+                # nbclient has shut the dead kernel down and dropped its client and manager. A
+                # manager passed in by the caller is the caller's to replace.
+                if attempt == self.startup_attempts or not self.owns_km:
+                    raise
+                self.log.warning(
+                    "The kernel died while starting (%s); starting kernel %d of at most %d",
+                    exc,
+                    attempt + 1,
+                    self.startup_attempts,
+                )
+                if self.km is None:
+                    self.km = self.create_kernel_manager()
+                await self.async_start_new_kernel()
+        raise AssertionError("unreachable")
+
+    # nbclient binds the synchronous form, which nbconvert's preprocess uses, to its own method.
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
     def preprocess(self, nb, resources=None, km=None):
         self._stopped: str | None = None
