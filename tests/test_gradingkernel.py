@@ -96,3 +96,39 @@ def test_grading_kernel_reports_errors_by_cell_and_line(manager):
     assert error.ename == "ValueError"
     text = "".join(error.traceback)
     assert "In[2]" in text and "line 2" in text and "raise ValueError" in text
+
+
+# Counts the cells IPython compiles to decide whether they need a coroutine runner.
+COUNT_ASYNC_CHECKS = """\
+import collections, IPython.core.interactiveshell as shell_module
+checked = collections.Counter()
+inner_check = shell_module._should_be_async
+def counting_check(cell, inner=inner_check):
+    checked[cell.strip()] += 1
+    return inner(cell)
+shell_module._should_be_async = counting_check
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="warm kernels: Linux")
+def test_only_cells_that_may_await_are_compiled_to_check_and_await_still_works():
+    nb = run(
+        COUNT_ASYNC_CHECKS,
+        "import asyncio\nx = 1",  # 'async' in 'asyncio': checked, the rule is a substring
+        "y = x + 1",
+        "await asyncio.sleep(0)\nprint('awaited', x)",
+        "async def f():\n    return 2\nprint('defined')",
+        "print(await f())",
+        "ｘ = 3  # not ASCII: IPython decides",
+        "print(dict(checked))",
+    )
+    assert stdout(nb.cells[3]).strip() == "awaited 1"
+    assert stdout(nb.cells[5]).strip() == "2"
+    checked = eval(stdout(nb.cells[7]))  # noqa: S307 - a dict printed by our own cell
+    assert set(checked) == {
+        "import asyncio\nx = 1",
+        "await asyncio.sleep(0)\nprint('awaited', x)",
+        "async def f():\n    return 2\nprint('defined')",
+        "print(await f())",
+        "ｘ = 3  # not ASCII: IPython decides",
+    }

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nbformat
+import nbgrader.api as api
 import pytest
+from nbgrader import preprocessors as nbgrader_preprocessors
+from nbgrader import utils
 from nbgrader.nbgraderformat import SchemaTooOldError, ValidationError
+from nbgrader.preprocessors import OverwriteCells
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from toeplitz_course.contract import ASSIGNMENT, NOTEBOOKS
-from toeplitz_course.preprocessors import CheckCellMetadata
+from toeplitz_course.grade import db_url
+from toeplitz_course.preprocessors import (
+    CheckCellMetadata,
+    RestoreCells,
+    SaveAutoGrades,
+    is_autograder_test,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,3 +106,143 @@ def test_kernels_that_keep_dying_while_starting_fail_the_notebook(tmp_path):
     with pytest.raises(RuntimeError, match="died"):
         execute.preprocess(_one_cell(), {"metadata": {"path": str(tmp_path)}})
     assert starts.read_text() == "xxx"  # startup_attempts, no more
+
+
+# -- nbgrader's per-cell gradebook preprocessors, one notebook's rows read at once ----------------
+
+
+def _tables(url: str) -> dict[str, list[tuple]]:
+    """What SaveAutoGrades writes: every grade's scores and every comment's text, by cell."""
+    gb = api.Gradebook(url, "toeplitz-convolution")
+    try:
+        grades = gb.db.query(api.BaseCell.name, api.Grade.auto_score, api.Grade.needs_manual_grade)
+        comments = gb.db.query(api.BaseCell.name, api.Comment.auto_comment)
+        return {
+            "grades": sorted(grades.join(api.Grade, api.Grade.cell_id == api.BaseCell.id)),
+            "comments": sorted(comments.join(api.Comment, api.Comment.cell_id == api.BaseCell.id)),
+        }
+    finally:
+        gb.close()
+
+
+def _counting(kind: str):
+    """Counts COMMITs ('commit') or SELECTs ('select') on every engine while the block runs."""
+    seen = {"n": 0}
+
+    def on_commit(conn):
+        seen["n"] += 1
+
+    def on_statement(conn, cursor, statement, *args):
+        seen["n"] += statement.lstrip().upper().startswith("SELECT")
+
+    target, name, fn = (
+        (Engine, "commit", on_commit)
+        if kind == "commit"
+        else (Engine, "before_cursor_execute", on_statement)
+    )
+
+    class Block:
+        def __enter__(self):
+            event.listen(target, name, fn)
+            return seen
+
+        def __exit__(self, *exc):
+            event.remove(target, name, fn)
+
+    return Block()
+
+
+def _answered(name: str):
+    """The release notebook as autograded: every other test failed, one answer edited."""
+    nb = _release(name)
+    tests = [c for c in nb.cells if is_autograder_test(c)]
+    for i, cell in enumerate(tests):
+        if i % 2:
+            cell.outputs = [nbformat.v4.new_output("error", ename="E", evalue="x", traceback=[])]
+    answers = [c for c in nb.cells if utils.is_solution(c)]
+    answers[0].source += "\n# edited"
+    return nb
+
+
+def _resources(course: Path, name: str, student: str = "s1") -> dict:
+    return {
+        "nbgrader": {
+            "notebook": name,
+            "assignment": ASSIGNMENT,
+            "student": student,
+            "db_url": db_url(course),
+        }
+    }
+
+
+def _submitted_copies(course: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Two copies of one course directory whose gradebook has student s1's submission rows."""
+    with api.Gradebook(db_url(course), "toeplitz-convolution") as gb:
+        gb.update_or_create_student("s1")
+        gb.add_submission(ASSIGNMENT, "s1")
+    other = tmp_path / "other"
+    shutil.copytree(course, other)
+    return course, other
+
+
+def test_save_auto_grades_writes_what_nbgrader_writes_in_one_commit(course, tmp_path):
+    stock_course, our_course = _submitted_copies(course, tmp_path)
+    with _counting("commit") as opening:  # what opening the gradebook commits by itself
+        api.Gradebook(db_url(our_course)).close()
+    for name in NOTEBOOKS:
+        with _counting("commit") as stock_commits:
+            nbgrader_preprocessors.SaveAutoGrades().preprocess(
+                _answered(name), _resources(stock_course, name)
+            )
+        with _counting("commit") as our_commits:
+            SaveAutoGrades().preprocess(_answered(name), _resources(our_course, name))
+        assert our_commits["n"] == opening["n"] + 1, name
+        assert stock_commits["n"] > opening["n"] + 2, name
+    ours, stock = _tables(db_url(our_course)), _tables(db_url(stock_course))
+    assert ours == stock
+    # The comparison means something: both outcomes of both kinds of row occur.
+    scores = {score for _, score, _ in ours["grades"]}
+    assert 0 in scores and any(s and s > 0 for s in scores)
+    assert {text for _, text in ours["comments"]} >= {None, "No response."}
+
+
+def test_save_auto_grades_writes_nothing_of_a_notebook_it_cannot_finish(course):
+    with api.Gradebook(db_url(course), "toeplitz-convolution") as gb:
+        gb.update_or_create_student("s1")
+        gb.add_submission(ASSIGNMENT, "s1")
+    before = _tables(db_url(course))
+    nb = _answered(NOTEBOOKS[0])
+    tests = [c for c in nb.cells if is_autograder_test(c)]
+    tests[-1].metadata["nbgrader"]["grade_id"] = "not-in-the-gradebook"
+    with pytest.raises(api.MissingEntry):
+        SaveAutoGrades().preprocess(nb, _resources(course, NOTEBOOKS[0]))
+    assert _tables(db_url(course)) == before
+
+
+def _tampered(name: str):
+    """A submission whose nbgrader cells were edited where OverwriteCells puts them right."""
+    nb = _release(name)
+    locked = [c for c in nb.cells if utils.is_locked(c) and not utils.is_solution(c)]
+    locked[0].source = "# rewritten by the student"
+    graded = [c for c in nb.cells if utils.is_grade(c)]
+    graded[0].metadata["nbgrader"]["points"] = 100
+    unknown = nbformat.v4.new_code_cell("x = 1", id="unknown-cell")
+    unknown.metadata["nbgrader"] = {**graded[0].metadata["nbgrader"], "grade_id": "unknown"}
+    nb.cells.append(unknown)
+    return nb
+
+
+def test_restore_cells_reads_the_notebook_once_and_restores_like_nbgrader(course):
+    with _counting("select") as opening:  # what opening the gradebook selects by itself
+        api.Gradebook(db_url(course)).close()
+    for name in NOTEBOOKS:
+        with _counting("select") as stock_selects:
+            stock, _ = OverwriteCells().preprocess(_tampered(name), _resources(course, name))
+        with _counting("select") as our_selects:
+            ours, _ = RestoreCells().preprocess(_tampered(name), _resources(course, name))
+        assert ours == stock, name
+        assert ours != _tampered(name), name  # something was put right
+        # Source cells, grade cells, task cells, and nbgrader's own lookup of the unknown id
+        # (which raises MissingEntry as before).
+        assert our_selects["n"] == opening["n"] + 4, name
+        assert stock_selects["n"] > opening["n"] + 6, name

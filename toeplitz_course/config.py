@@ -65,7 +65,7 @@ def configure(c) -> None:
         "nbconvert.preprocessors.ClearMetadataPreprocessor",
         NBGRADER + "LimitOutput",
         OURS + "VerifyAnswers",
-        NBGRADER + "SaveAutoGrades",
+        OURS + "SaveAutoGrades",
         NBGRADER + "AssignLatePenalties",
         OURS + "CheckCellMetadata",
     ]

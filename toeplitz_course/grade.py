@@ -271,25 +271,49 @@ def _read_autograded(root: Path, student: str, notebook: str) -> dict | None:
         return None
 
 
-def _cell_records(gb, autograded: dict | None, student: str, notebook: str) -> dict[str, dict]:
-    """Per graded cell: score, max and the grader's message, from the gradebook and the file."""
-    messages: dict[str, str] = {}
-    for cell in (autograded or {}).get("cells", []):
-        metadata = cell.get("metadata", {})
-        verdict = metadata.get(VERDICT_KEY)
-        grade_id = metadata.get("nbgrader", {}).get("grade_id")
-        if verdict and grade_id:
-            messages[grade_id] = verdict.get("message", "")
-    sub_nb = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
-    return {
-        grade.name: {
-            "score": grade.score,
-            "max": grade.max_score,
-            "needs_manual_grade": bool(grade.needs_manual_grade),
-            "message": messages.get(grade.name, ""),
-        }
-        for grade in sub_nb.grades
-    }
+def _cell_records(gb, autograded: dict[str, dict | None], student: str) -> dict[str, dict]:
+    """Per notebook, per graded cell: score, max and the grader's message.
+
+    Scores come from the gradebook in one query (reading them grade by grade through nbgrader's
+    objects costs four queries a cell), messages from the autograded files.
+    """
+    from nbgrader import api
+
+    records: dict[str, dict[str, dict]] = {name: {} for name in NOTEBOOKS}
+    rows = (
+        gb.db.query(
+            api.Notebook.name,
+            api.BaseCell.name,
+            api.Grade.score,
+            api.Grade.max_score,
+            api.Grade.needs_manual_grade,
+        )
+        .join(api.BaseCell, api.BaseCell.id == api.Grade.cell_id)
+        .join(api.SubmittedNotebook, api.SubmittedNotebook.id == api.Grade.notebook_id)
+        .join(api.Notebook, api.Notebook.id == api.SubmittedNotebook.notebook_id)
+        .join(
+            api.SubmittedAssignment,
+            api.SubmittedAssignment.id == api.SubmittedNotebook.assignment_id,
+        )
+        .join(api.Assignment, api.Assignment.id == api.SubmittedAssignment.assignment_id)
+        .filter(api.Assignment.name == ASSIGNMENT, api.SubmittedAssignment.student_id == student)
+    )
+    for notebook, cell, score, max_score, needs_manual_grade in rows:
+        if notebook in records:
+            records[notebook][cell] = {
+                "score": score,
+                "max": max_score,
+                "needs_manual_grade": bool(needs_manual_grade),
+                "message": "",
+            }
+    for notebook, cells in records.items():
+        for cell in (autograded.get(notebook) or {}).get("cells", []):
+            metadata = cell.get("metadata", {})
+            verdict = metadata.get(VERDICT_KEY)
+            grade_id = metadata.get("nbgrader", {}).get("grade_id")
+            if verdict and grade_id in cells:
+                cells[grade_id]["message"] = verdict.get("message", "")
+    return records
 
 
 def grade_student(root: Path | str, student: str) -> dict:
@@ -320,8 +344,7 @@ def grade_student(root: Path | str, student: str) -> dict:
     autograded = {name: _read_autograded(root, student, name) for name in NOTEBOOKS}
     with open_gradebook(db_url(root)) as gb:
         _zero_ungraded(gb, student, ungraded)
-        for name in NOTEBOOKS:
-            cells = _cell_records(gb, autograded[name], student, name)
+        for name, cells in _cell_records(gb, autograded, student).items():
             record["notebooks"][name]["cells"] = cells
     for name in NOTEBOOKS:
         record["flags"].extend(

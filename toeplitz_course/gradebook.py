@@ -95,7 +95,11 @@ def share_engines() -> Callable[[], None]:
     def create_engine(url, *args, **kwargs):
         key = (str(url), args, tuple(sorted(kwargs.items())))
         if key not in engines:
-            engines[key] = create(url, *args, **kwargs)
+            engine = create(url, *args, **kwargs)
+            # Gradebook.close() disposes of its engine, which would close the pooled connections
+            # every other Gradebook on it shares and make the next one connect again.
+            engine.dispose = _keep_pool
+            engines[key] = engine
         return engines[key]
 
     def inspect_tables(subject, *args, **kwargs):
@@ -118,11 +122,16 @@ def share_engines() -> Callable[[], None]:
         api.create_engine, api.inspect = create, inspect
         del metadata.create_all
         for engine in engines.values():
+            del engine.dispose
             engine.dispose()
         engines.clear()
         checked.clear()
 
     return undo
+
+
+def _keep_pool(close: bool = True) -> None:
+    """``Engine.dispose`` of a shared engine, until ``share_engines`` is undone."""
 
 
 @contextlib.contextmanager
@@ -143,3 +152,128 @@ class _KnownTables:
 
     def get_table_names(self) -> list[str]:
         return list(self._names)
+
+
+class NotebookRows:
+    """A ``Gradebook`` as nbgrader's per-cell preprocessors use it, for one notebook at a time.
+
+    ``OverwriteCells`` looks up the source cell and the graded cell of every nbgrader cell, and
+    ``SaveAutoGrades`` the grade and the comment of every graded or answer cell, each lookup a
+    query joining three to seven tables, and commits after every cell. This wrapper answers
+    those four lookups for its own notebook (and student) from one query per kind of row, made on
+    first use, and returns the same ORM objects from the same session. A name it does not hold
+    goes to nbgrader's own lookup, so a missing entry raises the same ``MissingEntry``; anything
+    else is the wrapped ``Gradebook``'s.
+
+    ``one_transaction=True`` makes the per-cell ``db.commit()`` a no-op and commits once, when the
+    ``with`` block ends without an error: a notebook's grades are written together or not at all
+    (an error rolls them all back, where nbgrader kept the cells before it).
+    """
+
+    def __init__(
+        self,
+        gradebook: Gradebook,
+        notebook: str,
+        assignment: str,
+        student: str | None = None,
+        *,
+        one_transaction: bool = False,
+    ):
+        self._gb = gradebook
+        self._key = (notebook, assignment)
+        self._student = student
+        self._rows: dict[str, dict[str, Any]] = {}
+        self.db = _DeferredCommits(gradebook.db) if one_transaction else gradebook.db
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gb, name)
+
+    def __enter__(self) -> NotebookRows:
+        self._gb.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> Any:
+        if exc_type is None and isinstance(self.db, _DeferredCommits):
+            self._gb.db.commit()
+        return self._gb.__exit__(exc_type, exc, tb)
+
+    # -- the four lookups -------------------------------------------------------------------------
+
+    def find_source_cell(self, name: str, notebook: str, assignment: str):
+        return self._find("source", name, (notebook, assignment), self._gb.find_source_cell)
+
+    def find_graded_cell(self, name: str, notebook: str, assignment: str):
+        return self._find("graded", name, (notebook, assignment), self._gb.find_graded_cell)
+
+    def find_grade(self, name: str, notebook: str, assignment: str, student: str):
+        return self._find("grade", name, (notebook, assignment, student), self._gb.find_grade)
+
+    def find_comment(self, name: str, notebook: str, assignment: str, student: str):
+        return self._find("comment", name, (notebook, assignment, student), self._gb.find_comment)
+
+    def _find(self, kind: str, name: str, where: tuple, fallback: Callable) -> Any:
+        mine = where == (*self._key, self._student) if len(where) == 3 else where == self._key
+        if mine:
+            if kind not in self._rows:
+                self._rows[kind] = self._load(kind)
+            row = self._rows[kind].get(name)
+            if row is not None:
+                return row
+        return fallback(name, *where)
+
+    def _load(self, kind: str) -> dict[str, Any]:
+        """Every row of ``kind`` of this notebook by cell name, with nbgrader's precedence."""
+        from nbgrader import api
+
+        notebook, assignment = self._key
+        db = self._gb.db
+        if kind in ("source", "graded"):
+            found: dict[str, Any] = {}
+            # find_graded_cell tries GradeCell before TaskCell: the later update wins.
+            models = (api.SourceCell,) if kind == "source" else (api.TaskCell, api.GradeCell)
+            for model in models:
+                query = (
+                    db.query(model)
+                    .join(api.Notebook, api.Notebook.id == model.notebook_id)
+                    .join(api.Assignment, api.Assignment.id == api.Notebook.assignment_id)
+                    .filter(api.Notebook.name == notebook, api.Assignment.name == assignment)
+                )
+                found.update((row.name, row) for row in query)
+            return found
+        # find_grade joins GradeCell then TaskCell; find_comment SolutionCell then TaskCell.
+        row_model = api.Grade if kind == "grade" else api.Comment
+        cells = (api.TaskCell, api.GradeCell if kind == "grade" else api.SolutionCell)
+        found = {}
+        for cell in cells:
+            query = (
+                db.query(cell.name, row_model)
+                .join(cell, cell.id == row_model.cell_id)
+                .join(api.SubmittedNotebook, api.SubmittedNotebook.id == row_model.notebook_id)
+                .join(api.Notebook, api.Notebook.id == api.SubmittedNotebook.notebook_id)
+                .join(
+                    api.SubmittedAssignment,
+                    api.SubmittedAssignment.id == api.SubmittedNotebook.assignment_id,
+                )
+                .join(api.Assignment, api.Assignment.id == api.SubmittedAssignment.assignment_id)
+                .join(api.Student, api.Student.id == api.SubmittedAssignment.student_id)
+                .filter(
+                    api.Notebook.name == notebook,
+                    api.Assignment.name == assignment,
+                    api.Student.id == self._student,
+                )
+            )
+            found.update(query.all())
+        return found
+
+
+class _DeferredCommits:
+    """A session whose ``commit()`` waits for the end of the notebook (``NotebookRows``)."""
+
+    def __init__(self, session: Any):
+        self._session = session
+
+    def commit(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)

@@ -12,6 +12,9 @@ only an interactive user:
   transformations, pure Python, a few ms a cell) to decide how to run it, then
   ``InteractiveShell.run_cell`` transforms the same source again. ``GradingShell`` hands the
   second call the first call's result: nothing runs between the two.
+* IPython decides whether a cell needs a coroutine runner (top-level ``await``) by compiling the
+  whole cell once more. Every such cell contains the keyword ``await`` or ``async``, and keywords
+  are ASCII: ``GradingShell`` answers "no" without compiling when an ASCII cell has neither.
 
 Enabled with ``--IPKernelApp.kernel_class=toeplitz_course.gradingkernel.GradingKernel`` among the
 grading kernels' arguments (``config.KERNEL_ARGUMENTS``). Everything else is ipykernel's.
@@ -26,7 +29,8 @@ from traitlets import Type
 
 
 class GradingShell(ZMQInteractiveShell):
-    """``ZMQInteractiveShell`` that transforms one execute request's source once, not twice."""
+    """``ZMQInteractiveShell`` that transforms one execute request's source once, not twice, and
+    compiles it once less to see that it has no top-level ``await``."""
 
     _last_transform: tuple[str, str] | None = None
 
@@ -40,6 +44,18 @@ class GradingShell(ZMQInteractiveShell):
         cell = super().transform_cell(raw_cell)
         self._last_transform = (raw_cell, cell)
         return cell
+
+    def should_run_async(
+        self, raw_cell: str, *, transformed_cell=None, preprocessing_exc_tuple=None
+    ) -> bool:
+        cell = transformed_cell
+        if cell is not None and cell.isascii() and "await" not in cell and "async" not in cell:
+            return False
+        return super().should_run_async(
+            raw_cell,
+            transformed_cell=transformed_cell,
+            preprocessing_exc_tuple=preprocessing_exc_tuple,
+        )
 
 
 class GradingKernel(IPythonKernel):

@@ -8,13 +8,15 @@ sanitize (before execution)
                              execution)
     ``ResetExecutionTags``   drop the tags that make nbclient skip a cell or forgive its error
     ``DeduplicateGradeIds``  keep one cell per grade id; copies become plain cells (nbgrader #1083)
-    ``RestoreCells``         nbgrader's OverwriteCells, re-adding deleted grade cells (#1682)
+    ``RestoreCells``         nbgrader's OverwriteCells, re-adding deleted grade cells (#1682),
+                             reading the notebook's cells once
 autograde (execution and scoring)
     ``SkipDemoCells``        leave the instructor's demonstrations unexecuted when no score can
                              depend on them (``demos``)
     ``HardenedExecute``      nbgrader's Execute with an output cap, a notebook deadline and a
                              dead kernel recorded as an error instead of failing the notebook
     ``VerifyAnswers``        the grader's own verdict on every autograded test cell
+    ``SaveAutoGrades``       nbgrader's, one transaction per notebook
 feedback
     ``HideHiddenTests``      hidden-test source removed from every cell
     ``ShortenTracebacks``    an error in a test cell shows only its own message
@@ -37,6 +39,7 @@ from traitlets import Bool, Float, Integer, List, Unicode
 
 from . import channel, checks, demos
 from .contract import EXECUTION_TAGS, VERDICT_KEY
+from .gradebook import NotebookRows
 
 
 def _error_output(ename: str, evalue: str) -> NotebookNode:
@@ -98,12 +101,38 @@ class DeduplicateGradeIds(NbGraderPreprocessor):
         return nb, resources
 
 
-class RestoreCells(OverwriteCells):
+class _RowsOfOneNotebook:
+    """Mixin: the ``gradebook`` nbgrader's preprocessor opens is wrapped in ``NotebookRows``.
+
+    nbgrader's ``preprocess`` assigns ``self.gradebook = Gradebook(...)`` after setting the ids of
+    the notebook (and student), and its per-cell methods look rows up through it.
+    """
+
+    one_transaction = False
+    _rows: NotebookRows | None = None
+
+    @property
+    def gradebook(self) -> NotebookRows | None:
+        return self._rows
+
+    @gradebook.setter
+    def gradebook(self, gradebook) -> None:
+        self._rows = NotebookRows(
+            gradebook,
+            self.notebook_id,
+            self.assignment_id,
+            getattr(self, "student_id", None),
+            one_transaction=self.one_transaction,
+        )
+
+
+class RestoreCells(_RowsOfOneNotebook, OverwriteCells):
     """nbgrader's OverwriteCells, re-adding every deleted grade cell.
 
     Stock ``add_missing_grade_cells`` places a missing cell after the previous source cell and fails
     with a KeyError when that one was deleted too; this version walks back to the nearest source
-    cell still present (or the top of the notebook).
+    cell still present (or the top of the notebook). The source and graded cells are read once per
+    notebook, not twice per cell (``NotebookRows``).
     """
 
     def add_missing_grade_cells(self, nb, resources):
@@ -134,6 +163,17 @@ class RestoreCells(OverwriteCells):
             anchor = next((where[name] for name in reversed(before) if name in where), -1)
             nb.cells.insert(anchor + 1, cell)
         return nb, resources
+
+
+class SaveAutoGrades(_RowsOfOneNotebook, nbgrader_preprocessors.SaveAutoGrades):
+    """nbgrader's SaveAutoGrades, in one transaction per notebook.
+
+    Stock, each graded or answer cell costs one or two queries and a commit; here a notebook's
+    grades and comments are read in two queries and written in one commit (``NotebookRows``), so
+    its scores land together or not at all.
+    """
+
+    one_transaction = True
 
 
 class CheckCellMetadata(nbgrader_preprocessors.CheckCellMetadata):
