@@ -326,3 +326,43 @@ def test_prepare_creates_every_course_row_grading_opens(course):
     prepare(course)
     with Gradebook(db_url(course), "toeplitz-convolution") as gb:
         assert {c.id for c in gb.db.query(Course)} == {"toeplitz-convolution", "default_course"}
+
+
+# Run as a child subreaper, so that any process of the run left unreaped (the warm parent of a
+# worker that ended in os._exit, say) becomes this script's child and is seen.
+UNREAPED = """\
+import ctypes, json, os, sys
+from toeplitz_course.grade import grade
+assert ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+run = grade(sys.argv[1], jobs=2, progress=False)
+left = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\\0", b" ").decode()
+    except OSError:
+        continue
+    # multiprocessing's resource tracker lives as long as the process that started it.
+    if int(fields[1]) == os.getpid() and "resource_tracker" not in cmd:
+        left.append([pid, fields[0], cmd[:100]])
+print(json.dumps({"errors": run.errors, "left": left, "graded": len(run.records)}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreaper: Linux")
+def test_a_parallel_run_reaps_every_process_it_started(course):
+    from toeplitz_course import bench
+
+    bench.write_class(course, bench.class_mix(2))
+    out = subprocess.run(
+        [sys.executable, "-c", UNREAPED, str(course)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["errors"] == {} and result["graded"] == 2
+    assert result["left"] == []

@@ -21,15 +21,18 @@ long busy timeout so writers queue instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import sys
 import time
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -415,19 +418,87 @@ class GradeRun:
         return "\n".join(lines)
 
 
-def _worker_init() -> None:
+#: What a grading worker imports, imported once by the server the workers are forked from.
+WORKER_PRELOAD = (
+    "toeplitz_course.grade",
+    "toeplitz_course.preprocessors",  # torch, for the checks the grader re-runs
+    "toeplitz_course.warmkernel",
+    "nbgrader.converters",
+    "nbgrader.preprocessors",
+    "nbclient",
+    "IPython",
+    "ipykernel.kernelspec",
+    "jupyter_client.localinterfaces",
+    "psutil",
+    "sqlalchemy.dialects.sqlite",
+    "sqlite3",
+)
+
+# The server imports under these (numpy starts OpenBLAS's thread pool on import unless told not
+# to, and a process with threads must not fork); each worker then takes the caller's environment.
+_PRELOAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _worker_init(env: dict[str, str] | None = None) -> None:
+    if env is not None:
+        # Forked from the preload server: its environment is the one it started with.
+        os.environ.clear()
+        os.environ.update(env)
     # Kernels are separate processes; the worker itself needs no threads of torch's.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # nbgrader's add_submission trips an SQLAlchemy 2 warning per student; rows are right.
     warnings.filterwarnings("ignore", message=".*not in session.*")
+    from multiprocessing.util import Finalize
+
     from .config import KERNEL_PRELOAD
     from .gradebook import share_engines
-    from .warmkernel import prewarm
+    from .warmkernel import prewarm, shutdown_zygotes
 
     share_engines()
+    # A worker forked from the server ends in os._exit, past atexit: stop (and reap) the warm
+    # parent on the way out, as every multiprocessing worker runs its finalizers.
+    Finalize(None, shutdown_zygotes, exitpriority=10)
     prewarm(
         KERNEL_PRELOAD
     )  # start this worker's warm parent while the pool hands out the first students
+
+
+@contextlib.contextmanager
+def _worker_context() -> Iterator[tuple[Any, tuple]]:
+    """The multiprocessing context for grading workers, and the initializer's arguments.
+
+    Each worker would import torch, nbgrader and nbconvert on its own, about five seconds of CPU
+    apiece. With ``forkserver``, one server process imports them (``WORKER_PRELOAD``) and every
+    worker is a fork of it: a fresh process that shares those modules' memory. The server starts
+    and is stopped (and reaped) with each ``grade`` run, so it never serves a stale environment
+    or code; a server someone else in this process started is left alone and workers are spawned
+    instead, as on platforms without ``forkserver``.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    if (
+        "forkserver" not in multiprocessing.get_all_start_methods()
+        or server is None
+        or not hasattr(server, "_stop")
+        or server._forkserver_pid is not None
+    ):
+        yield get_context("spawn"), ()
+        return
+    context = get_context("forkserver")
+    env = dict(os.environ)
+    context.set_forkserver_preload(list(WORKER_PRELOAD))
+    os.environ.update(_PRELOAD_ENV)
+    try:
+        server.ensure_running()
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+    try:
+        yield context, (env,)
+    finally:
+        context.set_forkserver_preload([])
+        server._stop()
 
 
 def grade(
@@ -464,9 +535,12 @@ def grade(
         pending = list(students)
         while pending:
             retry = []
-            with ProcessPoolExecutor(
-                jobs, mp_context=get_context("spawn"), initializer=_worker_init
-            ) as pool:
+            with (
+                _worker_context() as (context, initargs),
+                ProcessPoolExecutor(
+                    jobs, mp_context=context, initializer=_worker_init, initargs=initargs
+                ) as pool,
+            ):
                 futures = {pool.submit(grade_student, root, s): s for s in pending}
                 for fut in as_completed(futures):
                     student = futures[fut]
