@@ -333,3 +333,70 @@ print(json.dumps({"same": state() == before, "singleton": IPKernelApp.initialize
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"same": True, "singleton": False}
+
+
+# A process like a grading worker forked from the preload server: it has imported the preloads
+# under the zygote's import environment and holds a descriptor that must not reach any kernel.
+FORKED_ZYGOTE = """
+import json, os, sys, threading, time
+for name, value in {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}.items():
+    os.environ[name] = value
+import numpy, ipykernel.kernelapp, ipykernel.ipkernel
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+from toeplitz_course import warmkernel
+
+PRELOAD = ["numpy", "ipykernel.kernelapp", "ipykernel.ipkernel"]
+secret_r, secret_w = os.pipe()
+secret = os.readlink(f"/proc/self/fd/{secret_w}")
+if sys.argv[1] == "threaded":
+    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+info = warmkernel.prewarm(PRELOAD, fork=True)
+zygote = warmkernel._zygotes[tuple(PRELOAD)]
+fd_dir = f"/proc/{zygote.pid}/fd"
+zygote_fds = [os.readlink(f"{fd_dir}/{fd}") for fd in os.listdir(fd_dir)]
+cell = '''import os
+links = []
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        links.append(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:  # the listing's own descriptor
+        pass
+print(links)
+'''
+spec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+nb = new_notebook(cells=[new_code_cell(cell)], metadata={"kernelspec": spec})
+from traitlets.config import Config
+config = Config({"WarmProvisioner": {"preload": PRELOAD}})
+manager = warmkernel.WarmKernelManager
+NotebookClient(nb, kernel_manager_class=manager, config=config, timeout=60).execute()
+kernel_fds = nb.cells[0].outputs[0]["text"]
+pid = zygote.pid
+warmkernel.shutdown_zygotes()
+print(json.dumps({
+    "kind": type(zygote.proc).__name__,
+    "import_seconds": info["import_seconds"],
+    "secret_in_zygote": secret in zygote_fds,
+    "secret_in_kernel": secret in kernel_fds,
+    "reaped": not os.path.exists(f"/proc/{pid}"),
+    "threads": threading.active_count(),
+}))
+"""
+
+
+@pytest.mark.parametrize("worker", ["single", "threaded"])
+def test_a_zygote_forked_from_a_worker_holds_none_of_its_descriptors(worker):
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", FORKED_ZYGOTE, worker],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["secret_in_zygote"] is False and result["secret_in_kernel"] is False
+    assert result["reaped"] is True
+    # A worker with a thread must not fork: its zygote is a new interpreter instead.
+    assert result["kind"] == ("_ForkedZygote" if worker == "single" else "Popen")

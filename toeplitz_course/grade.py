@@ -166,9 +166,14 @@ def _converter_class():
         """nbconvert's NotebookExporter, validating the notebook after the last preprocessor only.
 
         Stock, it validates the whole notebook after each of the fifteen preprocessors of a
-        graded notebook; the result is the same when the last one passes (and the file is
-        validated again when nbgrader writes it).
+        graded notebook, and when it reads the file; the result is the same when the last one
+        passes (and the file is validated again when nbgrader writes it). Reading, nbformat only
+        logs what its validation finds; here the validation after the preprocessors raises.
         """
+
+        def from_file(self, file_stream, resources=None, **kw):
+            nb = nbf.convert(nbf.reader.reads(file_stream.read()), 4)
+            return self.from_notebook_node(nb, resources=resources, **kw)
 
         def _validate_preprocessor(self, nbc, preprocessor):
             pass
@@ -434,12 +439,24 @@ WORKER_PRELOAD = (
     "sqlite3",
 )
 
-# The server imports under these (numpy starts OpenBLAS's thread pool on import unless told not
-# to, and a process with threads must not fork); each worker then takes the caller's environment.
-_PRELOAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+def _preload_env() -> dict[str, str]:
+    """The environment the server imports under: the warm parent's import environment (numpy
+    starts OpenBLAS's thread pool on import unless told not to, and a process with threads must
+    not fork). Each worker then takes the caller's environment back."""
+    from .warmkernel import _IMPORT_ENV, INLINE_BACKEND
+
+    return {**_IMPORT_ENV, "MPLBACKEND": os.environ.get("MPLBACKEND") or INLINE_BACKEND}
 
 
 def _worker_init(env: dict[str, str] | None = None) -> None:
+    """Set up a grading worker; ``env`` (the caller's environment) when forked from the server."""
+    from multiprocessing.util import Finalize
+
+    from .config import KERNEL_PRELOAD
+    from .gradebook import share_engines
+    from .warmkernel import prewarm, shutdown_zygotes
+
     if env is not None:
         # Forked from the preload server: its environment is the one it started with.
         os.environ.clear()
@@ -448,28 +465,25 @@ def _worker_init(env: dict[str, str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # nbgrader's add_submission trips an SQLAlchemy 2 warning per student; rows are right.
     warnings.filterwarnings("ignore", message=".*not in session.*")
-    from multiprocessing.util import Finalize
-
-    from .config import KERNEL_PRELOAD
-    from .gradebook import share_engines
-    from .warmkernel import prewarm, shutdown_zygotes
-
-    share_engines()
+    # This worker's warm parent, started now, while the pool hands out the first students. A
+    # worker forked from the server has imported the kernel's modules (KERNEL_PRELOAD) and done
+    # nothing else, so its warm parent is a fork of it, without imports of its own.
+    prewarm(KERNEL_PRELOAD, fork=env is not None)
     # A worker forked from the server ends in os._exit, past atexit: stop (and reap) the warm
     # parent on the way out, as every multiprocessing worker runs its finalizers.
     Finalize(None, shutdown_zygotes, exitpriority=10)
-    prewarm(
-        KERNEL_PRELOAD
-    )  # start this worker's warm parent while the pool hands out the first students
+    share_engines()
 
 
 @contextlib.contextmanager
 def _worker_context() -> Iterator[tuple[Any, tuple]]:
     """The multiprocessing context for grading workers, and the initializer's arguments.
 
-    Each worker would import torch, nbgrader and nbconvert on its own, about five seconds of CPU
-    apiece. With ``forkserver``, one server process imports them (``WORKER_PRELOAD``) and every
-    worker is a fork of it: a fresh process that shares those modules' memory. The server starts
+    Each worker would import torch, nbgrader and nbconvert on its own, and its warm parent
+    torch, IPython and ipykernel, about five seconds of CPU each. With ``forkserver``, one
+    server process imports them all (``WORKER_PRELOAD`` and ``KERNEL_PRELOAD``), every worker
+    is a fork of it, and each worker's warm parent a fork of the worker, made before the worker
+    does anything else (``prewarm(fork=True)``). The server starts
     and is stopped (and reaped) with each ``grade`` run, so it never serves a stale environment
     or code; a server someone else in this process started is left alone and workers are spawned
     instead, as on platforms without ``forkserver``.
@@ -485,10 +499,12 @@ def _worker_context() -> Iterator[tuple[Any, tuple]]:
     ):
         yield get_context("spawn"), ()
         return
+    from .config import KERNEL_PRELOAD
+
     context = get_context("forkserver")
     env = dict(os.environ)
-    context.set_forkserver_preload(list(WORKER_PRELOAD))
-    os.environ.update(_PRELOAD_ENV)
+    context.set_forkserver_preload(list(dict.fromkeys(WORKER_PRELOAD + KERNEL_PRELOAD)))
+    os.environ.update(_preload_env())
     try:
         server.ensure_running()
     finally:

@@ -31,7 +31,10 @@ the zygote
     ``python -c ...`` started lazily by the first warm kernel of a process (or by ``prewarm()``),
     one per grading worker process and preload list, talking over a private ``AF_UNIX``
     ``SOCK_SEQPACKET`` socket pair. It exits when that socket reaches EOF, so it cannot outlive its
-    worker, killed or not; ``atexit`` closes it on a normal exit.
+    worker, killed or not; ``atexit`` closes it on a normal exit. A grading worker forked from a
+    server that has already imported the preloads (``grade._worker_context``) forks its zygote
+    from itself instead (``prewarm(fork=True)``), before it has a thread or opens anything; the
+    zygote then closes every descriptor but its socket and stdio and imports nothing.
 
 Fork-safety rules the zygote keeps
 ----------------------------------
@@ -186,12 +189,20 @@ class ZygoteUnfit(ZygoteUnavailable):
 class _Zygote:
     """The manager process's handle on one zygote process."""
 
-    def __init__(self, preload: tuple[str, ...], start_timeout: float):
+    def __init__(self, preload: tuple[str, ...], start_timeout: float, fork: bool = False):
         self.owner = os.getpid()
         self.preload = preload
         self.lock = threading.Lock()  # one request/reply at a time on the shared socket
         self.info: dict[str, Any] = {}
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        if fork and threading.active_count() == 1 and _task_count() == 1:
+            try:
+                self.proc = _fork_zygote(ours, theirs, preload)
+            finally:
+                theirs.close()
+            self.sock = ours
+            self._await_ready(start_timeout)
+            return
         env = dict(os.environ)
         env.update(_IMPORT_ENV)
         # What IPKernelApp.init_gui_pylab does before any user code: matplotlib reads it when
@@ -227,6 +238,9 @@ class _Zygote:
         finally:
             theirs.close()
         self.sock = ours
+        self._await_ready(start_timeout)
+
+    def _await_ready(self, start_timeout: float) -> None:
         try:
             ready, _ = self._recv(start_timeout)
         except ZygoteUnavailable:
@@ -331,7 +345,7 @@ _zygotes_lock = threading.Lock()
 MAX_ZYGOTE_DEATHS = 3
 
 
-def _get_zygote(preload: tuple[str, ...], start_timeout: float) -> _Zygote:
+def _get_zygote(preload: tuple[str, ...], start_timeout: float, fork: bool = False) -> _Zygote:
     with _zygotes_lock:
         if preload in _disabled:
             raise ZygoteUnavailable(_disabled[preload])
@@ -348,7 +362,7 @@ def _get_zygote(preload: tuple[str, ...], start_timeout: float) -> _Zygote:
                 raise ZygoteUnavailable(_disabled[preload])
             log.warning("warm-kernel zygote %s died; starting a new one", zygote.pid)
         try:
-            zygote = _Zygote(preload, start_timeout)
+            zygote = _Zygote(preload, start_timeout, fork=fork)
         except ZygoteUnavailable as exc:
             # A zygote that failed to start will fail the same way next time; do not pay for
             # that once per notebook.
@@ -366,12 +380,18 @@ def _disable(zygote: _Zygote, reason: str) -> None:
     zygote.close(wait=2.0)
 
 
-def prewarm(preload: tuple[str, ...] | list[str] = DEFAULT_PRELOAD) -> dict:
+def prewarm(preload: tuple[str, ...] | list[str] = DEFAULT_PRELOAD, fork: bool = False) -> dict:
     """Start this process's zygote now (e.g. in a pool initializer) instead of at first use.
+
+    ``fork=True``: the zygote is a fork of this process instead of a new interpreter, which
+    saves its imports when this process has already imported ``preload`` under the zygote's
+    import environment (``_IMPORT_ENV``: single-threaded OpenBLAS) and has done nothing else yet:
+    it must have no thread, and nothing of it but the modules reaches the zygote (every inherited
+    descriptor is closed). A process with threads falls back to a new interpreter.
 
     Returns what the zygote reported (pid, import seconds, modules it could not import).
     """
-    return dict(_get_zygote(tuple(preload), 120.0).info)
+    return dict(_get_zygote(tuple(preload), 120.0, fork=fork).info)
 
 
 def zygote_stats(preload: tuple[str, ...] | list[str] = DEFAULT_PRELOAD) -> dict | None:
@@ -405,6 +425,69 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _fork_zygote(ours: socket.socket, theirs: socket.socket, preload: tuple[str, ...]):
+    """Fork this process (single-threaded) into a zygote serving on ``theirs``; see ``prewarm``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the zygote; never returns into the caller's frames
+        code = 1
+        try:
+            fd = theirs.detach()
+            ours.close()
+            # Out of the worker's session, as a started zygote is, and holding nothing of the
+            # worker's: its pool pipes, gradebook, forkserver and resource tracker descriptors.
+            os.setsid()
+            for other in _open_fds() - {0, 1, 2, fd}:
+                try:
+                    os.close(other)
+                except OSError:
+                    pass
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+            _zygote_main(fd, ",".join(preload))
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported as the exit status
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return _ForkedZygote(pid)
+
+
+class _ForkedZygote:
+    """What ``_Zygote`` uses of a ``Popen``, for a zygote forked from this process."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = self.pid, 0
+            if done:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"zygote {self.pid}", timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 class _WarmProcess:
