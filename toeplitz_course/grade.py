@@ -483,10 +483,11 @@ def _worker_context() -> Iterator[tuple[Any, tuple]]:
     torch, IPython and ipykernel, about five seconds of CPU each. With ``forkserver``, one
     server process imports them all (``WORKER_PRELOAD`` and ``KERNEL_PRELOAD``), every worker
     is a fork of it, and each worker's warm parent a fork of the worker, made before the worker
-    does anything else (``prewarm(fork=True)``). The server starts
-    and is stopped (and reaped) with each ``grade`` run, so it never serves a stale environment
-    or code; a server someone else in this process started is left alone and workers are spawned
-    instead, as on platforms without ``forkserver``.
+    does anything else (``prewarm(fork=True)``). The server starts and is stopped (and reaped)
+    with each ``grade`` run, so it never serves a stale environment or code; a server someone
+    else in this process started is left alone and workers are spawned instead, as on platforms
+    without ``forkserver`` or Pythons whose ``multiprocessing.forkserver`` lacks the ``_stop``
+    this relies on (CPython 3.8 and later have it).
     """
     from multiprocessing import forkserver
 
