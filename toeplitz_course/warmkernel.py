@@ -440,14 +440,7 @@ def _fork_zygote(ours: socket.socket, theirs: socket.socket, preload: tuple[str,
             # Out of the worker's session, as a started zygote is, and holding nothing of the
             # worker's: its pool pipes, gradebook, forkserver and resource tracker descriptors.
             os.setsid()
-            for other in _open_fds() - {0, 1, 2, fd}:
-                try:
-                    os.close(other)
-                except OSError:
-                    pass
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.close(null)
+            _keep_only({fd})
             _zygote_main(fd, ",".join(preload))
             code = 0
         except BaseException:  # noqa: BLE001 - reported as the exit status
@@ -739,6 +732,19 @@ def _task_count() -> int:
 
 def _open_fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def _keep_only(keep: set[int]) -> None:
+    """In a freshly forked child: close every descriptor but stdio and ``keep``; stdin from
+    /dev/null."""
+    for fd in _open_fds() - keep - {0, 1, 2}:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
 
 
 def _returncode(pid: int) -> int | None:
@@ -1056,14 +1062,7 @@ def _child_setup(server: _ZygoteServer, request: dict, status_w: int, zygote_pid
     # Nothing of the zygote's conversation with the manager may reach student code.
     os.close(server.sock.detach())
     server.kernels, server.released = set(), set()
-    for fd in _open_fds() - server.keep_fds - {0, 1, 2, status_w}:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
+    _keep_only(server.keep_fds | {status_w})
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
