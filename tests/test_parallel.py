@@ -9,6 +9,7 @@ grading records must agree; grading again must change nothing and add no rows.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -366,3 +367,40 @@ def test_a_parallel_run_reaps_every_process_it_started(course):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["errors"] == {} and result["graded"] == 2
     assert result["left"] == []
+
+
+def _worker_view() -> dict:
+    from toeplitz_course import warmkernel
+    from toeplitz_course.config import KERNEL_PRELOAD
+
+    zygote = warmkernel._zygotes[tuple(KERNEL_PRELOAD)]
+    return {
+        "env": {k: os.environ.get(k) for k in ("TOEPLITZ_MARKER", "OPENBLAS_NUM_THREADS")},
+        "zygote": type(zygote.proc).__name__,
+        "torch_preloaded": "torch" in sys.modules,
+    }
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forkserver and forked zygotes")
+def test_workers_are_forked_with_the_callers_environment_and_fork_their_warm_parents(
+    monkeypatch,
+):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from toeplitz_course.grade import _worker_context, _worker_init
+
+    monkeypatch.setenv("TOEPLITZ_MARKER", "the caller's")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)  # the server imports with it set
+    with (
+        _worker_context() as (context, initargs),
+        ProcessPoolExecutor(
+            1, mp_context=context, initializer=_worker_init, initargs=initargs
+        ) as pool,
+    ):
+        assert context.get_start_method() == "forkserver"
+        view = pool.submit(_worker_view).result(timeout=120)
+    assert view == {
+        "env": {"TOEPLITZ_MARKER": "the caller's", "OPENBLAS_NUM_THREADS": None},
+        "zygote": "_ForkedZygote",
+        "torch_preloaded": True,
+    }
