@@ -44,7 +44,7 @@ import nbformat
 
 from . import colab, integrity
 from .contract import ASSIGNMENT, EXERCISES, NOTEBOOKS, VERDICT_KEY
-from .gradebook import open_gradebook, prepare
+from .gradebook import of_submission, open_gradebook, prepare
 
 STAGING = Path(".grading") / "staging"
 LOGS = Path(".grading") / "logs"
@@ -288,24 +288,14 @@ def _cell_records(gb, autograded: dict[str, dict | None], student: str) -> dict[
     from nbgrader import api
 
     records: dict[str, dict[str, dict]] = {name: {} for name in NOTEBOOKS}
-    rows = (
-        gb.db.query(
-            api.Notebook.name,
-            api.BaseCell.name,
-            api.Grade.score,
-            api.Grade.max_score,
-            api.Grade.needs_manual_grade,
-        )
-        .join(api.BaseCell, api.BaseCell.id == api.Grade.cell_id)
-        .join(api.SubmittedNotebook, api.SubmittedNotebook.id == api.Grade.notebook_id)
-        .join(api.Notebook, api.Notebook.id == api.SubmittedNotebook.notebook_id)
-        .join(
-            api.SubmittedAssignment,
-            api.SubmittedAssignment.id == api.SubmittedNotebook.assignment_id,
-        )
-        .join(api.Assignment, api.Assignment.id == api.SubmittedAssignment.assignment_id)
-        .filter(api.Assignment.name == ASSIGNMENT, api.SubmittedAssignment.student_id == student)
-    )
+    rows = gb.db.query(
+        api.Notebook.name,
+        api.BaseCell.name,
+        api.Grade.score,
+        api.Grade.max_score,
+        api.Grade.needs_manual_grade,
+    ).join(api.BaseCell, api.BaseCell.id == api.Grade.cell_id)
+    rows = of_submission(rows, api.Grade, ASSIGNMENT, student)
     for notebook, cell, score, max_score, needs_manual_grade in rows:
         if notebook in records:
             records[notebook][cell] = {

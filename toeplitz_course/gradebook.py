@@ -245,25 +245,27 @@ class NotebookRows:
         cells = (api.TaskCell, api.GradeCell if kind == "grade" else api.SolutionCell)
         found = {}
         for cell in cells:
-            query = (
-                db.query(cell.name, row_model)
-                .join(cell, cell.id == row_model.cell_id)
-                .join(api.SubmittedNotebook, api.SubmittedNotebook.id == row_model.notebook_id)
-                .join(api.Notebook, api.Notebook.id == api.SubmittedNotebook.notebook_id)
-                .join(
-                    api.SubmittedAssignment,
-                    api.SubmittedAssignment.id == api.SubmittedNotebook.assignment_id,
-                )
-                .join(api.Assignment, api.Assignment.id == api.SubmittedAssignment.assignment_id)
-                .join(api.Student, api.Student.id == api.SubmittedAssignment.student_id)
-                .filter(
-                    api.Notebook.name == notebook,
-                    api.Assignment.name == assignment,
-                    api.Student.id == self._student,
-                )
-            )
-            found.update(query.all())
+            query = db.query(cell.name, row_model).join(cell, cell.id == row_model.cell_id)
+            query = of_submission(query, row_model, assignment, self._student)
+            found.update(query.filter(api.Notebook.name == notebook).all())
         return found
+
+
+def of_submission(query: Any, row_model: Any, assignment: str, student: str) -> Any:
+    """``query`` over ``row_model`` rows (nbgrader's ``Grade`` or ``Comment``), narrowed to one
+    student's submission of ``assignment`` and joined to ``Notebook`` (filter on its name)."""
+    from nbgrader import api
+
+    return (
+        query.join(api.SubmittedNotebook, api.SubmittedNotebook.id == row_model.notebook_id)
+        .join(api.Notebook, api.Notebook.id == api.SubmittedNotebook.notebook_id)
+        .join(
+            api.SubmittedAssignment,
+            api.SubmittedAssignment.id == api.SubmittedNotebook.assignment_id,
+        )
+        .join(api.Assignment, api.Assignment.id == api.SubmittedAssignment.assignment_id)
+        .filter(api.Assignment.name == assignment, api.SubmittedAssignment.student_id == student)
+    )
 
 
 class _DeferredCommits:
