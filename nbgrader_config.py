@@ -4,7 +4,7 @@
 `nbgrader formgrader`, ...) both read this file, so they share one course directory and gradebook.
 """
 
-from toeplitz_course.config import configure
+from toeplitz_course.grader.config import configure
 
 c = get_config()  # noqa: F821 - injected by traitlets when it loads this file
 configure(c)

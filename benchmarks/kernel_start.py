@@ -25,7 +25,7 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from toeplitz_course import warmkernel  # noqa: E402
+from toeplitz_course.grader import warmkernel  # noqa: E402
 
 CELLS = (
     "import torch\nimport numpy as np",

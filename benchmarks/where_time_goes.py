@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from toeplitz_course import bench, warmkernel  # noqa: E402
-from toeplitz_course import grade as grading  # noqa: E402
-from toeplitz_course.config import KERNEL_PRELOAD, ensure_tools_on_path  # noqa: E402
-from toeplitz_course.contract import NOTEBOOKS  # noqa: E402
+from toeplitz_course.course.contract import NOTEBOOKS  # noqa: E402
+from toeplitz_course.grader import grade as grading  # noqa: E402
+from toeplitz_course.grader import warmkernel
+from toeplitz_course.grader.config import KERNEL_PRELOAD, ensure_tools_on_path  # noqa: E402
+from toeplitz_course.instructor import bench  # noqa: E402
 
 
 def _zygote_cpu() -> tuple[float, float]:

@@ -11,14 +11,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_configure(config):
-    from toeplitz_course.config import ensure_tools_on_path
+    from toeplitz_course.grader.config import ensure_tools_on_path
 
     ensure_tools_on_path()
 
 
 def make_course(dest: Path) -> Path:
     """A course directory like the repository's (sources, release, config), gradebook generated."""
-    from toeplitz_course.build import generate_release
+    from toeplitz_course.instructor.build import generate_release
 
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT / "source", dest / "source")

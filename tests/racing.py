@@ -1,5 +1,5 @@
 """Opening the gradebook from several processes at the same moment (used by the tests of
-toeplitz_course.gradebook on SQLite and on PostgreSQL)."""
+toeplitz_course.grader.gradebook on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import multiprocessing
 
 from nbgrader.api import Gradebook
 
-from toeplitz_course.gradebook import open_gradebook
+from toeplitz_course.grader.gradebook import open_gradebook
 
 
 def _open(url: str, course_id: str, barrier, errors, retry: bool) -> None:

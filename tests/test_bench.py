@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from toeplitz_course import bench
+from toeplitz_course.instructor import bench
 
 pytestmark = pytest.mark.timeout(600)
 

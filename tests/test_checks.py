@@ -15,20 +15,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from toeplitz_course import checks, contract, hidden, reference
+from toeplitz_course.course import contract, reference
+from toeplitz_course.grader import verdicts
+from toeplitz_course.kernel import cases, hidden, probe
 
 # -- the real path ----------------------------------------------------------------------------
 
 
 def run(grade_id, answer):
-    payload = checks.probe(grade_id, answer)
+    payload = probe.probe(grade_id, answer)
     # What the answer channel carries: strict JSON, so NaN must already be encoded.
     payload = json.loads(json.dumps(payload, allow_nan=False))
-    checks.verify(grade_id, payload)
+    verdicts.verify(grade_id, payload)
 
 
 def failure(grade_id, answer) -> str:
-    with pytest.raises(checks.CheckFailure) as info:
+    with pytest.raises(verdicts.CheckFailure) as info:
         run(grade_id, answer)
     return str(info.value)
 
@@ -163,26 +165,26 @@ def counts_tuple(H, W, R, S):
 
 
 def test_registry_covers_exactly_the_autograded_tests():
-    assert checks.EXERCISES_CHECKED == {e.test_id for e in contract.AUTOGRADED}
+    assert verdicts.EXERCISES_CHECKED == {e.test_id for e in contract.AUTOGRADED}
     functions = {"toeplitz_1d", "equivariance_gap", "block_toeplitz_2d", "param_counts"}
-    assert set(checks.CASES) == {e.test_id for e in contract.AUTOGRADED if e.name in functions}
+    assert set(cases.CASES) == {e.test_id for e in contract.AUTOGRADED if e.name in functions}
 
 
 @pytest.mark.parametrize("grade_id", ["ex9_9_test", "ex3_4", "", None])
 def test_unknown_grade_id_is_a_key_error(grade_id):
     with pytest.raises(KeyError, match="no check for grade_id"):
-        checks.probe(grade_id, 1)
+        probe.probe(grade_id, 1)
     with pytest.raises(KeyError, match="no check for grade_id"):
-        checks.verify(grade_id, {"value": 1})
+        verdicts.verify(grade_id, {"value": 1})
 
 
 def test_check_failure_is_an_assertion_error():
-    assert issubclass(checks.CheckFailure, AssertionError)
+    assert issubclass(verdicts.CheckFailure, AssertionError)
 
 
 def test_hidden_check_raises_the_teaching_message():
     hidden.check("ex1_2_test", T_VALID.float())
-    with pytest.raises(checks.CheckFailure, match="transposed"):
+    with pytest.raises(verdicts.CheckFailure, match="transposed"):
         hidden.check("ex1_2_test", T_VALID.T)
 
 
@@ -402,7 +404,7 @@ def test_shift_sets_right_forms_pass(grade_id):
     for name, answer in forms.items():
         try:
             run(grade_id, answer)
-        except checks.CheckFailure as e:  # pragma: no cover - the failing form is named
+        except verdicts.CheckFailure as e:  # pragma: no cover - the failing form is named
             pytest.fail(f"{name}: {e}")
 
 
@@ -579,14 +581,14 @@ def test_toeplitz_1d_gets_fresh_tensors():
 
 
 def test_toeplitz_1d_cases_cover_the_brief():
-    cases = checks.CASES_1D
-    assert 20 <= len(cases) <= 30
-    assert {len(c.w) for c in cases} == {1, 2, 3, 4, 5}
-    assert {c.p for c in cases} == {0, 1, 2, 3}
-    assert all(len(c.w) <= c.n <= 12 for c in cases)
-    assert any(c.padding is None for c in cases) and any(c.padding == 0 for c in cases)
-    assert any(len(c.w) % 2 == 0 and c.p > 0 for c in cases)
-    assert checks._cases_1d() == cases  # deterministic: the grader rebuilds the same list
+    case_list = cases.CASES_1D
+    assert 20 <= len(case_list) <= 30
+    assert {len(c.w) for c in case_list} == {1, 2, 3, 4, 5}
+    assert {c.p for c in case_list} == {0, 1, 2, 3}
+    assert all(len(c.w) <= c.n <= 12 for c in case_list)
+    assert any(c.padding is None for c in case_list) and any(c.padding == 0 for c in case_list)
+    assert any(len(c.w) % 2 == 0 and c.p > 0 for c in case_list)
+    assert cases._cases_1d() == case_list  # deterministic: the grader rebuilds the same list
 
 
 def _flipped(w, n, padding=0):
@@ -713,7 +715,7 @@ def test_equivariance_gap_with_the_reference_shift_passes():
 def test_equivariance_gap_probe_leaves_the_global_rng_alone():
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
-    checks.probe("ex3_1_test", gap_item)
+    probe.probe("ex3_1_test", gap_item)
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
@@ -729,17 +731,17 @@ def test_equivariance_gap_gets_fresh_layers():
 
 
 def test_equivariance_gap_cases_cover_the_brief():
-    cases = checks.CASES_GAP
-    assert 15 <= len(cases) <= 30
-    assert {len(c.kernel) for c in cases} == {2, 3, 4}
-    assert {c.padding for c in cases} == {0, 1}
-    assert all(8 <= len(c.x) <= 14 and -5 <= c.n <= 5 for c in cases)
-    assert any(c.x[0] == 0 and c.x[-1] == 0 for c in cases)
-    assert any(c.x[0] != 0 and c.x[-1] != 0 for c in cases)
-    assert any(c.n == 0 for c in cases)
-    gaps = [gap_item(_conv_for(c), torch.tensor([c.x]), c.n) for c in cases]
+    case_list = cases.CASES_GAP
+    assert 15 <= len(case_list) <= 30
+    assert {len(c.kernel) for c in case_list} == {2, 3, 4}
+    assert {c.padding for c in case_list} == {0, 1}
+    assert all(8 <= len(c.x) <= 14 and -5 <= c.n <= 5 for c in case_list)
+    assert any(c.x[0] == 0 and c.x[-1] == 0 for c in case_list)
+    assert any(c.x[0] != 0 and c.x[-1] != 0 for c in case_list)
+    assert any(c.n == 0 for c in case_list)
+    gaps = [gap_item(_conv_for(c), torch.tensor([c.x]), c.n) for c in case_list]
     assert any(g == 0 for g in gaps) and any(g > 0 for g in gaps)
-    assert checks._cases_gap() == cases
+    assert cases._cases_gap() == case_list
 
 
 def _conv_for(case):
@@ -815,14 +817,14 @@ def test_block_toeplitz_2d_right_functions_pass(fn):
 
 
 def test_block_toeplitz_2d_cases_cover_the_brief():
-    cases = checks.CASES_2D
-    assert 15 <= len(cases) <= 30
-    shapes = {(len(c.kernel), len(c.kernel[0])) for c in cases}
+    case_list = cases.CASES_2D
+    assert 15 <= len(case_list) <= 30
+    shapes = {(len(c.kernel), len(c.kernel[0])) for c in case_list}
     assert {r for r, _ in shapes} == {1, 2, 3, 4} and {s for _, s in shapes} == {1, 2, 3, 4}
     assert any(r != s for r, s in shapes)
-    assert all(len(c.kernel) <= c.H <= 7 and len(c.kernel[0]) <= c.W <= 7 for c in cases)
-    assert sum(c.H != c.W for c in cases) > len(cases) // 2
-    assert checks._cases_2d() == cases
+    assert all(len(c.kernel) <= c.H <= 7 and len(c.kernel[0]) <= c.W <= 7 for c in case_list)
+    assert sum(c.H != c.W for c in case_list) > len(case_list) // 2
+    assert cases._cases_2d() == case_list
 
 
 def _column_major_input(kernel, H, W):
@@ -917,7 +919,7 @@ def test_param_counts_right_functions_pass(fn):
 
 
 def test_param_counts_matches_torch_on_its_cases():
-    for case in checks.CASES_COUNTS:
+    for case in cases.CASES_COUNTS:
         kernel = torch.ones(case.R, case.S)
         m = torch_matrix_2d(kernel, case.H, case.W)
         assert counts_tuple(case.H, case.W, case.R, case.S) == (
@@ -925,9 +927,9 @@ def test_param_counts_matches_torch_on_its_cases():
             int((m != 0).sum()),
             case.R * case.S,
         )
-    assert 12 <= len(checks.CASES_COUNTS) <= 20
-    assert any(c.R != c.S for c in checks.CASES_COUNTS)
-    assert any(c.H != c.W for c in checks.CASES_COUNTS)
+    assert 12 <= len(cases.CASES_COUNTS) <= 20
+    assert any(c.R != c.S for c in cases.CASES_COUNTS)
+    assert any(c.H != c.W for c in cases.CASES_COUNTS)
 
 
 def _counts_with(index, change):
@@ -988,34 +990,34 @@ class HostileList(list):
         raise RuntimeError("iteration refused")
 
 
-@pytest.mark.parametrize("grade_id", sorted(checks.EXERCISES_CHECKED))
+@pytest.mark.parametrize("grade_id", sorted(verdicts.EXERCISES_CHECKED))
 @pytest.mark.parametrize(
     "answer",
     [Hostile(), HostileList([1, 2]), [Hostile()], object(), torch.empty(0), {}, b"x"],
     ids=["hostile", "hostile_list", "list_of_hostile", "object", "empty", "dict", "bytes"],
 )
 def test_probe_never_raises_and_verify_reports(grade_id, answer):
-    payload = checks.probe(grade_id, answer)
+    payload = probe.probe(grade_id, answer)
     json.dumps(payload, allow_nan=False)
-    with pytest.raises(checks.CheckFailure):
-        checks.verify(grade_id, payload)
+    with pytest.raises(verdicts.CheckFailure):
+        verdicts.verify(grade_id, payload)
 
 
-@pytest.mark.parametrize("grade_id", sorted(checks.CASES))
+@pytest.mark.parametrize("grade_id", sorted(cases.CASES))
 def test_probe_survives_functions_returning_hostile_objects(grade_id):
-    payload = checks.probe(grade_id, lambda *args: Hostile())
+    payload = probe.probe(grade_id, lambda *args: Hostile())
     json.dumps(payload, allow_nan=False)
-    with pytest.raises(checks.CheckFailure):
-        checks.verify(grade_id, payload)
+    with pytest.raises(verdicts.CheckFailure):
+        verdicts.verify(grade_id, payload)
 
 
 def test_huge_matrix_keeps_only_its_shape():
-    payload = checks.probe("ex1_2_test", torch.zeros(200, 200))
+    payload = probe.probe("ex1_2_test", torch.zeros(200, 200))
     assert payload == {"shape": [200, 200]}
     assert "shape (200, 200)" in failure("ex1_2_test", torch.zeros(200, 200))
 
 
-@pytest.mark.parametrize("grade_id", sorted(checks.EXERCISES_CHECKED))
+@pytest.mark.parametrize("grade_id", sorted(verdicts.EXERCISES_CHECKED))
 @pytest.mark.parametrize(
     "payload",
     [
@@ -1034,8 +1036,8 @@ def test_huge_matrix_keeps_only_its_shape():
     ids=range(11),
 )
 def test_verify_reports_malformed_payloads_as_failures(grade_id, payload):
-    with pytest.raises(checks.CheckFailure):
-        checks.verify(grade_id, payload)
+    with pytest.raises(verdicts.CheckFailure):
+        verdicts.verify(grade_id, payload)
 
 
 def _right_answers():
@@ -1058,12 +1060,12 @@ def _right_answers():
 
 
 def test_right_answers_cover_every_exercise():
-    assert set(_right_answers()) == checks.EXERCISES_CHECKED
+    assert set(_right_answers()) == verdicts.EXERCISES_CHECKED
     for grade_id, answer in _right_answers().items():
         run(grade_id, answer)
 
 
-@pytest.mark.parametrize("grade_id", sorted(checks.EXERCISES_CHECKED))
+@pytest.mark.parametrize("grade_id", sorted(verdicts.EXERCISES_CHECKED))
 def test_probe_and_verify_are_fast(grade_id):
     answer = _right_answers()[grade_id]
     run(grade_id, answer)  # warm up torch's lazily initialised kernels
@@ -1076,7 +1078,7 @@ def test_probe_and_verify_are_fast(grade_id):
 
 
 def test_verify_does_not_need_the_answer_objects():
-    payload = json.loads(json.dumps(checks.probe("ex4_2_test", loops_block_toeplitz_2d)))
+    payload = json.loads(json.dumps(probe.probe("ex4_2_test", loops_block_toeplitz_2d)))
     del payload["results"][0]["values"][0]
-    with pytest.raises(checks.CheckFailure, match="malformed"):
-        checks.verify("ex4_2_test", payload)
+    with pytest.raises(verdicts.CheckFailure, match="malformed"):
+        verdicts.verify("ex4_2_test", payload)

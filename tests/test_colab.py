@@ -14,8 +14,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from toeplitz_course import colab, examples
-from toeplitz_course.contract import ASSIGNMENT, NOTEBOOKS, exercises_in
+from toeplitz_course.course import colab
+from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS, exercises_in
+from toeplitz_course.instructor import examples
 
 ROOT = Path(__file__).resolve().parent.parent
 COLAB_VENV = ROOT / ".cache" / "colab-runtime"

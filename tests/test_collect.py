@@ -15,7 +15,8 @@ import nbformat
 import pytest
 from traitlets.config import Config
 
-from toeplitz_course.collect import (
+from toeplitz_course.course.contract import NOTEBOOKS
+from toeplitz_course.instructor.collect import (
     CollectError,
     LmsCollectorPlugin,
     NotPlaced,
@@ -23,7 +24,6 @@ from toeplitz_course.collect import (
     collect,
     safe_student_id,
 )
-from toeplitz_course.contract import NOTEBOOKS
 
 NB1, NB2, NB3, NB4, NB5 = NOTEBOOKS
 OLD = (2024, 3, 1, 10, 0, 0)
@@ -584,7 +584,7 @@ def test_plugin_serves_nbgrader_zip_collect(tmp_path):
             str(nbgrader),
             "zip_collect",
             "toeplitz",
-            "--collector=toeplitz_course.collect.LmsCollectorPlugin",
+            "--collector=toeplitz_course.instructor.collect.LmsCollectorPlugin",
         ],
         cwd=root,
         capture_output=True,

@@ -10,9 +10,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from toeplitz_course import channel, checks
-from toeplitz_course.contract import ASSIGNMENT, NOTEBOOKS, exercises_in
-from toeplitz_course.preprocessors import is_autograder_test
+from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS, exercises_in
+from toeplitz_course.grader import answers, verdicts
+from toeplitz_course.grader.preprocessors import is_autograder_test
+from toeplitz_course.kernel import probe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,9 +31,9 @@ def test_solved_notebook_runs_and_every_answer_verifies_out_of_the_kernel(name, 
         if not is_autograder_test(cell):
             continue
         gid = cell.metadata.nbgrader.grade_id
-        messages = channel.payloads(cell)
+        messages = answers.payloads(cell)
         assert [m["grade_id"] for m in messages] == [gid]
-        checks.verify(gid, messages[0]["payload"])  # the grader's own process
+        verdicts.verify(gid, messages[0]["payload"])  # the grader's own process
         text = "".join(o.get("text", "") for o in cell.outputs)
         assert "✔" in text
         tested.add(gid)
@@ -40,6 +41,6 @@ def test_solved_notebook_runs_and_every_answer_verifies_out_of_the_kernel(name, 
 
 
 def test_a_wrong_answer_fails_verification_out_of_the_kernel():
-    payload = checks.probe("ex5_1c_test", 10)
+    payload = probe.probe("ex5_1c_test", 10)
     with pytest.raises(AssertionError):
-        checks.verify("ex5_1c_test", payload)
+        verdicts.verify("ex5_1c_test", payload)

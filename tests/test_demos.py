@@ -1,6 +1,6 @@
 """Demonstration cells: which ones grading may skip, and that skipping them changes nothing.
 
-The analysis (``toeplitz_course.demos``) is tested on small cell lists; the course's own
+The analysis (``toeplitz_course.grader.demos``) is tested on small cell lists; the course's own
 demonstrations are tested by running every instructor notebook with and without them.
 """
 
@@ -13,9 +13,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from toeplitz_course import demos
-from toeplitz_course.contract import ASSIGNMENT, NOTEBOOKS
-from toeplitz_course.demos import Names, skippable
+from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS
+from toeplitz_course.grader import demos
+from toeplitz_course.grader.demos import Names, skippable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,7 +128,7 @@ def _run(nb, skip_demos: bool) -> list[str]:
         run,
         timeout=60,
         kernel_name="python3",
-        kernel_manager_class="toeplitz_course.warmkernel.WarmKernelManager",
+        kernel_manager_class="toeplitz_course.grader.warmkernel.WarmKernelManager",
         allow_errors=True,
     ).execute()
     shown = []

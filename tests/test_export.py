@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 
-from toeplitz_course import contract
-from toeplitz_course.export import ExportError, export, normalize_message
+from toeplitz_course.course import contract
+from toeplitz_course.instructor.export import ExportError, export, normalize_message
 
 # nbgrader's add_submission itself triggers these autoflush warnings; they are not ours.
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")

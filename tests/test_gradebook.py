@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy import event
 
-from toeplitz_course.gradebook import engines_shared, open_gradebook
+from toeplitz_course.grader.gradebook import engines_shared, open_gradebook
 
 
 def statements_of_an_open(url: str) -> list[str]:

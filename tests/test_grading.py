@@ -17,14 +17,15 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from toeplitz_course import examples
-from toeplitz_course.collect import collect
-from toeplitz_course.contract import ASSIGNMENT, AUTOGRADED, NOTEBOOKS
-from toeplitz_course.export import export
-from toeplitz_course.feedback import feedback, hidden_lines, leaks
-from toeplitz_course.grade import db_url, grade
-from toeplitz_course.preprocessors import SkipDemoCells
-from toeplitz_course.report import report
+from toeplitz_course.course.contract import ASSIGNMENT, AUTOGRADED, NOTEBOOKS
+from toeplitz_course.grader.coursedir import db_url
+from toeplitz_course.grader.grade import grade
+from toeplitz_course.grader.preprocessors import SkipDemoCells
+from toeplitz_course.instructor import examples
+from toeplitz_course.instructor.collect import collect
+from toeplitz_course.instructor.export import export
+from toeplitz_course.instructor.feedback import feedback, hidden_lines, leaks
+from toeplitz_course.instructor.report import report
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,8 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-from toeplitz_course.config import KERNEL_ARGUMENTS
-from toeplitz_course.warmkernel import WarmKernelManager
+from toeplitz_course.grader.config import KERNEL_ARGUMENTS
+from toeplitz_course.grader.warmkernel import WarmKernelManager
 
 pytestmark = pytest.mark.timeout(120)
 

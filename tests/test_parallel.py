@@ -28,10 +28,11 @@ from nbgrader.api import (
 )
 from racing import open_at_once
 
-from toeplitz_course import examples
-from toeplitz_course.contract import ASSIGNMENT, NOTEBOOKS, VERDICT_KEY, exercises_in
-from toeplitz_course.grade import db_url, grade
-from toeplitz_course.gradebook import prepare
+from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS, VERDICT_KEY, exercises_in
+from toeplitz_course.grader.coursedir import db_url
+from toeplitz_course.grader.grade import grade
+from toeplitz_course.grader.gradebook import prepare
+from toeplitz_course.instructor import examples
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -311,7 +312,7 @@ def test_regrading_changes_nothing_and_adds_no_rows(graded):
     assert {s: record(course, s) for s in cases} == records
 
 
-# --- opening the gradebook from several processes at once (toeplitz_course.gradebook)
+# --- opening the gradebook from several processes at once (toeplitz_course.grader.gradebook)
 
 
 def test_open_gradebook_survives_the_race(tmp_path):
@@ -333,7 +334,7 @@ def test_prepare_creates_every_course_row_grading_opens(course):
 # worker that ended in os._exit, say) becomes this script's child and is seen.
 UNREAPED = """\
 import ctypes, json, os, sys
-from toeplitz_course.grade import grade
+from toeplitz_course.grader.grade import grade
 assert ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
 run = grade(sys.argv[1], jobs=2, progress=False)
 left = []
@@ -354,7 +355,7 @@ print(json.dumps({"errors": run.errors, "left": left, "graded": len(run.records)
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreaper: Linux")
 def test_a_parallel_run_reaps_every_process_it_started(course):
-    from toeplitz_course import bench
+    from toeplitz_course.instructor import bench
 
     bench.write_class(course, bench.class_mix(2))
     out = subprocess.run(
@@ -370,8 +371,8 @@ def test_a_parallel_run_reaps_every_process_it_started(course):
 
 
 def _worker_view() -> dict:
-    from toeplitz_course import warmkernel
-    from toeplitz_course.config import KERNEL_PRELOAD
+    from toeplitz_course.grader import warmkernel
+    from toeplitz_course.grader.config import KERNEL_PRELOAD
 
     zygote = warmkernel._zygotes[tuple(KERNEL_PRELOAD)]
     return {
@@ -387,7 +388,7 @@ def test_workers_are_forked_with_the_callers_environment_and_fork_their_warm_par
 ):
     from concurrent.futures import ProcessPoolExecutor
 
-    from toeplitz_course.grade import _worker_context, _worker_init
+    from toeplitz_course.grader.grade import _worker_context, _worker_init
 
     monkeypatch.setenv("TOEPLITZ_MARKER", "the caller's")
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)  # the server imports with it set

@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 from racing import open_at_once
 
-from toeplitz_course import examples
-from toeplitz_course.build import generate_release
-from toeplitz_course.contract import ASSIGNMENT, NOTEBOOKS
-from toeplitz_course.grade import db_url, grade
+from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS
+from toeplitz_course.grader.coursedir import db_url
+from toeplitz_course.grader.grade import grade
+from toeplitz_course.instructor import examples
+from toeplitz_course.instructor.build import generate_release
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -201,7 +202,7 @@ def test_the_crashed_notebook_is_recorded(graded):
     assert "kernel_died" in flags
 
 
-# --- several processes opening the gradebook at once (toeplitz_course.gradebook)
+# --- several processes opening the gradebook at once (toeplitz_course.grader.gradebook)
 
 
 def test_open_gradebook_survives_the_race_in_postgres(graded, postgres):
@@ -212,7 +213,7 @@ def test_open_gradebook_survives_the_race_in_postgres(graded, postgres):
 def test_prepare_in_postgres(graded):
     from nbgrader.api import Course, Gradebook
 
-    from toeplitz_course.gradebook import prepare
+    from toeplitz_course.grader.gradebook import prepare
 
     course, _, _ = graded
     prepare(course)

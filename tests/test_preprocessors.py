@@ -15,9 +15,9 @@ from nbgrader.preprocessors import OverwriteCells
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from toeplitz_course.contract import ASSIGNMENT, NOTEBOOKS
-from toeplitz_course.grade import db_url
-from toeplitz_course.preprocessors import (
+from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS
+from toeplitz_course.grader.coursedir import db_url
+from toeplitz_course.grader.preprocessors import (
     CheckCellMetadata,
     RestoreCells,
     SaveAutoGrades,
@@ -67,8 +67,8 @@ def _dies_at_start(tmp_path: Path, deaths: int):
     """HardenedExecute whose kernels exit while starting, ``deaths`` times, then start normally."""
     from traitlets.config import Config
 
-    from toeplitz_course.config import KERNEL_ARGUMENTS
-    from toeplitz_course.preprocessors import HardenedExecute
+    from toeplitz_course.grader.config import KERNEL_ARGUMENTS
+    from toeplitz_course.grader.preprocessors import HardenedExecute
 
     starts = tmp_path / "starts"
     # Runs in the kernel during IPKernelApp.initialize, before it answers kernel_info.
@@ -77,7 +77,7 @@ def _dies_at_start(tmp_path: Path, deaths: int):
         f"os._exit(3) if len(open({str(starts)!r}).read()) <= {deaths} else None"
     )
     c = Config()
-    c.HardenedExecute.kernel_manager_class = "toeplitz_course.warmkernel.WarmKernelManager"
+    c.HardenedExecute.kernel_manager_class = "toeplitz_course.grader.warmkernel.WarmKernelManager"
     c.HardenedExecute.extra_arguments = [*KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={[line]!r}"]
     c.HardenedExecute.startup_timeout = 30
     return HardenedExecute(config=c), starts

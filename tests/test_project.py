@@ -11,8 +11,9 @@ import tomllib
 import yaml
 from nbgrader.nbgraderformat import MetadataValidator
 
-from toeplitz_course import build, colab
-from toeplitz_course.contract import ASSIGNMENT, EXERCISES, NOTEBOOKS, exercises_in
+from toeplitz_course.course import colab
+from toeplitz_course.course.contract import ASSIGNMENT, EXERCISES, NOTEBOOKS, exercises_in
+from toeplitz_course.instructor import build
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "source" / ASSIGNMENT

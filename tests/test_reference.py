@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from toeplitz_course import reference
+from toeplitz_course.course import reference
 
 
 def conv1d_matrix(w: torch.Tensor, n: int, padding: int) -> torch.Tensor:

@@ -19,8 +19,8 @@ from nbclient.exceptions import DeadKernelError
 from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
-from toeplitz_course import warmkernel
-from toeplitz_course.warmkernel import WarmKernelManager
+from toeplitz_course.grader import warmkernel
+from toeplitz_course.grader.warmkernel import WarmKernelManager
 
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pidfds and prctl: Linux"),
@@ -303,7 +303,7 @@ def test_config_reaches_the_manager_through_an_execute_subclass():
                 self.kernel_manager_class = cls
 
     config = Config()
-    config.Execute.kernel_manager_class = "toeplitz_course.warmkernel.WarmKernelManager"
+    config.Execute.kernel_manager_class = "toeplitz_course.grader.warmkernel.WarmKernelManager"
     # nbgrader's Execute passes kernel_manager_class as a keyword, which beats config...
     assert Execute(config=config).kernel_manager_class is AsyncKernelManager
     # ...so the course's subclass has to re-apply it.
@@ -316,7 +316,7 @@ def test_warming_the_kernel_app_leaves_no_state_behind():
     probe = """
 import json, logging, os, sys, threading
 from ipykernel.kernelapp import IPKernelApp
-from toeplitz_course.warmkernel import _warm_kernel_app
+from toeplitz_course.grader.warmkernel import _warm_kernel_app
 
 def state():
     log = logging.getLogger("IPKernelApp")
@@ -344,7 +344,7 @@ for name, value in {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}.items()
 import numpy, ipykernel.kernelapp, ipykernel.ipkernel
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
-from toeplitz_course import warmkernel
+from toeplitz_course.grader import warmkernel
 
 PRELOAD = ["numpy", "ipykernel.kernelapp", "ipykernel.ipkernel"]
 secret_r, secret_w = os.pipe()

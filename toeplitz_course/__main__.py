@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def _build(args) -> int:
-    from .build import build
+    from .instructor.build import build
 
     for path in build(args.root):
         print(f"wrote {path.relative_to(Path(args.root).resolve())}")
@@ -19,7 +19,7 @@ def _build(args) -> int:
 
 
 def _drift(args) -> int:
-    from .build import drift
+    from .instructor.build import drift
 
     problems = drift(args.root)
     print("\n".join(problems) or "release/ and notebooks/ match source/")
@@ -27,7 +27,7 @@ def _drift(args) -> int:
 
 
 def _strip(args) -> int:
-    from .build import strip_outputs
+    from .instructor.build import strip_outputs
 
     for path in strip_outputs(args.paths or None, root=args.root):
         print(f"stripped {path}")
@@ -35,7 +35,7 @@ def _strip(args) -> int:
 
 
 def _collect(args) -> int:
-    from .collect import collect
+    from .instructor.collect import collect
 
     report = collect(args.path, args.root)
     print(report.format())
@@ -43,7 +43,7 @@ def _collect(args) -> int:
 
 
 def _grade(args) -> int:
-    from .grade import grade
+    from .grader.grade import grade
 
     run = grade(args.root, args.student or None, jobs=args.jobs, progress=not args.quiet)
     print(run.format())
@@ -51,7 +51,7 @@ def _grade(args) -> int:
 
 
 def _feedback(args) -> int:
-    from .feedback import feedback
+    from .instructor.feedback import feedback
 
     run = feedback(args.root, args.student or None)
     print(run.format())
@@ -59,27 +59,27 @@ def _feedback(args) -> int:
 
 
 def _export(args) -> int:
-    from .export import export
+    from .instructor.export import export
 
     export(args.root, out_dir=args.out)  # prints its own summary
     return 0
 
 
 def _report(args) -> int:
-    from .report import report
+    from .instructor.report import report
 
     print(report(args.root))
     return 0
 
 
 def _demo(args) -> int:
-    from .demo import demo
+    from .instructor.demo import demo
 
     return demo(args.root)
 
 
 def _bench(args) -> int:
-    from .bench import main as bench_main
+    from .instructor.bench import main as bench_main
 
     return bench_main(students=args.students, jobs=args.jobs, root=args.root)
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_bench)
 
     args = parser.parse_args(argv)
-    from .config import ensure_tools_on_path
+    from .grader.config import ensure_tools_on_path
 
     ensure_tools_on_path()
     return args.run(args)

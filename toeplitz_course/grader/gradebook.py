@@ -53,7 +53,7 @@ def course_ids(root: Path | str) -> list[str]:
     """Every course id the grading of ``root`` opens the gradebook with."""
     from nbgrader.coursedir import CourseDirectory
 
-    from .grade import course_config
+    from .coursedir import course_config
 
     configured = CourseDirectory(config=course_config(Path(root).resolve())).course_id
     return list(dict.fromkeys([configured or DEFAULT_COURSE, DEFAULT_COURSE]))
@@ -61,7 +61,7 @@ def course_ids(root: Path | str) -> list[str]:
 
 def prepare(root: Path | str) -> None:
     """Create the course rows of ``root``'s gradebook now, before workers open it in parallel."""
-    from .grade import db_url
+    from .coursedir import db_url
 
     url = db_url(Path(root).resolve())
     for course_id in course_ids(root):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import nbformat
 
-from . import colab
-from .config import ensure_tools_on_path
-from .contract import ASSIGNMENT, NOTEBOOKS
+from ..course import colab
+from ..course.contract import ASSIGNMENT, NOTEBOOKS
+from ..grader.config import ensure_tools_on_path
 
 
 class BuildError(RuntimeError):

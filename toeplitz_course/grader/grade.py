@@ -27,7 +27,6 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -35,108 +34,16 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
-from . import colab, integrity
-from .contract import ASSIGNMENT, EXERCISES, NOTEBOOKS, VERDICT_KEY
+from ..course.contract import ASSIGNMENT, EXERCISES, NOTEBOOKS, VERDICT_KEY
+from . import integrity
+from .coursedir import LOGS, RECORDS, course_config, db_url, submitted_students
 from .gradebook import of_submission, open_gradebook, prepare
-
-STAGING = Path(".grading") / "staging"
-LOGS = Path(".grading") / "logs"
-RECORDS = Path("grading")
-
-
-def course_config(root: Path, **overrides: Any):
-    """The traitlets Config of ``root/nbgrader_config.py``, as nbgrader's apps would load it."""
-    from traitlets.config.loader import PyFileConfigLoader
-
-    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-    cfg.CourseDirectory.root = str(root)
-    for dotted, value in overrides.items():
-        section, name = dotted.split(".")
-        setattr(getattr(cfg, section), name, value)
-    return cfg
-
-
-def db_url(root: Path) -> str:
-    from nbgrader.coursedir import CourseDirectory
-
-    url = CourseDirectory(config=course_config(root)).db_url
-    if url.startswith("sqlite:") and "timeout=" not in url:
-        # Parallel workers share the file: wait for the lock instead of "database is locked".
-        url += ("&" if "?" in url else "?") + "timeout=120"
-    return url
-
-
-def submitted_students(root: Path) -> list[str]:
-    base = root / "submitted"
-    if not base.is_dir():
-        return []
-    return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-# ---------------------------------------------------------------------------------------------
-# staging
-
-
-@dataclass
-class Staged:
-    student: str
-    directory: Path  # the staged "submitted" directory nbgrader reads
-    status: dict[str, tuple[str, str]] = field(default_factory=dict)  # notebook -> (status, detail)
-    raw: dict[str, dict] = field(default_factory=dict)  # notebook -> submitted JSON (for integrity)
-    flags: list[dict] = field(default_factory=list)
-
-
-def stage(root: Path, student: str) -> Staged:
-    src = root / "submitted" / student / ASSIGNMENT
-    staged_root = root / STAGING / student
-    if staged_root.exists():
-        shutil.rmtree(staged_root)
-    dest = staged_root / "submitted" / student / ASSIGNMENT
-    dest.mkdir(parents=True)
-    staged = Staged(student, staged_root / "submitted")
-    files = sorted(src.iterdir()) if src.is_dir() else []
-    for path in files:
-        if path.is_dir():
-            continue
-        if path.name == "timestamp.txt":
-            shutil.copy(path, dest / path.name)
-            continue
-        if path.suffix != ".ipynb" or path.stem not in NOTEBOOKS:
-            staged.flags.append(
-                {
-                    "notebook": path.name,
-                    "kind": "renamed",
-                    "detail": f"{path.name} is not a notebook of the assignment; not graded",
-                }
-            )
-            continue
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            nb = colab.normalize(nbformat.from_dict(raw))
-            nbformat.validate(nb)
-        except Exception as exc:
-            detail = f"{path.name} is not a valid notebook ({type(exc).__name__}: {str(exc)[:200]})"
-            staged.status[path.stem] = ("invalid", detail)
-            staged.flags.append({"notebook": path.stem, "kind": "invalid_json", "detail": detail})
-            continue
-        staged.raw[path.stem] = raw
-        # Validated just above; nbformat.write would validate (and deep-copy) it again.
-        (dest / path.name).write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
-        staged.status[path.stem] = ("staged", "")
-    for name in NOTEBOOKS:
-        if name not in staged.status:
-            detail = f"{name}.ipynb was not handed in"
-            staged.status[name] = ("missing", detail)
-            staged.flags.append({"notebook": name, "kind": "missing", "detail": detail})
-    return staged
-
+from .staging import Staged, stage
 
 # ---------------------------------------------------------------------------------------------
 # grading one student
@@ -415,9 +322,9 @@ class GradeRun:
 
 #: What a grading worker imports, imported once by the server the workers are forked from.
 WORKER_PRELOAD = (
-    "toeplitz_course.grade",
-    "toeplitz_course.preprocessors",  # torch, for the checks the grader re-runs
-    "toeplitz_course.warmkernel",
+    "toeplitz_course.grader.grade",
+    "toeplitz_course.grader.preprocessors",  # torch, for the verdicts the grader computes
+    "toeplitz_course.grader.warmkernel",
     "nbgrader.converters",
     "nbgrader.preprocessors",
     "nbclient",

@@ -6,7 +6,7 @@ Two layers:
     an nbgrader ``FileNameCollectorPlugin``: it turns one path of the download into a course student
     id and a canonical notebook name, or says why it cannot. Its regexes and student map are traits,
     set in ``nbgrader_config.py``. It also works under ``nbgrader zip_collect
-    --collector=toeplitz_course.collect.LmsCollectorPlugin``.
+    --collector=toeplitz_course.instructor.collect.LmsCollectorPlugin``.
 
 ``collect(path, course_root)``
     the driver: reads the download, asks the plugin about every file, keeps the latest of
@@ -60,7 +60,7 @@ from traitlets import Bool, Dict, List, TraitError, Unicode, Union, observe, val
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from .contract import ASSIGNMENT, NOTEBOOKS
+from ..course.contract import ASSIGNMENT, NOTEBOOKS
 
 __all__ = [
     "DEFAULT_PATTERNS",

@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ..course.contract import EXERCISES
 from . import examples
 from .build import build
-from .contract import EXERCISES
 
 
 def table(records: dict[str, dict]) -> str:
@@ -37,10 +37,10 @@ def table(records: dict[str, dict]) -> str:
 
 
 def demo(root: Path | str = ".", course: Path | str | None = None) -> int:
+    from ..grader.grade import grade
     from .collect import collect
     from .export import export
     from .feedback import feedback
-    from .grade import grade
 
     root = Path(root).resolve()
     course = Path(course) if course else root / "demo"

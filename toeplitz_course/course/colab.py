@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import tomllib
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 EDITION_TAG = "colab-edition"
 

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .contract import ASSIGNMENT, NOTEBOOKS
+from ..course.contract import ASSIGNMENT, NOTEBOOKS
 
 #: One block of ten students: seven correct, two with the typical mistakes, one blank. The
 #: first three cover every kind, so a small run still compares all of them.
@@ -195,7 +195,7 @@ def write_class(course: Path, mix: dict[str, str]) -> None:
 def gradebook_scores(course: Path) -> Scores:
     from nbgrader.api import Gradebook
 
-    from .grade import db_url
+    from ..grader.coursedir import db_url
 
     scores: Scores = {}
     with Gradebook(db_url(course)) as gb:
@@ -271,7 +271,7 @@ def run(
 ) -> BenchResult:
     """Build the scratch class under ``workdir`` (default: a temporary directory) and grade it
     both ways."""
-    from .config import ensure_tools_on_path
+    from ..grader.config import ensure_tools_on_path
 
     ensure_tools_on_path()
     root = Path(root).resolve()

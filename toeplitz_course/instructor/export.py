@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import contract
+from ..course import contract
 
 GRADES_CSV = "grades.csv"
 SUMMARY_HTML = "summary.html"

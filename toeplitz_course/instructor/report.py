@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .grade import RECORDS
+from ..grader.coursedir import RECORDS
 
 
 def load_records(root: Path | str = ".") -> tuple[dict[str, dict], list[str]]:

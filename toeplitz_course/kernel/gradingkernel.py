@@ -16,8 +16,8 @@ only an interactive user:
   whole cell once more. Every such cell contains the keyword ``await`` or ``async``, and keywords
   are ASCII: ``GradingShell`` answers "no" without compiling when an ASCII cell has neither.
 
-Enabled with ``--IPKernelApp.kernel_class=toeplitz_course.gradingkernel.GradingKernel`` among the
-grading kernels' arguments (``config.KERNEL_ARGUMENTS``). Everything else is ipykernel's.
+Enabled with ``--IPKernelApp.kernel_class=toeplitz_course.kernel.gradingkernel.GradingKernel``
+among the grading kernels' arguments (``config.KERNEL_ARGUMENTS``). Everything else is ipykernel's.
 """
 
 from __future__ import annotations

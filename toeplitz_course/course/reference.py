@@ -1,4 +1,8 @@
-"""Reference matrices of 1D and 2D convolution, built from the kernel alone, and the course's data.
+"""Reference matrices of 1D and 2D convolution, built from the kernel alone.
+
+The course's data (``X_1D``, ``W_1D``, ``IMG_2D``, ``KERNEL_2D``) are defined on the kernel side
+(:mod:`toeplitz_course.kernel.cases`), where the probe needs them too; the tensors built from them
+are here.
 
 The conventions are PyTorch's, the ones the notebooks teach:
 
@@ -23,20 +27,9 @@ from typing import Any
 
 import torch
 
-# The course's data, as plain lists (the notebooks build float32 tensors from them).
-X_1D = [0, 0, 1, 2, 3, 4, 5, 6, 7, 0]
-W_1D = [1, 1, -2]
-IMG_2D = [
-    [1, 1, 0, 1, 0],
-    [0, 1, 1, 0, 1],
-    [1, 0, 0, 1, 0],
-    [1, 1, 1, 0, 0],
-]
-KERNEL_2D = [
-    [2, 1, -2],
-    [-3, -1, 1],
-    [1, 1, -1],
-]
+from ..kernel.cases import IMG_2D, KERNEL_2D, W_1D, X_1D
+
+__all__ = ["IMG_2D", "KERNEL_2D", "W_1D", "X_1D"]  # the course's data, kept beside the builders
 
 
 def x_1d() -> torch.Tensor:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import nbformat
 
-from .contract import ASSIGNMENT
-from .grade import course_config, db_url
+from ..course.contract import ASSIGNMENT
+from ..grader.coursedir import course_config, db_url
 
 BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 

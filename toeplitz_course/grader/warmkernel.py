@@ -14,9 +14,9 @@ Pieces
 ------
 ``WarmKernelManager``
     An ``AsyncKernelManager`` that uses ``WarmProvisioner`` (and shortens two polling intervals
-    sized for slow kernels). Enable it with
-    ``c.HardenedExecute.kernel_manager_class = "toeplitz_course.warmkernel.WarmKernelManager"``
-    (see ``configured_kernel_manager_class`` for why nbgrader's ``Execute`` needs help to honour
+    sized for slow kernels). Enable it with ``c.HardenedExecute.kernel_manager_class =
+    "toeplitz_course.grader.warmkernel.WarmKernelManager"`` (see
+    ``configured_kernel_manager_class`` for why nbgrader's ``Execute`` needs help to honour
     that line).
 ``WarmProvisioner``
     A jupyter_client kernel provisioner (a ``LocalProvisioner``): it owns the kernel process's
@@ -209,10 +209,12 @@ class _Zygote:
         # it is imported, which is now, in the zygote.
         env.setdefault("MPLBACKEND", INLINE_BACKEND)
         env.pop("PYTHONEXECUTABLE", None)
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        package_parent = os.path.dirname(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        )
         boot = (
             "import sys; sys.path.insert(0, sys.argv[1]); "
-            "import toeplitz_course.warmkernel as w; sys.path.remove(sys.argv[1]); "
+            "import toeplitz_course.grader.warmkernel as w; sys.path.remove(sys.argv[1]); "
             "w._zygote_main(int(sys.argv[2]), sys.argv[3])"
         )
         try:

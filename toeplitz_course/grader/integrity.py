@@ -25,7 +25,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from .contract import EXECUTION_TAGS
+from ..course.contract import EXECUTION_TAGS
 
 WATCHED_MODULES = {
     "torch",
@@ -39,6 +39,9 @@ WATCHED_MODULES = {
     "toeplitz_course",
     "hidden",
     "checks",
+    "probe",
+    "verdicts",
+    "channel",
     "IPython",
     "sys",
 }
@@ -108,7 +111,8 @@ def _rooted(target: ast.AST) -> tuple[str, str]:
 
 
 def module_aliases(source: str) -> set[str]:
-    """Names ``source`` binds to watched modules (``import toeplitz_course.hidden as h`` -> h)."""
+    """Names ``source`` binds to watched modules (``import toeplitz_course.kernel.hidden as h``
+    binds h)."""
     analysis = _analyse(source)
     return set(analysis[0]) if analysis else set()
 

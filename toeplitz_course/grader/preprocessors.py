@@ -37,9 +37,12 @@ from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, Float, Integer, List, Unicode
 
-from . import channel, checks, demos
-from .contract import EXECUTION_TAGS, VERDICT_KEY
+from ..course.contract import EXECUTION_TAGS, VERDICT_KEY
+from . import answers, demos, verdicts
 from .gradebook import NotebookRows
+
+#: The error name a failed verdict is shown under, as ``hidden.check`` raises it unconfined.
+_FAILURE = verdicts.CheckFailure.__name__
 
 
 def _error_output(ename: str, evalue: str) -> NotebookNode:
@@ -403,8 +406,8 @@ class VerifyAnswers(NbGraderPreprocessor):
         if not is_autograder_test(cell):
             return cell, resources
         grade_id = cell.metadata.nbgrader["grade_id"]
-        messages = channel.payloads(cell)
-        channel.strip(cell)
+        messages = answers.payloads(cell)
+        answers.strip(cell)
 
         outputs, errors = [], []
         for out in cell.get("outputs", []):
@@ -416,8 +419,13 @@ class VerifyAnswers(NbGraderPreprocessor):
             elif kind == "display_data" and "image/png" in out.get("data", {}):
                 outputs.append(out)
         verdict = self._verdict(grade_id, messages, errors, executed=cell.get("execution_count"))
+        judged = verdict.pop("judged", None)
         if verdict["passed"]:
             cell.outputs = outputs
+        elif judged is not None and not any(e.get("evalue") == judged for e in errors):
+            # The grader's own diagnosis replaces whatever the kernel raised (a sandboxed kernel
+            # cannot verify, and its visible tests may have failed with a vaguer message).
+            cell.outputs = outputs + [_error_output(_FAILURE, judged)]
         elif errors:
             cell.outputs = outputs + errors
         else:
@@ -426,25 +434,27 @@ class VerifyAnswers(NbGraderPreprocessor):
         return cell, resources
 
     def _verdict(self, grade_id, messages, errors, executed) -> dict[str, Any]:
+        mine = [m for m in messages if m["grade_id"] == grade_id]
+        reported_once = len(mine) == 1 and len(messages) == 1
+        if reported_once:
+            try:
+                verdicts.verify(grade_id, mine[0]["payload"])
+            except AssertionError as exc:
+                return {"passed": False, "message": f"{_FAILURE}: {exc}", "judged": str(exc)}
+            except Exception as exc:  # a malformed payload is a failed answer, never a grader crash
+                return {
+                    "passed": False,
+                    "message": f"answer could not be checked ({type(exc).__name__})",
+                }
         if errors:
             err = errors[-1]
             return {"passed": False, "message": f"{err.get('ename')}: {err.get('evalue')}"}
         if not executed and not messages:
             return {"passed": False, "message": "this test cell did not run"}
-        mine = [m for m in messages if m["grade_id"] == grade_id]
-        if len(mine) != 1 or len(messages) != 1:
+        if not reported_once:
             return {
                 "passed": False,
                 "message": "the hidden test did not report exactly one answer to the grader",
-            }
-        try:
-            checks.verify(grade_id, mine[0]["payload"])
-        except AssertionError as exc:
-            return {"passed": False, "message": str(exc)}
-        except Exception as exc:  # a malformed payload is a failed answer, never a grader crash
-            return {
-                "passed": False,
-                "message": f"answer could not be checked ({type(exc).__name__})",
             }
         return {"passed": True, "message": ""}
 

@@ -12,11 +12,15 @@ from .warmkernel import DEFAULT_PRELOAD
 # them), so that loading this configuration does not import torch and nbconvert: the commands
 # that only read the config or the gradebook start in a fraction of the time.
 NBGRADER = "nbgrader.preprocessors."
-OURS = "toeplitz_course.preprocessors."
+OURS = "toeplitz_course.grader.preprocessors."
 
 #: What each grading worker's warm parent imports: the usual kernel libraries and the hidden tests'
 #: checks, which every graded notebook imports.
-KERNEL_PRELOAD = (*DEFAULT_PRELOAD, "toeplitz_course.hidden", "toeplitz_course.gradingkernel")
+KERNEL_PRELOAD = (
+    *DEFAULT_PRELOAD,
+    "toeplitz_course.kernel.hidden",
+    "toeplitz_course.kernel.gradingkernel",
+)
 
 #: Arguments of every grading kernel (``ipykernel_launcher``'s command line):
 KERNEL_ARGUMENTS = (
@@ -25,7 +29,7 @@ KERNEL_ARGUMENTS = (
     # what Python itself shows (each frame's line, then the error).
     "--InteractiveShell.xmode=Plain",
     # ipykernel's kernel without the debugger's per-cell source hashing (gradingkernel.py).
-    "--IPKernelApp.kernel_class=toeplitz_course.gradingkernel.GradingKernel",
+    "--IPKernelApp.kernel_class=toeplitz_course.kernel.gradingkernel.GradingKernel",
     # No input history database: nbclient already points it at SQLite's ":memory:", but each
     # kernel would still create it and start a thread to save into it. In, Out and _i still work.
     "--HistoryManager.enabled=False",
@@ -70,8 +74,8 @@ def configure(c) -> None:
         OURS + "CheckCellMetadata",
     ]
     # Kernels forked from a warm parent that has imported torch: a fresh process per notebook
-    # without paying `import torch` again (toeplitz_course.warmkernel).
-    c.HardenedExecute.kernel_manager_class = "toeplitz_course.warmkernel.WarmKernelManager"
+    # without paying `import torch` again (toeplitz_course.grader.warmkernel).
+    c.HardenedExecute.kernel_manager_class = "toeplitz_course.grader.warmkernel.WarmKernelManager"
     c.WarmProvisioner.preload = list(KERNEL_PRELOAD)
     c.HardenedExecute.extra_arguments = list(KERNEL_ARGUMENTS)
     # Every output has arrived when the last cell is done; a graceful shutdown would only run
@@ -82,7 +86,7 @@ def configure(c) -> None:
     c.LimitOutput.max_lines = 200
 
     # LMS downloads: `python -m toeplitz_course collect DOWNLOAD` (or nbgrader zip_collect).
-    c.ZipCollectApp.collector_plugin = "toeplitz_course.collect.LmsCollectorPlugin"
+    c.ZipCollectApp.collector_plugin = "toeplitz_course.instructor.collect.LmsCollectorPlugin"
 
     c.GenerateFeedback.preprocessors = [
         NBGRADER + "GetGrades",

@@ -1,0 +1,73 @@
+"""Staging: a student's handed-in folder read, checked and normalised into a private copy.
+
+Every notebook is read as JSON and normalised (``colab.normalize``) into ``.grading/staging/``; a
+file that is not a notebook of the assignment or not valid JSON is recorded, and the student's
+other notebooks go on. ``submitted/`` itself is never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from ..course import colab
+from ..course.contract import ASSIGNMENT, NOTEBOOKS
+from .coursedir import STAGING
+
+
+@dataclass
+class Staged:
+    student: str
+    directory: Path  # the staged "submitted" directory nbgrader reads
+    status: dict[str, tuple[str, str]] = field(default_factory=dict)  # notebook -> (status, detail)
+    raw: dict[str, dict] = field(default_factory=dict)  # notebook -> submitted JSON (for integrity)
+    flags: list[dict] = field(default_factory=list)
+
+
+def stage(root: Path, student: str) -> Staged:
+    src = root / "submitted" / student / ASSIGNMENT
+    staged_root = root / STAGING / student
+    if staged_root.exists():
+        shutil.rmtree(staged_root)
+    dest = staged_root / "submitted" / student / ASSIGNMENT
+    dest.mkdir(parents=True)
+    staged = Staged(student, staged_root / "submitted")
+    files = sorted(src.iterdir()) if src.is_dir() else []
+    for path in files:
+        if path.is_dir():
+            continue
+        if path.name == "timestamp.txt":
+            shutil.copy(path, dest / path.name)
+            continue
+        if path.suffix != ".ipynb" or path.stem not in NOTEBOOKS:
+            staged.flags.append(
+                {
+                    "notebook": path.name,
+                    "kind": "renamed",
+                    "detail": f"{path.name} is not a notebook of the assignment; not graded",
+                }
+            )
+            continue
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            nb = colab.normalize(nbformat.from_dict(raw))
+            nbformat.validate(nb)
+        except Exception as exc:
+            detail = f"{path.name} is not a valid notebook ({type(exc).__name__}: {str(exc)[:200]})"
+            staged.status[path.stem] = ("invalid", detail)
+            staged.flags.append({"notebook": path.stem, "kind": "invalid_json", "detail": detail})
+            continue
+        staged.raw[path.stem] = raw
+        # Validated just above; nbformat.write would validate (and deep-copy) it again.
+        (dest / path.name).write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+        staged.status[path.stem] = ("staged", "")
+    for name in NOTEBOOKS:
+        if name not in staged.status:
+            detail = f"{name}.ipynb was not handed in"
+            staged.status[name] = ("missing", detail)
+            staged.flags.append({"notebook": name, "kind": "missing", "detail": detail})
+    return staged

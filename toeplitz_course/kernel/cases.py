@@ -1,0 +1,179 @@
+"""The course's given data and the fixed cases on which function answers are called.
+
+Both run in the student's kernel (the probe calls a student's function on every case) and in the
+grader (which computes what each case should give), so they live on the kernel side: plain
+numbers and descriptions, no answer. The data are the numbers the notebooks show students.
+
+Cases are seeded, so the probe (in a kernel) and the verdict (in the grader's process) build the
+same list. Values are nonzero multiples of 1/4: exact in float32, so a student's float32 result
+and the float64 reference agree to the last bit.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# The course's data, as plain lists (the notebooks build float32 tensors from them).
+X_1D = [0, 0, 1, 2, 3, 4, 5, 6, 7, 0]  # x_1d, the 1D input (N = 10)
+W_1D = [1, 1, -2]  # the 1D kernel (K = 3)
+IMG_2D = [  # img_2d, H x W = 4 x 5
+    [1, 1, 0, 1, 0],
+    [0, 1, 1, 0, 1],
+    [1, 0, 0, 1, 0],
+    [1, 1, 1, 0, 0],
+]
+KERNEL_2D = [  # the 2D kernel, R x S = 3 x 3
+    [2, 1, -2],
+    [-3, -1, 1],
+    [1, 1, -1],
+]
+
+
+def _fmt(v: float) -> str:
+    return f"{v + 0.0:g}"  # + 0.0 turns -0.0 into 0.0
+
+
+def _fmt_list(values: Sequence[Any]) -> str:
+    return (
+        "[" + ", ".join(_fmt_list(v) if isinstance(v, Sequence) else _fmt(v) for v in values) + "]"
+    )
+
+
+_QUARTERS = [q / 4 for q in range(-8, 9) if q != 0]
+_INPUT_VALUES = [q / 4 for q in range(-12, 13) if q != 0]
+
+
+@dataclass(frozen=True)
+class Case1D:
+    w: tuple[float, ...]
+    n: int
+    padding: int | None  # None: called as toeplitz_1d(w, n), relying on padding's default of 0
+
+    @property
+    def p(self) -> int:
+        return self.padding or 0
+
+    def call(self) -> str:
+        pad = "" if self.padding is None else f", padding={self.padding}"
+        return f"toeplitz_1d(w={_fmt_list(self.w)}, n={self.n}{pad})"
+
+
+@dataclass(frozen=True)
+class CaseGap:
+    kernel: tuple[float, ...]
+    padding: int
+    x: tuple[float, ...]
+    n: int
+
+    def call(self) -> str:
+        return (
+            f"equivariance_gap(f=Conv1d(kernel={_fmt_list(self.kernel)}, padding={self.padding}), "
+            f"x=[{_fmt_list(self.x)}], n={self.n})"
+        )
+
+
+@dataclass(frozen=True)
+class Case2D:
+    kernel: tuple[tuple[float, ...], ...]
+    H: int
+    W: int
+
+    def call(self) -> str:
+        return f"block_toeplitz_2d(kernel={_fmt_list(self.kernel)}, H={self.H}, W={self.W})"
+
+
+@dataclass(frozen=True)
+class CaseCounts:
+    H: int
+    W: int
+    R: int
+    S: int
+
+    def call(self) -> str:
+        return f"param_counts(H={self.H}, W={self.W}, R={self.R}, S={self.S})"
+
+
+def _cases_1d() -> tuple[Case1D, ...]:
+    rng = random.Random(1301)
+    course = tuple(float(v) for v in W_1D)
+    n_course = len(X_1D)
+    cases = [Case1D(course, n_course, None), Case1D(course, n_course, 1)]
+    for k_len in range(1, 6):
+        for padding in range(4):
+            w = tuple(rng.choice(_QUARTERS) for _ in range(k_len))
+            cases.append(Case1D(w, rng.randint(k_len, 12), padding))
+    for k_len in (2, 3, 4):
+        w = tuple(rng.choice(_QUARTERS) for _ in range(k_len))
+        cases.append(Case1D(w, rng.randint(k_len, 12), None))
+    return tuple(cases)
+
+
+def _cases_gap() -> tuple[CaseGap, ...]:
+    rng = random.Random(3101)
+    w = tuple(float(v) for v in W_1D)
+    x = tuple(float(v) for v in X_1D)
+    cases = [CaseGap(w, 0, x, 2), CaseGap(w, 1, x, -1), CaseGap(w, 1, x, 3)]
+    for index in range(18):
+        k_len = rng.randint(2, 4)
+        length = rng.randint(8, 14)
+        # Zeros at the ends decide which shifts commute, so half the inputs have some.
+        lead = rng.randint(1, 3) if index % 2 == 0 else 0
+        trail = rng.randint(1, 3) if index % 2 == 0 else 0
+        body = [rng.choice(_INPUT_VALUES) for _ in range(length - lead - trail)]
+        cases.append(
+            CaseGap(
+                kernel=tuple(rng.choice(_QUARTERS) for _ in range(k_len)),
+                padding=rng.randint(0, 1),
+                x=tuple([0.0] * lead + body + [0.0] * trail),
+                n=0 if index == 5 else rng.randint(-5, 5),
+            )
+        )
+    return tuple(cases)
+
+
+def _cases_2d() -> tuple[Case2D, ...]:
+    rng = random.Random(4201)
+    course = tuple(tuple(float(v) for v in row) for row in KERNEL_2D)
+    cases = [Case2D(course, len(IMG_2D), len(IMG_2D[0]))]
+    shapes = [(1, 1), (1, 2), (2, 1), (2, 2), (1, 3), (3, 1), (2, 3), (3, 2), (3, 3)]
+    shapes += [(2, 4), (4, 2), (3, 4), (4, 3), (4, 4), (1, 4), (4, 1), (2, 3), (3, 3)]
+    for index, (r_len, s_len) in enumerate(shapes):
+        kernel = tuple(tuple(rng.choice(_QUARTERS) for _ in range(s_len)) for _ in range(r_len))
+        if index == len(shapes) - 2:
+            height, width = r_len, s_len  # a single output
+        else:
+            height, width = rng.randint(r_len, 7), rng.randint(s_len, 7)
+            # Unequal sides catch an H/W mix-up, which a square input hides.
+            if height == width and index != len(shapes) - 1:
+                width = width - 1 if width > s_len else width + 1
+        cases.append(Case2D(kernel, height, width))
+    return tuple(cases)
+
+
+def _cases_counts() -> tuple[CaseCounts, ...]:
+    rng = random.Random(5201)
+    height, width = len(IMG_2D), len(IMG_2D[0])
+    r_len, s_len = len(KERNEL_2D), len(KERNEL_2D[0])
+    cases = [CaseCounts(height, width, r_len, s_len), CaseCounts(width, height, r_len, s_len - 1)]
+    cases.append(CaseCounts(1, 1, 1, 1))
+    for _ in range(12):
+        height, width = rng.randint(1, 9), rng.randint(1, 9)
+        cases.append(CaseCounts(height, width, rng.randint(1, height), rng.randint(1, width)))
+    return tuple(cases)
+
+
+CASES_1D = _cases_1d()
+CASES_GAP = _cases_gap()
+CASES_2D = _cases_2d()
+CASES_COUNTS = _cases_counts()
+
+#: The cases of each function exercise, by test grade_id.
+CASES: dict[str, tuple[Any, ...]] = {
+    "ex1_3_test": CASES_1D,
+    "ex3_1_test": CASES_GAP,
+    "ex4_2_test": CASES_2D,
+    "ex5_2_test": CASES_COUNTS,
+}
