@@ -80,6 +80,7 @@ def _dies_at_start(tmp_path: Path, deaths: int):
     c.HardenedExecute.kernel_manager_class = "toeplitz_course.grader.warmkernel.WarmKernelManager"
     c.HardenedExecute.extra_arguments = [*KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={[line]!r}"]
     c.HardenedExecute.startup_timeout = 30
+    c.Sandbox.enabled = False  # the kernel writes to tmp_path, which a sandboxed kernel cannot
     return HardenedExecute(config=c), starts
 
 

@@ -42,12 +42,17 @@ def notebook(*sources: str) -> nbformat.NotebookNode:
 
 
 def run(nb, path, manager=WarmKernelManager, config=None, **kwargs) -> nbformat.NotebookNode:
+    """Run ``nb``; unconfined unless ``config`` says otherwise: these tests are of the warm
+    mechanism itself (pids, parents, descriptors), the sandbox has tests/test_sandbox.py."""
     kwargs.setdefault("timeout", 60)
+    config = config or Config()
+    if "enabled" not in config.Sandbox:
+        config.Sandbox.enabled = False
     client = NotebookClient(
         nb,
         kernel_manager_class=manager,
         resources={"metadata": {"path": str(path)}},
-        config=config or Config(),
+        config=config,
         **kwargs,
     )
     return client.execute()
@@ -367,7 +372,7 @@ print(links)
 spec = {"name": "python3", "display_name": "Python 3", "language": "python"}
 nb = new_notebook(cells=[new_code_cell(cell)], metadata={"kernelspec": spec})
 from traitlets.config import Config
-config = Config({"WarmProvisioner": {"preload": PRELOAD}})
+config = Config({"WarmProvisioner": {"preload": PRELOAD}, "Sandbox": {"enabled": False}})
 manager = warmkernel.WarmKernelManager
 NotebookClient(nb, kernel_manager_class=manager, config=config, timeout=60).execute()
 kernel_fds = nb.cells[0].outputs[0]["text"]

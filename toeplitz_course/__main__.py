@@ -44,8 +44,20 @@ def _collect(args) -> int:
 
 def _grade(args) -> int:
     from .grader.grade import grade
+    from .grader.sandbox import SandboxUnavailable
 
-    run = grade(args.root, args.student or None, jobs=args.jobs, progress=not args.quiet)
+    sandbox = False if args.no_sandbox else None  # None: as nbgrader_config.py says
+    try:
+        run = grade(
+            args.root,
+            args.student or None,
+            jobs=args.jobs,
+            progress=not args.quiet,
+            sandbox=sandbox,
+        )
+    except SandboxUnavailable as exc:
+        print(f"grade: {exc}", file=sys.stderr)
+        return 2
     print(run.format())
     return 1 if run.errors else 0
 
@@ -107,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--student", action="append", help="only this student (repeatable)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run student code unconfined, with your rights (c.Sandbox.enabled = False)",
+    )
     p.set_defaults(run=_grade)
 
     p = steps.add_parser("feedback", help="per-student HTML feedback without hidden tests")

@@ -43,6 +43,7 @@ from ..course.contract import ASSIGNMENT, EXERCISES, NOTEBOOKS, VERDICT_KEY
 from . import integrity
 from .coursedir import LOGS, RECORDS, course_config, db_url, submitted_students
 from .gradebook import of_submission, open_gradebook, prepare
+from .sandbox import Sandbox, check_support
 from .staging import Staged, stage
 
 # ---------------------------------------------------------------------------------------------
@@ -126,7 +127,9 @@ def _converter_class():
     return StudentAutograde
 
 
-def _autograde_student(root: Path, staged: Staged, log: logging.Logger) -> dict[str, str]:
+def _autograde_student(
+    root: Path, staged: Staged, log: logging.Logger, sandboxed: bool
+) -> dict[str, str]:
     """Autograde the staged notebooks of one student; returns notebook -> error of failed ones."""
     from nbgrader.coursedir import CourseDirectory
 
@@ -138,6 +141,7 @@ def _autograde_student(root: Path, staged: Staged, log: logging.Logger) -> dict[
             "CourseDirectory.assignment_id": ASSIGNMENT,
             "CourseDirectory.student_id": staged.student,
             "Autograde.force": True,
+            "Sandbox.enabled": sandboxed,
         },
     )
     coursedir = CourseDirectory(config=cfg, log=log)
@@ -221,13 +225,33 @@ def _cell_records(gb, autograded: dict[str, dict | None], student: str) -> dict[
     return records
 
 
-def grade_student(root: Path | str, student: str) -> dict:
+def sandbox_enabled(root: Path, sandbox: bool | None = None) -> bool:
+    """Whether kernels are confined: ``sandbox`` if given, else ``c.Sandbox.enabled``."""
+    if sandbox is not None:
+        return sandbox
+    return Sandbox(config=course_config(root)).enabled
+
+
+#: The flag every record of an unconfined run carries.
+UNCONFINED = {
+    "notebook": "",
+    "kind": "not_sandboxed",
+    "detail": "graded without the sandbox (--no-sandbox or c.Sandbox.enabled = False): student "
+    "code ran with the grader's rights",
+}
+
+
+def grade_student(root: Path | str, student: str, sandbox: bool | None = None) -> dict:
     """Grade every notebook of one student; never raises for anything the submission contains."""
     root = Path(root).resolve()
+    sandboxed = sandbox_enabled(root, sandbox)
     log = _logger(root, student)
     staged = stage(root, student)
     record: dict[str, Any] = {"student": student, "notebooks": {}, "flags": list(staged.flags)}
-    failures = _autograde_student(root, staged, log) if staged.raw else {}
+    record["sandboxed"] = sandboxed
+    if not sandboxed:
+        record["flags"].append(dict(UNCONFINED))
+    failures = _autograde_student(root, staged, log, sandboxed) if staged.raw else {}
     ungraded = []
     for name in NOTEBOOKS:
         status, detail = staged.status[name]
@@ -322,9 +346,11 @@ class GradeRun:
 
 #: What a grading worker imports, imported once by the server the workers are forked from.
 WORKER_PRELOAD = (
+    # Not the grader's preprocessors: they import the verdicts and references, which must not be
+    # in the memory warm parents (and so kernels) are forked from (sandbox.FORBIDDEN_MODULES).
     "toeplitz_course.grader.grade",
-    "toeplitz_course.grader.preprocessors",  # torch, for the verdicts the grader computes
     "toeplitz_course.grader.warmkernel",
+    "torch",
     "nbgrader.converters",
     "nbgrader.preprocessors",
     "nbclient",
@@ -421,9 +447,18 @@ def grade(
     *,
     jobs: int | None = None,
     progress: bool = True,
+    sandbox: bool | None = None,
 ) -> GradeRun:
-    """Grade ``students`` (default: everyone in ``submitted/``) with ``jobs`` worker processes."""
+    """Grade ``students`` (default: everyone in ``submitted/``) with ``jobs`` worker processes.
+
+    ``sandbox``: confine student code (default: ``c.Sandbox.enabled``, on). Raises
+    :class:`~toeplitz_course.grader.sandbox.SandboxUnavailable`, before grading anyone, when
+    this machine cannot confine it.
+    """
     root = Path(root).resolve()
+    sandbox = sandbox_enabled(root, sandbox)
+    if sandbox:
+        check_support(Sandbox(config=course_config(root)))
     students = sorted(students) if students else submitted_students(root)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(students) or 1))
     # nbgrader creates course rows check-then-insert; create them before workers race for them.
@@ -438,7 +473,7 @@ def grade(
         with engines_shared():
             for student in students:
                 try:
-                    records[student] = grade_student(root, student)
+                    records[student] = grade_student(root, student, sandbox)
                 except Exception as exc:  # noqa: BLE001
                     errors[student] = f"{type(exc).__name__}: {exc}"
                 bar.step(student)
@@ -455,7 +490,7 @@ def grade(
                     jobs, mp_context=context, initializer=_worker_init, initargs=initargs
                 ) as pool,
             ):
-                futures = {pool.submit(grade_student, root, s): s for s in pending}
+                futures = {pool.submit(grade_student, root, s, sandbox): s for s in pending}
                 for fut in as_completed(futures):
                     student = futures[fut]
                     try:

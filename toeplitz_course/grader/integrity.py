@@ -14,6 +14,8 @@ patching        student code assigns to attributes of torch, numpy, math, builti
 nbgrader_env    student code mentions NBGRADER_EXECUTION (behaves differently when graded?)
 timeout         a cell ran out of time when graded
 kernel_died     the kernel died when graded
+limit           the kernel reached a sandbox limit (memory, processes, disk, CPU time, open files)
+not_sandboxed   the run did not confine student code (``grade --no-sandbox``), in every record
 ==============  ================================================================================
 """
 
@@ -202,4 +204,6 @@ def scan(
                     flag("timeout", f"{name} ran out of time")
                 elif out.get("ename") == "DeadKernelError":
                     flag("kernel_died", f"the kernel died in {name}")
+                elif out.get("ename") == "SandboxLimit":
+                    flag("limit", f"{out.get('evalue')} ({name})")
     return flags

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -38,8 +39,9 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, Float, Integer, List, Unicode
 
 from ..course.contract import EXECUTION_TAGS, VERDICT_KEY
-from . import answers, demos, verdicts
+from . import answers, demos, sandbox, verdicts
 from .gradebook import NotebookRows
+from .warmkernel import WarmKernelManager
 
 #: The error name a failed verdict is shown under, as ``hidden.check`` raises it unconfined.
 _FAILURE = verdicts.CheckFailure.__name__
@@ -308,6 +310,13 @@ class HardenedExecute(Execute):
         cls = configured_kernel_manager_class(self)
         if cls is not None:
             self.kernel_manager_class = cls
+        self._sandbox = sandbox.Sandbox(parent=self)
+        if self._sandbox.enabled and not issubclass(self.kernel_manager_class, WarmKernelManager):
+            # Only warm kernels are confined: never run student code unconfined by accident.
+            raise sandbox.SandboxUnavailable(
+                f"c.HardenedExecute.kernel_manager_class = {self.kernel_manager_class!r} cannot "
+                "be sandboxed; use toeplitz_course.grader.warmkernel.WarmKernelManager"
+            )
 
     async def async_start_new_kernel_client(self):
         for attempt in range(1, self.startup_attempts + 1):
@@ -358,12 +367,36 @@ class HardenedExecute(Execute):
             self._stop(cell, "NotebookTimeout", "the notebook ran past the grader's time limit")
             return cell, resources
         try:
-            return super().preprocess_cell(cell, resources, index)
+            cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
-            self._stop(cell, "DeadKernelError", "the kernel died while running this cell")
+            if self._kernel_exit() in (sandbox.CPU_LIMIT_EXIT, -signal.SIGXCPU):
+                self._stop(cell, "SandboxLimit", self._limit_text("cpu", index))
+            else:
+                self._stop(cell, "DeadKernelError", "the kernel died while running this cell")
+            return cell, resources
         except (CellTimeoutError, TimeoutError, RuntimeError) as exc:
             self._stop(cell, "CellTimeoutError", f"the cell did not finish in time ({exc})")
+            return cell, resources
+        if self._sandbox.enabled and cell.cell_type == "code":
+            for out in cell.get("outputs", []):
+                kind = out.get("output_type") == "error" and sandbox.limit_hit(
+                    str(out.get("ename", "")), str(out.get("evalue", ""))
+                )
+                if kind:
+                    self._stop(cell, "SandboxLimit", self._limit_text(kind, index))
+                    break
         return cell, resources
+
+    def _limit_text(self, kind: str, index: int) -> str:
+        return f"{self._sandbox.describe_limit(kind)} reached in cell {index + 1}"
+
+    def _kernel_exit(self) -> int | None:
+        """The dead kernel's exit status, as a warm kernel's provisioner saw it."""
+        provisioner = getattr(self.km, "provisioner", None)
+        warm = getattr(provisioner, "_warm", None)
+        if warm is not None:
+            return warm.poll()
+        return getattr(provisioner, "exit_code", None)
 
     def _stop(self, cell, ename: str, evalue: str) -> None:
         self._stopped = ename

@@ -97,10 +97,12 @@ import json
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -111,6 +113,8 @@ import zmq
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import Float, Integer, List, Unicode
+
+from . import sandbox as sandboxing
 
 __all__ = [
     "WarmKernelManager",
@@ -170,6 +174,8 @@ _IMPORT_ENV = {
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 _MAX_MSG = 1 << 20
+# Unix socket paths are limited to 107 bytes: keep the kernels' directories short.
+_RUNTIME_BASE = "/tmp" if os.path.isdir("/tmp") else None
 _PR_SET_PDEATHSIG = 1
 
 
@@ -289,10 +295,16 @@ class _Zygote:
 
     # -- operations ----------------------------------------------------------------------------
 
-    def spawn(self, argv: list[str], cwd: str, env: dict[str, str], threads: int) -> _WarmProcess:
-        reply, fds = self.call(
-            {"op": "spawn", "argv": argv, "cwd": cwd, "env": env, "threads": threads}
-        )
+    def spawn(
+        self,
+        argv: list[str],
+        cwd: str,
+        env: dict[str, str],
+        threads: int,
+        sandbox: dict | None = None,
+    ) -> _WarmProcess:
+        request = {"op": "spawn", "argv": argv, "cwd": cwd, "env": env, "threads": threads}
+        reply, fds = self.call({**request, "sandbox": sandbox})
         if reply.get("ok"):
             if len(fds) != 1:
                 for fd in fds:
@@ -598,6 +610,10 @@ class WarmProvisioner(LocalProvisioner):
         argv = _kernel_argv(cmd)
         extra = {k for k, v in kwargs.items() if v is not None} - _WARM_KWARGS
         if argv is None or extra:
+            if sandboxing.Sandbox(parent=self).enabled:
+                raise sandboxing.SandboxUnavailable(
+                    f"only warm-started ipykernels can be confined, not {cmd[:3]}"
+                )
             self.log.info(
                 "Not a warm-startable kernel (%s); launching it normally",
                 f"options {sorted(extra)}" if extra else f"command {cmd[:3]}",
@@ -607,6 +623,15 @@ class WarmProvisioner(LocalProvisioner):
         env = dict(kwargs.get("env") or os.environ)
         for var in _THREAD_VARS:
             env[var] = str(self.kernel_threads)
+        sandbox = sandboxing.Sandbox(parent=self)
+        spec = None
+        if sandbox.enabled:
+            runtime = os.path.dirname(os.path.abspath(self.parent.connection_file))
+            spec = sandbox.spec(work=cwd, runtime=runtime)
+            env = sandboxing.filtered_env(env, spec["work"])
+            if os.geteuid() == 0:  # the kernel, another user, reads these and binds its sockets
+                os.chown(runtime, spec["uid"], spec["gid"])
+                os.chown(self.parent.connection_file, spec["uid"], spec["gid"])
         key = tuple(self.preload)
         try:
             zygote = _zygotes.get(key)
@@ -614,11 +639,15 @@ class WarmProvisioner(LocalProvisioner):
                 # Starting one takes seconds of imports: not on the event loop's thread.
                 zygote = await asyncio.to_thread(_get_zygote, key, self.zygote_start_timeout)
             try:
-                self._warm = zygote.spawn(argv, cwd, env, self.kernel_threads)
+                self._warm = zygote.spawn(argv, cwd, env, self.kernel_threads, spec)
             except ZygoteUnfit as exc:
                 _disable(zygote, str(exc))
                 raise
         except ZygoteUnavailable as exc:
+            if spec is not None:  # a kernel started the normal way would not be confined
+                raise sandboxing.SandboxUnavailable(
+                    f"no warm kernel to confine ({exc}); not starting one unconfined"
+                ) from exc
             self.log.warning("Warm kernel unavailable (%s); launching a normal kernel", exc)
             return await super().launch_kernel(cmd, **kwargs)
         self.pid = self.pgid = self._warm.pid
@@ -658,8 +687,11 @@ class WarmProvisioner(LocalProvisioner):
         self._drop_warm()
         await super().cleanup(restart)
 
+    exit_code: int | None = None  # the last warm kernel's exit status, once it has exited
+
     def _drop_warm(self) -> None:
         if self._warm is not None:
+            self.exit_code = self._warm.poll()
             self._warm.release()
             self._warm = None
 
@@ -678,6 +710,13 @@ class WarmKernelManager(AsyncKernelManager):
         # the base class then keeps it (and a restart keeps the provisioner).
         self.kernel_id = self.kernel_id or kw.pop("kernel_id", None) or _new_kernel_id()
         kw.pop("kernel_id", None)
+        if self._private_dir is None:
+            # Unix sockets in a directory of this kernel's own: no port to race for, nothing on
+            # the network, and the one directory a sandboxed kernel shares with the grader.
+            self._private_dir = tempfile.mkdtemp(prefix="tk-", dir=_RUNTIME_BASE)
+            self.transport = "ipc"
+            self.connection_file = os.path.join(self._private_dir, "kernel.json")
+            self.ip = os.path.join(self._private_dir, "ipc")
         if self.provisioner is None:
             self.provisioner = WarmProvisioner(
                 kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self
@@ -685,6 +724,19 @@ class WarmKernelManager(AsyncKernelManager):
         return await super()._async_pre_start_kernel(**kw)
 
     pre_start_kernel = _async_pre_start_kernel
+
+    _private_dir: str | None = None
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart)
+        self._remove_private_dir(restart)
+
+    cleanup_resources = _async_cleanup_resources
+
+    def _remove_private_dir(self, restart: bool) -> None:
+        if self._private_dir and not restart:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None
 
     def client(self, **kwargs: Any):
         # A forked kernel binds its sockets ~50 ms after the start request, after the client
@@ -853,8 +905,11 @@ class _ZygoteServer:
         self.import_seconds = time.perf_counter() - started
         gc.collect()
         gc.freeze()
+        # A sandboxed kernel cannot see its parent's pid (sandbox.fork): it asks this pidfd
+        # whether the zygote is still alive.
+        self.own_pidfd = os.pidfd_open(os.getpid())
         # Descriptors the preloaded libraries hold; a kernel keeps these and closes the rest.
-        self.keep_fds = _open_fds() - {sock.fileno()}
+        self.keep_fds = _open_fds() - {sock.fileno(), self.own_pidfd}
 
     def threads_ok(self) -> str | None:
         if threading.active_count() != 1 or _task_count() != 1:
@@ -960,7 +1015,8 @@ class _ZygoteServer:
         status_r, status_w = os.pipe()
         zygote_pid = os.getpid()
         try:
-            pid = os.fork()
+            spec = request.get("sandbox")
+            pid = sandboxing.fork(spec) if spec else os.fork()
         except OSError:
             os.close(status_r)
             os.close(status_w)
@@ -1030,18 +1086,23 @@ def _zygote_main(fd: int, preload: str) -> None:
     server.serve()
 
 
+def _setup_failed(exc: BaseException, status_w: int) -> None:
+    """Report a failed kernel setup as Popen would raise it, and end this process."""
+    try:
+        failure = {"error": f"{type(exc).__name__}: {exc}"}
+        if isinstance(exc, OSError) and exc.errno:
+            failure = {"errno": exc.errno, "error": str(exc)}
+        os.write(status_w, json.dumps(failure).encode())
+    finally:
+        os._exit(127)  # nothing of the zygote's image may run its exit handlers here
+
+
 def _become_kernel(server: _ZygoteServer, request: dict, status_w: int, zygote_pid: int) -> None:
     """Turn this freshly forked child into an ipykernel. Never returns."""
     try:
         _child_setup(server, request, status_w, zygote_pid)
     except BaseException as exc:  # noqa: BLE001 - reported as Popen would raise it
-        try:
-            failure = {"error": f"{type(exc).__name__}: {exc}"}
-            if isinstance(exc, OSError) and exc.errno:
-                failure = {"errno": exc.errno, "error": str(exc)}
-            os.write(status_w, json.dumps(failure).encode())
-        finally:
-            os._exit(127)  # nothing of the zygote's image may run its exit handlers here
+        _setup_failed(exc, status_w)
     code = 1
     try:
         os.write(status_w, b"ok")
@@ -1059,7 +1120,12 @@ def _child_setup(server: _ZygoteServer, request: dict, status_w: int, zygote_pid
     os.setsid()
     # Die with the zygote: it dies when the manager does, and nobody else would stop us.
     server.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != zygote_pid:
+    if request.get("sandbox"):
+        zygote_gone = select.poll()
+        zygote_gone.register(server.own_pidfd, select.POLLIN)
+        if zygote_gone.poll(0):
+            os._exit(1)  # the zygote died between fork and prctl
+    elif os.getppid() != zygote_pid:
         os._exit(1)  # the zygote died between fork and prctl
     # Nothing of the zygote's conversation with the manager may reach student code.
     os.close(server.sock.detach())
@@ -1074,6 +1140,9 @@ def _child_setup(server: _ZygoteServer, request: dict, status_w: int, zygote_pid
     # What jupyter_client's launcher sets; ipykernel's parent poller watches it. The parent
     # that matters is the zygote.
     os.environ["JPY_PARENT_PID"] = str(zygote_pid)
+    if request.get("sandbox"):
+        # PID 1 of namespaces of its own (sandbox.fork): confined before any student code runs.
+        sandboxing.confine(request["sandbox"], lambda exc: _setup_failed(exc, status_w))
 
 
 def _run_kernel(request: dict) -> int:

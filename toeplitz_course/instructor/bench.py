@@ -103,6 +103,14 @@ class BenchResult:
     problems: list[str] = field(default_factory=list)  # a run that failed outright
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after
     small: Phase | None = None  # ours again, on the first quarter of the class
+    unconfined: Phase | None = None  # ours again, the whole class, --no-sandbox
+
+    @property
+    def sandbox_cost(self) -> float | None:
+        """Machine time the sandbox adds per notebook: ours against ours --no-sandbox."""
+        if self.unconfined is None or not self.ours.notebooks:
+            return None
+        return (self.ours.cpu - self.unconfined.cpu) / self.ours.notebooks
 
     @property
     def marginal(self) -> float | None:
@@ -140,6 +148,13 @@ class BenchResult:
                 f"marginal machine time per notebook {self.marginal:.2f} s "
                 f"(the two runs of ours: {self.ours.notebooks} against {self.small.notebooks} "
                 "notebooks)",
+            ]
+        if self.unconfined is not None and self.sandbox_cost is not None:
+            lines += [
+                self.unconfined.format(),
+                f"sandbox cost per notebook {self.sandbox_cost * 1000:+.0f} ms of machine time "
+                f"(sandboxed against --no-sandbox, same class; wall ratio "
+                f"{self.unconfined.wall / self.ours.wall if self.ours.wall else 0:.2f})",
             ]
         if self.ok:
             lines.append(f"scores agree on all {self.cells} grade cells")
@@ -241,14 +256,18 @@ def run_stock(course: Path) -> tuple[Phase, str | None]:
     return _timed("stock nbgrader autograde", cmd, course, "autograde.log")
 
 
-def run_ours(course: Path, jobs: int) -> tuple[Phase, str | None]:
+def run_ours(course: Path, jobs: int, sandbox: bool = True) -> tuple[Phase, str | None]:
     """``python -m toeplitz_course grade``, the command an instructor runs (it calls ``grade``).
 
     A subprocess like the stock run, so that both pay for their own start-up and imports and are
     timed and accounted the same way.
     """
     cmd = [sys.executable, "-m", "toeplitz_course", "grade", "--quiet", "--jobs", str(jobs)]
-    phase, problem = _timed(f"grade --jobs {jobs}", cmd, course, "grade.log")
+    name = f"grade --jobs {jobs}"
+    if not sandbox:
+        cmd.append("--no-sandbox")
+        name += " --no-sandbox"
+    phase, problem = _timed(name, cmd, course, "grade.log")
     if problem:
         return phase, problem
     failed = []
@@ -284,6 +303,9 @@ def run(
         shutil.copytree(template, stock_course)
         shutil.copytree(template, our_course)
         pin(our_course)  # the copy still names the template's gradebook
+        unconfined_course = Path(tmp) / "ours-unconfined"
+        shutil.copytree(template, unconfined_course)
+        pin(unconfined_course)
         quarter = sorted(mix)[: len(mix) // 4]
         small_course = Path(tmp) / "ours-quarter"
         if quarter:
@@ -304,9 +326,11 @@ def run(
                 flush=True,
             )
             small, small_problem = run_ours(small_course, jobs)
+        say(f"grading {n} notebooks again, --no-sandbox ...", flush=True)
+        unconfined, unconfined_problem = run_ours(unconfined_course, jobs, sandbox=False)
         load_after = os.getloadavg()[0]
         stock_scores, our_scores = gradebook_scores(stock_course), gradebook_scores(our_course)
-        problems = [p for p in (stock_problem, our_problem, small_problem) if p]
+        problems = [p for p in (stock_problem, our_problem, small_problem, unconfined_problem) if p]
         for name, scores in (("stock", stock_scores), ("ours", our_scores)):
             if set(scores) != set(mix):
                 problems.append(f"{name}: {len(scores)} of {len(mix)} students in the gradebook")
@@ -320,6 +344,7 @@ def run(
             problems=problems,
             load=(load_before, load_after),
             small=small,
+            unconfined=unconfined,
         )
 
 

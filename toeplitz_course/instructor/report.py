@@ -23,9 +23,18 @@ def load_records(root: Path | str = ".") -> tuple[dict[str, dict], list[str]]:
 def report(root: Path | str = ".") -> str:
     records, skipped = load_records(root)
     lines = ["Integrity flags (for a person to look at; they do not change scores)"]
+    unconfined = sorted(s for s, r in records.items() if r.get("sandboxed") is False)
+    if unconfined:
+        lines.append(
+            f"NOT SANDBOXED: {len(unconfined)} of {len(records)} students were graded without "
+            "the sandbox (--no-sandbox or c.Sandbox.enabled = False); their code ran with the "
+            f"grader's rights: {', '.join(unconfined[:10])}{' ...' if len(unconfined) > 10 else ''}"
+        )
     flagged = 0
     for student, record in records.items():
-        flags = [f for f in record.get("flags", []) if f.get("kind") != "missing"]
+        flags = [
+            f for f in record.get("flags", []) if f.get("kind") not in ("missing", "not_sandboxed")
+        ]
         if not flags:
             continue
         flagged += 1
