@@ -54,6 +54,7 @@ def _grade(args) -> int:
             jobs=args.jobs,
             progress=not args.quiet,
             sandbox=sandbox,
+            scheduler=args.scheduler,
         )
     except SandboxUnavailable as exc:
         print(f"grade: {exc}", file=sys.stderr)
@@ -123,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         "--no-sandbox",
         action="store_true",
         help="run student code unconfined, with your rights (c.Sandbox.enabled = False)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="grade on the Dask cluster of this scheduler, one task per student "
+        "(c.Cluster.scheduler)",
     )
     p.set_defaults(run=_grade)
 

@@ -273,8 +273,6 @@ def grade_student(root: Path | str, student: str, sandbox: bool | None = None) -
     autograded = {name: _read_autograded(root, student, name) for name in NOTEBOOKS}
     with open_gradebook(db_url(root)) as gb:
         _zero_ungraded(gb, student, ungraded)
-        for name, cells in _cell_records(gb, autograded, student).items():
-            record["notebooks"][name]["cells"] = cells
     for name in NOTEBOOKS:
         record["flags"].extend(
             integrity.scan(
@@ -284,6 +282,19 @@ def grade_student(root: Path | str, student: str, sandbox: bool | None = None) -
                 autograded=autograded[name],
             )
         )
+    return finish_record(root, record, autograded)
+
+
+def ungraded_notebooks(record: dict) -> list[str]:
+    return [name for name, entry in record["notebooks"].items() if entry["status"] != "graded"]
+
+
+def finish_record(root: Path, record: dict, autograded: dict[str, dict | None]) -> dict:
+    """Complete a grading record from the gradebook (scores per cell, totals) and write it."""
+    student = record["student"]
+    with open_gradebook(db_url(root)) as gb:
+        for name, cells in _cell_records(gb, autograded, student).items():
+            record["notebooks"][name]["cells"] = cells
     record["total"] = sum(
         c["score"] or 0 for nb in record["notebooks"].values() for c in nb["cells"].values()
     )
@@ -448,16 +459,23 @@ def grade(
     jobs: int | None = None,
     progress: bool = True,
     sandbox: bool | None = None,
+    scheduler: str | None = None,
 ) -> GradeRun:
     """Grade ``students`` (default: everyone in ``submitted/``) with ``jobs`` worker processes.
 
     ``sandbox``: confine student code (default: ``c.Sandbox.enabled``, on). Raises
     :class:`~toeplitz_course.grader.sandbox.SandboxUnavailable`, before grading anyone, when
     this machine cannot confine it.
+
+    ``scheduler``: the address of a Dask scheduler to grade on (default: ``c.Cluster.scheduler``;
+    empty: here), one task per student (``cluster.py``); the workers confine student code.
     """
+    from .cluster import configured_scheduler, grade_on_cluster
+
     root = Path(root).resolve()
     sandbox = sandbox_enabled(root, sandbox)
-    if sandbox:
+    scheduler = configured_scheduler(root) if scheduler is None else scheduler
+    if sandbox and not scheduler:
         check_support(Sandbox(config=course_config(root)))
     students = sorted(students) if students else submitted_students(root)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(students) or 1))
@@ -467,7 +485,9 @@ def grade(
     records: dict[str, dict] = {}
     errors: dict[str, str] = {}
     start = time.monotonic()
-    if jobs == 1:
+    if scheduler:
+        records, errors = grade_on_cluster(root, students, scheduler, sandbox, bar.step)
+    elif jobs == 1:
         from .gradebook import engines_shared
 
         with engines_shared():

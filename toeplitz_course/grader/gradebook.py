@@ -279,3 +279,89 @@ class _DeferredCommits:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Autograde results carried between gradebooks (grading on a cluster, grader/cluster.py): the
+# assignment's structure goes out to the workers, each student's results come back, and only the
+# instructor's process writes its gradebook.
+
+
+def copy_assignment(source: Gradebook, dest: Gradebook, assignment: str) -> None:
+    """Copy the assignment's notebooks and cells (no student, no submission) into ``dest``.
+
+    What nbgrader's Autograde needs of a gradebook: the graded, solution, task and locked source
+    cells ``generate_assignment`` recorded (no solution, which it stored after clearing them).
+    """
+    found = source.find_assignment(assignment)
+    dest.update_or_create_assignment(assignment, duedate=found.duedate)
+    for nb in found.notebooks:
+        dest.update_or_create_notebook(nb.name, assignment, kernelspec=nb.kernelspec)
+        for cell in nb.grade_cells:
+            dest.update_or_create_grade_cell(
+                cell.name, nb.name, assignment, max_score=cell.max_score, cell_type=cell.cell_type
+            )
+        for cell in nb.solution_cells:
+            dest.update_or_create_solution_cell(cell.name, nb.name, assignment)
+        for cell in nb.task_cells:
+            dest.update_or_create_task_cell(
+                cell.name, nb.name, assignment, max_score=cell.max_score, cell_type=cell.cell_type
+            )
+        for cell in nb.source_cells:
+            dest.update_or_create_source_cell(
+                cell.name,
+                nb.name,
+                assignment,
+                source=cell.source,
+                cell_type=cell.cell_type,
+                locked=cell.locked,
+                checksum=cell.checksum,
+            )
+
+
+def autograde_rows(gb: Gradebook, assignment: str, student: str) -> dict[str, Any]:
+    """What autograding one student wrote into ``gb``, as plain data for ``apply_autograde``."""
+    sub = gb.find_submission(assignment, student)
+    notebooks = {}
+    for nb in sub.notebooks:
+        notebooks[nb.name] = {
+            "late_submission_penalty": nb.late_submission_penalty,
+            "grades": {g.name: [g.auto_score, g.manual_score] for g in nb.grades},
+            "comments": {c.name: c.auto_comment for c in nb.comments},
+        }
+    timestamp = sub.timestamp.isoformat() if sub.timestamp else None
+    return {"timestamp": timestamp, "notebooks": notebooks}
+
+
+def apply_autograde(
+    gb: Gradebook, assignment: str, student: str, rows: dict[str, Any], ungraded: list[str]
+) -> None:
+    """Write one student's autograde results into ``gb`` as grading here would have.
+
+    The same fields, with the same rules, as nbgrader's Autograde and SaveAutoGrades and our
+    ``grade`` write them: the submission and its timestamp, each grade's ``auto_score`` (a grade
+    that has a manual score here, or no automatic one, needs manual grading, as SaveAutoGrades
+    decides), each comment's ``auto_comment``, each notebook's late penalty; the notebooks in
+    ``ungraded`` (missing, invalid, failed) score 0 with no manual score.
+    """
+    from datetime import datetime
+
+    gb.update_or_create_student(student)
+    stamp = rows.get("timestamp")
+    if stamp:
+        gb.update_or_create_submission(assignment, student, timestamp=datetime.fromisoformat(stamp))
+    else:
+        gb.update_or_create_submission(assignment, student)
+    for name, nb_rows in rows["notebooks"].items():
+        nb = gb.find_submission_notebook(name, assignment, student)
+        nb.late_submission_penalty = nb_rows["late_submission_penalty"]
+        for grade in nb.grades:
+            auto, manual = nb_rows["grades"].get(grade.name, [None, None])
+            if name in ungraded:
+                grade.auto_score, grade.manual_score, grade.needs_manual_grade = 0, None, False
+                continue
+            grade.auto_score = auto
+            grade.needs_manual_grade = grade.manual_score is not None or auto is None
+        for comment in nb.comments:
+            comment.auto_comment = nb_rows["comments"].get(comment.name)
+    gb.db.commit()

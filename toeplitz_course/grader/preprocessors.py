@@ -212,8 +212,10 @@ class CheckCellMetadata(nbgrader_preprocessors.CheckCellMetadata):
 class SkipDemoCells(NbGraderPreprocessor):
     """Tag the instructor's demonstration cells so that nbclient does not execute them.
 
-    Demonstrations (cells tagged ``demo`` in ``source/``) draw and print for the student and earn
-    nothing; building their figures is most of a notebook's grading time. A cell is skipped only
+    Demonstrations (cells tagged ``demo`` in ``source/``, and so in the release students start
+    from, which is where they are read: grading needs nothing of ``source/``, which a grading
+    machine on a cluster does not have) draw and print for the student and earn nothing;
+    building their figures is most of a notebook's grading time. A cell is skipped only
     when its source is the instructor's demonstration, unchanged, and no cell that runs reads a
     name it would have bound (``demos.skippable``). It gets nbclient's skip tag (the same
     ``skip-execution`` that ``ResetExecutionTags`` removed from every student cell before) and a
@@ -221,7 +223,7 @@ class SkipDemoCells(NbGraderPreprocessor):
     """
 
     enabled = Bool(True, help="Skip demonstrations; off: run every cell.").tag(config=True)
-    demo_tag = Unicode(demos.DEMO_TAG, help="The tag of a demonstration in source/.").tag(
+    demo_tag = Unicode(demos.DEMO_TAG, help="The tag of a demonstration in the release.").tag(
         config=True
     )
     skip_tag = Unicode(
@@ -249,17 +251,17 @@ class SkipDemoCells(NbGraderPreprocessor):
         return nb, resources
 
     def _demo_sources(self, resources) -> set[str]:
-        """The demonstrations of the instructor's source notebook (read once per version)."""
+        """The demonstrations of the release notebook (read once per version)."""
         from nbgrader.coursedir import CourseDirectory
 
         info = resources.get("nbgrader", {})
         coursedir = CourseDirectory(config=self.config)
-        folder = coursedir.format_path(coursedir.source_directory, ".", info.get("assignment", ""))
+        folder = coursedir.format_path(coursedir.release_directory, ".", info.get("assignment", ""))
         path = os.path.join(folder, f"{info.get('notebook', '')}.ipynb")
         try:
             key = (path, os.stat(path).st_mtime_ns)
         except OSError:
-            self.log.warning("No source notebook %s: every cell runs", path)
+            self.log.warning("No release notebook %s: every cell runs", path)
             return set()
         if key not in self._cache:
             with open(path, encoding="utf-8") as f:

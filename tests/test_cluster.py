@@ -1,0 +1,240 @@
+"""Grading on a Dask cluster gives what grading here gives, and survives the loss of a worker.
+
+A real `dask scheduler` and two `dask worker` processes are started on 127.0.0.1 from this venv,
+each worker in a scratch directory of its own that holds nothing of the course; the class
+(right, wrong, blank, hostile) is graded through `grade --scheduler`, and the gradebook, the
+grading records and the autograded notebooks must equal those of a local run of the same class.
+Another run loses a worker to SIGKILL in the middle of the batch. Every process is stopped in
+the teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from nbgrader.api import Gradebook
+from test_parallel import HOSTILE, TEST_LIMITS, autograded, gradebook, record, row_counts
+
+from toeplitz_course.course.contract import ASSIGNMENT
+from toeplitz_course.grader.coursedir import db_url
+from toeplitz_course.grader.grade import grade
+from toeplitz_course.instructor import examples
+
+pytestmark = pytest.mark.timeout(900)
+
+ROOT = Path(__file__).resolve().parent.parent
+DASK = Path(sys.executable).with_name("dask")
+
+
+class LocalCluster:
+    """A scheduler and workers as separate processes, as `dask scheduler` / `dask worker` start
+    them on a real cluster, each worker in its own scratch directory."""
+
+    def __init__(self, base: Path, workers: int):
+        self.base = base
+        self.procs: list[subprocess.Popen] = []
+        self.workers: list[subprocess.Popen] = []
+        info = base / "scheduler.json"
+        self.procs.append(self._start("scheduler", [str(DASK), "scheduler", "--host", "127.0.0.1"]
+                                      + ["--port", "0", "--no-dashboard", "--scheduler-file",
+                                         str(info)], base))  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not info.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.address = json.loads(info.read_text())["address"]
+        for i in range(workers):
+            self.add_worker(f"worker{i}")
+        self.wait_for(workers)
+
+    def _start(self, name: str, cmd: list[str], cwd: Path) -> subprocess.Popen:
+        log = open(self.base / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        proc.log = log
+        return proc
+
+    def add_worker(self, name: str) -> subprocess.Popen:
+        scratch = self.base / name
+        scratch.mkdir()
+        cmd = [str(DASK), "worker", self.address, "--nthreads", "1", "--no-nanny"]
+        cmd += ["--no-dashboard", "--local-directory", str(scratch), "--name", name]
+        proc = self._start(name, cmd, scratch)
+        self.procs.append(proc)
+        self.workers.append(proc)
+        return proc
+
+    def wait_for(self, n: int) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(n, timeout=120)
+
+    def busy_worker_pid(self) -> int | None:
+        """The pid of a worker that is running a task now."""
+        from distributed import Client
+
+        with Client(self.address, timeout="30s") as client:
+            busy = {addr for addr, keys in client.processing().items() if keys}
+            info = client.scheduler_info()["workers"]
+        names = {info[a]["name"] for a in busy if a in info}
+        for proc in self.workers:
+            if proc.poll() is None and Path(proc.args[proc.args.index("--name") + 1]).name in names:
+                return proc.pid
+        return None
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.log.close()
+
+
+def _grade_on(course: Path, address: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "toeplitz_course", "--root", str(course), "grade", "--quiet"]
+    log = open(course / "grade-cluster.log", "w")  # noqa: SIM115
+    return subprocess.Popen(cmd + ["--scheduler", address], stdout=log, stderr=subprocess.STDOUT)
+
+
+def _class(course: Path) -> dict[str, examples.Case]:
+    shutil.copytree(ROOT / "notebooks", course / "notebooks")
+    wanted = [c for c in examples.hostile_class(course) if c.student in HOSTILE]
+    cases = {c.student: c for c in wanted}
+    shutil.rmtree(course / "notebooks")
+    return cases
+
+
+def _full_gradebook(course: Path) -> dict:
+    """Every field grading writes: scores, manual-grade states, comments, timestamps, penalties."""
+    with Gradebook(db_url(course)) as gb:
+        out = {}
+        for sub in gb.assignment_submissions(ASSIGNMENT):
+            out[sub.student.id] = {
+                "timestamp": sub.timestamp,
+                "notebooks": {
+                    nb.name: {
+                        "penalty": nb.late_submission_penalty,
+                        "grades": {
+                            g.name: (g.auto_score, g.manual_score, bool(g.needs_manual_grade))
+                            for g in nb.grades
+                        },
+                        "comments": {c.name: c.auto_comment for c in nb.comments},
+                    }
+                    for nb in sub.notebooks
+                },
+            }
+        return out
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cluster")
+    running = LocalCluster(base, workers=2)
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory, course_template, cluster):
+    """The same class graded here (jobs=2) and on the cluster, each in its own course copy."""
+    base = tmp_path_factory.mktemp("cluster-vs-local")
+    courses = {}
+    for name in ("local", "cluster"):
+        course = base / name
+        shutil.copytree(course_template, course)
+        with open(course / "nbgrader_config.py", "a") as f:
+            f.write(TEST_LIMITS)
+        courses[name] = course
+    cases = _class(courses["local"])
+    for course in courses.values():
+        for case in cases.values():
+            examples.write_case(case, course)
+    remote = _grade_on(courses["cluster"], cluster.address)
+    try:
+        local = grade(courses["local"], jobs=2, progress=False)
+    finally:
+        code = remote.wait(timeout=600)
+    assert code == 0, (courses["cluster"] / "grade-cluster.log").read_text()[-3000:]
+    assert local.errors == {}
+    return courses, cases
+
+
+def test_the_cluster_grades_everyone_as_earned(both):
+    courses, cases = both
+    book = gradebook(courses["cluster"])
+    assert set(book) == set(cases)
+    for student, case in cases.items():
+        scores = {cell: s for nb in book[student].values() for cell, (s, _) in nb.items()}
+        assert {k: scores[k] for k in case.expected()} == case.expected(), student
+
+
+def test_the_gradebook_equals_a_local_run(both):
+    courses, _ = both
+    assert _full_gradebook(courses["cluster"]) == _full_gradebook(courses["local"])
+    assert row_counts(courses["cluster"]) == row_counts(courses["local"])
+
+
+def test_records_and_autograded_notebooks_equal_a_local_run(both):
+    courses, cases = both
+    for student in cases:
+        assert record(courses["cluster"], student) == record(courses["local"], student), student
+        remote = autograded(courses["cluster"], student)
+        here = autograded(courses["local"], student)
+        assert sorted(remote) == sorted(here), student
+        for name in here:
+            assert remote[name] == here[name], (student, name)
+        files = sorted(p.name for p in (courses["local"] / "autograded" / student).rglob("*"))
+        assert (
+            sorted(p.name for p in (courses["cluster"] / "autograded" / student).rglob("*"))
+            == files
+        )
+
+
+def test_workers_keep_nothing_of_the_course(both, cluster):
+    """A task's scratch course is gone when the task is done; no worker holds a notebook."""
+    for proc in cluster.workers:
+        scratch = Path(proc.args[proc.args.index("--local-directory") + 1])
+        assert not [p for p in scratch.rglob("*") if p.suffix in (".ipynb", ".db")]
+    assert not list(Path(tempfile.gettempdir()).glob("toeplitz-task-*"))
+
+
+def test_a_worker_killed_mid_batch_loses_no_student(tmp_path, course_template, cluster):
+    course = tmp_path / "course"
+    shutil.copytree(course_template, course)
+    mix = {f"k{i:02d}": kind for i, kind in enumerate(["correct", "mistakes", "blank"] * 3)}
+    for student, kind in mix.items():
+        examples.write(getattr(examples, kind)(course), course, student)
+    spare = cluster.add_worker(f"spare-{os.getpid()}")  # so that two remain after the kill
+    cluster.wait_for(3)
+    remote = _grade_on(course, cluster.address)
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline and remote.poll() is None:
+        killed = cluster.busy_worker_pid()
+        if killed is None:
+            time.sleep(0.2)
+    assert killed is not None, "no worker was ever busy"
+    os.kill(killed, signal.SIGKILL)
+    assert remote.wait(timeout=600) == 0, (course / "grade-cluster.log").read_text()[-3000:]
+    assert spare is not None
+    book = gradebook(course)
+    assert set(book) == set(mix)  # everyone, once: one submission per student
+    assert row_counts(course)["SubmittedAssignment"] == len(mix)
+    for student, kind in mix.items():
+        expected = examples.expected_scores(f"example_{kind}")
+        scores = {cell: s for nb in book[student].values() for cell, (s, _) in nb.items()}
+        assert {k: scores[k] for k in expected} == expected, student
+    assert {p.stem for p in (course / "grading").glob("*.json")} == set(mix)
