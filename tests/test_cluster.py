@@ -39,8 +39,10 @@ class LocalCluster:
     """A scheduler and workers as separate processes, as `dask scheduler` / `dask worker` start
     them on a real cluster, each worker in its own scratch directory."""
 
-    def __init__(self, base: Path, workers: int):
+    def __init__(self, base: Path, workers: int, nanny: bool = False, env: dict | None = None):
         self.base = base
+        self.nanny = nanny
+        self.env = {**os.environ, **(env or {})}
         self.procs: list[subprocess.Popen] = []
         self.workers: list[subprocess.Popen] = []
         info = base / "scheduler.json"
@@ -57,14 +59,15 @@ class LocalCluster:
 
     def _start(self, name: str, cmd: list[str], cwd: Path) -> subprocess.Popen:
         log = open(self.base / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         proc.log = log
         return proc
 
     def add_worker(self, name: str) -> subprocess.Popen:
         scratch = self.base / name
         scratch.mkdir()
-        cmd = [str(DASK), "worker", self.address, "--nthreads", "1", "--no-nanny"]
+        cmd = [str(DASK), "worker", self.address, "--nthreads", "1"]
+        cmd += [] if self.nanny else ["--no-nanny"]
         cmd += ["--no-dashboard", "--local-directory", str(scratch), "--name", name]
         proc = self._start(name, cmd, scratch)
         self.procs.append(proc)
@@ -103,8 +106,9 @@ class LocalCluster:
             proc.log.close()
 
 
-def _grade_on(course: Path, address: str) -> subprocess.Popen:
+def _grade_on(course: Path, address: str, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "toeplitz_course", "--root", str(course), "grade", "--quiet"]
+    cmd += list(extra)
     log = open(course / "grade-cluster.log", "w")  # noqa: SIM115
     return subprocess.Popen(cmd + ["--scheduler", address], stdout=log, stderr=subprocess.STDOUT)
 
@@ -238,3 +242,56 @@ def test_a_worker_killed_mid_batch_loses_no_student(tmp_path, course_template, c
         scores = {cell: s for nb in book[student].values() for cell, (s, _) in nb.items()}
         assert {k: scores[k] for k in expected} == expected, student
     assert {p.stem for p in (course / "grading").glob("*.json")} == set(mix)
+
+
+# Walks up from the kernel to the Dask worker process that runs the task, and kills it.
+KILL_WORKER = """
+import os, signal
+pid = os.getpid()
+while pid > 1:
+    with open(f"/proc/{pid}/stat") as f:
+        pid = int(f.read().rsplit(")", 1)[1].split()[1])
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        cmdline = f.read()
+    if b"distributed" in cmdline or b"dask" in cmdline:
+        os.kill(pid, signal.SIGKILL)
+        break
+"""
+
+
+def test_a_student_who_keeps_killing_workers_is_failed_and_the_batch_goes_on(
+    tmp_path, course_template
+):
+    """Unconfined (the sandbox would stop it), a notebook kills the worker grading it, each
+    time the scheduler retries it; after the scheduler's allowed failures it is recorded as
+    failed, and the others are graded (nannies bring the workers back)."""
+    import nbformat
+
+    from toeplitz_course.course.contract import NOTEBOOKS
+
+    course = tmp_path / "course"
+    shutil.copytree(course_template, course)
+    examples.write(examples.correct(course), course, "a_honest")
+    nbs = examples.correct(course)
+    examples.answer(nbs, "ex1_1", KILL_WORKER + examples.solutions(course)["ex1_1"])
+    examples.write_case(
+        examples.Case("b_killer", {f"{NOTEBOOKS[0]}.ipynb": nbformat.writes(nbs[NOTEBOOKS[0]])}),
+        course,
+    )
+    examples.write(examples.blank(course), course, "c_blank")
+    env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}
+    running = LocalCluster(tmp_path, workers=2, nanny=True, env=env)
+    try:
+        remote = _grade_on(course, running.address, "--no-sandbox")
+        assert remote.wait(timeout=600) == 0, (course / "grade-cluster.log").read_text()[-3000:]
+    finally:
+        running.close()
+    killer = json.loads((course / "grading" / "b_killer.json").read_text())
+    assert {nb["status"] for nb in killer["notebooks"].values()} == {"failed"}
+    assert any("workers died" in f["detail"] for f in killer["flags"])
+    assert killer["total"] == 0
+    book = gradebook(course)
+    for student, kind in (("a_honest", "correct"), ("c_blank", "blank")):
+        expected = examples.expected_scores(f"example_{kind}")
+        scores = {cell: s for nb in book[student].values() for cell, (s, _) in nb.items()}
+        assert {k: scores[k] for k in expected} == expected, student
