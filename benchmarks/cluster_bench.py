@@ -113,7 +113,11 @@ def main(argv=None) -> None:
             for p in procs:
                 p.terminate()
             for p in procs:
-                p.wait(timeout=30)
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
         assert done.returncode == 0
         same = bench.gradebook_scores(courses["local"]) == bench.gradebook_scores(
             courses["cluster"]

@@ -16,7 +16,12 @@ timeout         a cell ran out of time when graded
 kernel_died     the kernel died when graded
 limit           the kernel reached a sandbox limit (memory, processes, disk, CPU time, open files)
 not_sandboxed   the run did not confine student code (``grade --no-sandbox``), in every record
+recovered       the editor dropped nbgrader metadata; staging recovered it from the release
+                (``recovery``): "N of M answer cells placed", and which were not (they score 0)
 ==============  ================================================================================
+
+A recovered notebook is scanned as recovered (``Staged.raw``): the tests recovery matched are not
+"deleted", and a matched test whose source differs from the release is still ``edited_test``.
 """
 
 from __future__ import annotations

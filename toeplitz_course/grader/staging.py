@@ -3,10 +3,15 @@
 Every notebook is read as JSON and normalised (``colab.normalize``) into ``.grading/staging/``; a
 file that is not a notebook of the assignment or not valid JSON is recorded, and the student's
 other notebooks go on. ``submitted/`` itself is never modified.
+
+A notebook whose editor dropped the nbgrader metadata of some or all cells gets it back from the
+release notebook (``recovery.recover``) before nbgrader sees it, and is flagged ``recovered`` with
+how many answer cells could be placed; a notebook that kept its metadata is staged unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -17,6 +22,7 @@ import nbformat
 from ..course import colab
 from ..course.contract import ASSIGNMENT, NOTEBOOKS
 from .coursedir import STAGING
+from .recovery import recover
 
 
 @dataclass
@@ -24,8 +30,29 @@ class Staged:
     student: str
     directory: Path  # the staged "submitted" directory nbgrader reads
     status: dict[str, tuple[str, str]] = field(default_factory=dict)  # notebook -> (status, detail)
-    raw: dict[str, dict] = field(default_factory=dict)  # notebook -> submitted JSON (for integrity)
+    # notebook -> submitted JSON, as recovered if it was (for integrity)
+    raw: dict[str, dict] = field(default_factory=dict)
     flags: list[dict] = field(default_factory=list)
+
+
+@functools.lru_cache(maxsize=16)
+def _release(path: str, mtime_ns: int, size: int) -> dict:
+    """A release notebook's JSON (cached per file version; ``recover`` never modifies it)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _recovered(root: Path, name: str, nb: nbformat.NotebookNode, staged: Staged) -> dict | None:
+    """``nb`` with lost nbgrader metadata recovered from the release, or None if not needed."""
+    release = root / "release" / ASSIGNMENT / f"{name}.ipynb"
+    try:
+        stat = release.stat()
+    except FileNotFoundError:
+        return None
+    recovery = recover(nb, _release(str(release), stat.st_mtime_ns, stat.st_size))
+    if not recovery.applied:
+        return None
+    staged.flags.append({"notebook": name, "kind": "recovered", "detail": recovery.detail})
+    return recovery.notebook
 
 
 def stage(root: Path, student: str) -> Staged:
@@ -61,6 +88,13 @@ def stage(root: Path, student: str) -> Staged:
             staged.status[path.stem] = ("invalid", detail)
             staged.flags.append({"notebook": path.stem, "kind": "invalid_json", "detail": detail})
             continue
+        recovered = _recovered(root, path.stem, nb, staged)
+        if recovered is not None:
+            nb = nbformat.from_dict(recovered)
+            nbformat.validate(nb)
+            # Integrity compares what nbgrader grades with the release: tests recovery matched
+            # are there (not "deleted"), and the ones it matched though edited are still edited.
+            raw = json.loads(json.dumps(recovered))
         staged.raw[path.stem] = raw
         # Validated just above; nbformat.write would validate (and deep-copy) it again.
         (dest / path.name).write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
