@@ -611,3 +611,20 @@ def test_plugin_collect_contract():
     assert plugin.collect("smithj_12345_678_notes.txt") is None
     with pytest.raises(NotPlaced, match="not a notebook"):
         plugin.identify("smithj_12345_678_notes.txt")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "Jane Smith_1234567_assignsubmission_file_/02_padding.ipynb",  # as Moodle names it
+        "Jane Smith_1234567_assignsubmission_file/02_padding.ipynb",
+        "Jane Smith_1234567_assignsubmission_file_02_padding.ipynb",  # the flat download
+        "Jane Smith_1234567_assignsubmission_file_/my work/02_padding.ipynb",  # nested
+        "Jane Smith_1234567_assignsubmission_file_/a/b/Copy of 02_padding (1).ipynb",
+        "moodle-download/Jane Smith_1234567_assignsubmission_file_/02_padding.ipynb",
+    ],
+)
+def test_every_form_of_a_moodle_download_is_the_same_student(path):
+    """Real Moodle folders end in '_' and may hold subfolders; all name one student, one id."""
+    found = LmsCollectorPlugin().identify(path)
+    assert (found.student, found.lms_id, found.notebook) == ("jane_smith", "1234567", NB2)

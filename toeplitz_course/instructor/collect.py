@@ -83,8 +83,10 @@ DEFAULT_PATTERNS = [
     # nbgrader exchange-like "smithj/toeplitz/01_conv1d_toeplitz.ipynb"; first, or the generic
     # folder pattern would take "toeplitz" for the student.
     r"(?P<student_id>[^/]+)/{assignment}/(?P<file_id>[^/]+)",
-    # Moodle, a folder per submission: "Jane Smith_12345_assignsubmission_file/02_padding.ipynb"
-    r"(?P<student_id>[^/]+?)_(?P<lms_id>\d+)_assignsubmission_[a-z]+/(?P<file_id>[^/]+)",
+    # Moodle, a folder per submission: "Jane Smith_12345_assignsubmission_file_/02_padding.ipynb"
+    # (real downloads end the folder name with "_"), its files possibly in subfolders of their own
+    # ("..._file_/my work/05_parameter_counts.ipynb": the student is the Moodle folder's).
+    r"(?P<student_id>[^/]+?)_(?P<lms_id>\d+)_assignsubmission_[a-z]+_?/(?:[^/]+/)*(?P<file_id>[^/]+)",
     # Moodle, flat: "Jane Smith_12345_assignsubmission_file_02_padding.ipynb"
     r"(?P<student_id>[^/]+?)_(?P<lms_id>\d+)_assignsubmission_[a-z]+_(?P<file_id>[^/]+)",
     # Canvas: "smithj_LATE_12345_678_01_conv1d_toeplitz-1.ipynb" (login, user id, submission id)
