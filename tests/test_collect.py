@@ -125,7 +125,7 @@ EXPECTED_REJECTED = {
     ),
     "01_conv1d_toeplitz.ipynb": (
         "cannot tell whose file this is: no pattern matches '01_conv1d_toeplitz.ipynb' "
-        "(see LmsCollectorPlugin.patterns)"
+        "(collect it with --student ID, or see LmsCollectorPlugin.patterns)"
     ),
     "kimr/work.zip": (
         "archive inside the download is not unpacked: extract it and collect that folder"
@@ -481,7 +481,8 @@ def test_custom_pattern_through_a_traitlets_config(course, tmp_path):
     default = collect(z, course)
     assert default.placed == [] and [r.reason for r in default.rejected] == [
         "cannot tell whose file this is: no pattern matches "
-        "'hw-smithj-01_conv1d_toeplitz.ipynb' (see LmsCollectorPlugin.patterns)"
+        "'hw-smithj-01_conv1d_toeplitz.ipynb' "
+        "(collect it with --student ID, or see LmsCollectorPlugin.patterns)"
     ]
 
     c = Config()
@@ -628,3 +629,32 @@ def test_every_form_of_a_moodle_download_is_the_same_student(path):
     """Real Moodle folders end in '_' and may hold subfolders; all name one student, one id."""
     found = LmsCollectorPlugin().identify(path)
     assert (found.student, found.lms_id, found.notebook) == ("jane_smith", "1234567", NB2)
+
+
+def test_a_single_downloaded_notebook_is_collected(tmp_path, course):
+    """One .ipynb as the argument: placed by its name, or under --student when the name cannot
+    say whose it is (a Colab download); a bad --student or a non-notebook is a clear error."""
+    import nbformat
+
+    loose = tmp_path / "Copy of 02_padding (1).ipynb"
+    loose.write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    report = collect(loose, course)
+    assert not report.placed and "--student" in report.format()
+    report = collect(loose, course, student="smithj")
+    assert [(p.student, p.notebook) for p in report.placed] == [("smithj", NB2)]
+    assert (course / "submitted" / "smithj" / "toeplitz" / f"{NB2}.ipynb").exists()
+    canvas = tmp_path / "leea_12345_678_01_conv1d_toeplitz.ipynb"
+    canvas.write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    assert [p.student for p in collect(canvas, course).placed] == ["leea"]
+    with pytest.raises(CollectError, match="not usable"):
+        collect(loose, course, student="../evil")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    with pytest.raises(CollectError, match="neither a zip file"):
+        collect(notes, course)
+    cli = subprocess.run(
+        [sys.executable, "-m", "toeplitz_course", "--root", str(course), "collect", str(notes)],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr and "neither" in cli.stderr

@@ -35,9 +35,13 @@ def _strip(args) -> int:
 
 
 def _collect(args) -> int:
-    from .instructor.collect import collect
+    from .instructor.collect import CollectError, collect
 
-    report = collect(args.path, args.root)
+    try:
+        report = collect(args.path, args.root, student=args.student)
+    except CollectError as exc:
+        print(f"collect: {exc}", file=sys.stderr)
+        return 2
     print(report.format())
     return 0
 
@@ -112,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="*", type=Path)
     p.set_defaults(run=_strip)
 
-    p = steps.add_parser("collect", help="lay an LMS download (zip or folder) into submitted/")
+    p = steps.add_parser(
+        "collect", help="lay an LMS download (zip, folder or one notebook) into submitted/"
+    )
     p.add_argument("path", type=Path)
+    p.add_argument("--student", help="whose files these are, whatever their names say")
     p.set_defaults(run=_collect)
 
     p = steps.add_parser("grade", help="autograde submitted/ (hardened, parallel)")

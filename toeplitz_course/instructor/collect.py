@@ -37,6 +37,7 @@ where a grader listing student folders would take it for a student).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -271,7 +272,7 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         if groups is None:
             raise NotPlaced(
                 f"cannot tell whose file this is: no pattern matches '{relpath}' "
-                "(see LmsCollectorPlugin.patterns)"
+                "(collect it with --student ID, or see LmsCollectorPlugin.patterns)"
             )
         raw_student = (groups.get("student_id") or "").strip()
         lms_id = (groups.get("lms_id") or "").strip() or None
@@ -641,16 +642,25 @@ def collect(
     *,
     config: Config | None = None,
     assignment: str = ASSIGNMENT,
+    student: str | None = None,
 ) -> CollectReport:
-    """Place the notebooks of an LMS download (a zip file or a folder) in ``submitted/``.
+    """Place the notebooks of an LMS download (a zip file, a folder, or one notebook) in
+    ``submitted/``.
 
-    Settings come from ``{course_root}/nbgrader_config.py`` when it exists, with ``config`` merged
-    over them. Raises CollectError when the input or the configuration is unusable; problems with
-    single files are in the report instead.
+    ``student``: whose files these are, whatever their names say (a loose Colab download, say);
+    each file is then placed by its name alone. Settings come from
+    ``{course_root}/nbgrader_config.py`` when it exists, with ``config`` merged over them. Raises
+    CollectError when the input or the configuration is unusable; problems with single files are
+    in the report instead.
     """
     root = Path(course_root).resolve()
     source = Path(path)
     cfg = _load_config(root, config)
+    if student is not None:
+        if safe_student_id(student) != student:
+            raise CollectError(f"--student {student!r}: not usable as a student id (a folder name)")
+        cfg.LmsCollectorPlugin.patterns = [DEFAULT_PATTERNS[-1]]  # "{student}/{file}"
+        cfg.FileNameCollectorPlugin.named_regexp = ""
     try:
         plugin = LmsCollectorPlugin(config=cfg)
     except TraitError as exc:
@@ -666,9 +676,21 @@ def collect(
         real = Path(os.path.realpath(source))
         if _inside(real, submitted_base) or _inside(submitted_base, real):
             raise CollectError(f"{path}: the input must not contain or be inside {submitted_base}")
-        return _run(_folder_entries(real), plugin, coursedir, root, downloaded, report)
+        entries = _folder_entries(real)
+        return _run(_as(student, entries), plugin, coursedir, root, downloaded, report)
     if not source.is_file():
         raise CollectError(f"{path}: no such file or folder")
+    is_notebook = source.suffix.lower() in {e.lower() for e in plugin.valid_ext}
+    if not is_notebook and source.suffix.lower() not in _ARCHIVE_EXTS:
+        if not zipfile.is_zipfile(source):
+            raise CollectError(f"{path}: neither a zip file, a folder nor a notebook")
+    elif is_notebook:
+        # One notebook, as a browser saves it from Colab or an LMS: placed by its own name.
+        st = source.stat()
+        one = _Entry(
+            source.name, source.name, None, st.st_size, st.st_mtime, lambda: source.open("rb")
+        )
+        return _run(_as(student, iter([one])), plugin, coursedir, root, downloaded, report)
     try:
         zf = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
@@ -678,7 +700,16 @@ def collect(
             entries = list(_zip_entries(zf))
         except (zipfile.BadZipFile, ValueError) as exc:
             raise CollectError(f"{path}: corrupt zip file ({exc})") from None
-        return _run(iter(entries), plugin, coursedir, root, downloaded, report)
+        return _run(_as(student, iter(entries)), plugin, coursedir, root, downloaded, report)
+
+
+def _as(student: str | None, entries: Iterator[_Entry]) -> Iterator[_Entry]:
+    """The entries as ``{student}/{file name}`` when the caller says whose they are."""
+    for entry in entries:
+        if student is not None and entry.relpath is not None:
+            name = entry.relpath.rsplit("/", 1)[-1]
+            entry = dataclasses.replace(entry, relpath=f"{student}/{name}")
+        yield entry
 
 
 def _run(entries, plugin, coursedir, root, downloaded, report) -> CollectReport:
