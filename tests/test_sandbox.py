@@ -29,6 +29,7 @@ import nbformat
 import pytest
 
 from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS
+from toeplitz_course.grader.grade import grade
 from toeplitz_course.instructor import examples
 from toeplitz_course.instructor.report import report
 
@@ -103,6 +104,67 @@ try:
 except Exception as e:
     print("ATTACK-BLOCKED", type(e).__name__, e)
 print("ATTACK environment", sorted(os.environ.items()))
+print("ATTACK initial environment", open("/proc/self/environ", "rb").read())
+for frame in sys._current_frames().values():
+    while frame is not None:
+        for value in frame.f_locals.values():
+            if isinstance(value, dict) and any("PASSWORD" in str(k) for k in value):
+                print("ATTACK frame", frame.f_code.co_name, value)
+        frame = frame.f_back
+# The kernel's own memory, as a ctypes-savvy student would read it: an environment entry of
+# the grader's (the needle is built here, so that this cell's source holds no copy of it).
+needle = ("GRADER_DB_" + "PASSWORD=").encode()
+with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+    for line in maps:
+        addresses, perms = line.split()[:2]
+        start, end = (int(a, 16) for a in addresses.split("-"))
+        if perms[0] != "r" or end - start > 1 << 28 or "[vvar" in line or "[vsys" in line:
+            continue
+        try:
+            mem.seek(start)
+            chunk = mem.read(end - start)
+        except (OSError, ValueError, OverflowError):
+            continue
+        at = chunk.find(needle)
+        while at >= 0:
+            value = chunk[at + len(needle): at + len(needle) + 40]
+            if value.startswith(("env-" + "secret-").encode()):
+                print("ATTACK memory", value)
+            at = chunk.find(needle, at + 1)
+""",
+    "a_memfd": """
+import os
+try:
+    fd = os.memfd_create("hoard")
+    os.write(fd, b"x" * (64 << 20))
+    print("ATTACK-WORKED 64 MiB held in a memfd, counted by no limit")
+except OSError as e:
+    print("ATTACK-BLOCKED", type(e).__name__, e)
+""",
+    "a_userns": """
+import ctypes, os
+r, w = os.pipe()
+if os.fork() == 0:  # a single-threaded child can unshare
+    result = ctypes.CDLL(None, use_errno=True).unshare(0x10000000)  # CLONE_NEWUSER
+    os.write(w, f"{{result}} {{ctypes.get_errno()}}".encode())
+    os._exit(0)
+os.close(w)
+result, err = os.read(r, 100).decode().split()
+os.wait()
+print("ATTACK-WORKED a user namespace of my own" if result == "0" else
+      f"ATTACK-BLOCKED unshare errno {{err}}")
+""",
+    "a_runtime": """
+import json, os
+from ipykernel.connect import get_connection_file
+folder = os.path.dirname(get_connection_file())
+try:
+    with open(os.path.join(folder, "hoard.bin"), "wb") as f:
+        for _ in range(48):
+            f.write(b"x" * (1 << 20))
+    print("ATTACK-WORKED wrote 48 MiB beside the kernel's sockets", folder)
+except OSError as e:
+    print("ATTACK-BLOCKED", type(e).__name__, e)
 """,
     "a_gradebook": """
 import sqlite3
@@ -173,26 +235,30 @@ while True:
 """,
 }
 
+# Kills every process above the kernel: its warm parent, the grading worker, the grade command
+# (only its own grading tree, so that running the tests harms nothing else on the machine).
 KILL_GRADER = """
 import os, signal
-mine = os.getpid()
-for pid in os.listdir("/proc"):
-    if not pid.isdigit() or int(pid) == mine:
-        continue
+pid = os.getppid()
+ancestors = []
+while pid > 1:
+    ancestors.append(pid)
     try:
-        cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+        with open(f"/proc/{pid}/stat") as f:
+            pid = int(f.read().rsplit(")", 1)[1].split()[1])
     except OSError:
-        continue
-    if b"-m\\x00toeplitz_course" in cmd or b"forkserver" in cmd or b"warmkernel" in cmd:
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-            print("ATTACK-KILLED", pid, cmd[:80])
-        except OSError as e:
-            print("ATTACK-BLOCKED", pid, e)
-try:
-    os.kill(os.getppid(), signal.SIGKILL)
-except OSError as e:
-    print("ATTACK-BLOCKED parent", e)
+        break
+for pid in ancestors:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        cmd = f.read()
+    if b"pytest" in cmd:
+        break  # the test runner: the grade command was the last one to kill
+    try:
+        os.kill(pid, signal.SIGKILL)
+        print("ATTACK-KILLED", pid, cmd[:80])
+    except OSError as e:
+        print("ATTACK-BLOCKED", pid, e)
+print("ATTACK ancestors", ancestors)
 """
 
 
@@ -405,7 +471,9 @@ def test_the_batch_finishes_and_the_honest_student_is_graded_as_earned(run):
     assert honest["sandboxed"] is confined(run)
     assert bool(_flags(run, "honest", "not_sandboxed")) is not confined(run)
     said = report(run["course"])
-    assert ("NOT SANDBOXED: 13 of 13 students" in said) is not confined(run), said[:500]
+    everyone = len(ATTACKS) + 1
+    banner = f"NOT SANDBOXED: {everyone} of {everyone} students"
+    assert (banner in said) is not confined(run), said[:500]
 
 
 @pytest.mark.parametrize("student", ["a_solution", "a_reference", "a_other_student"])
@@ -447,6 +515,16 @@ def test_nothing_is_written_outside_the_scratch_directory(run):
     assert bool(written) is not confined(run), written
     if not confined(run):
         assert len(written) == 5
+
+
+@pytest.mark.parametrize("student", ["a_memfd", "a_userns", "a_runtime"])
+def test_no_way_around_the_limits(run, student):
+    """Memory no limit counts (memfd), a user namespace of its own (to mount a tmpfs of any
+    size), the host disk beside the kernel's sockets: all refused."""
+    out = _outputs(run, student)
+    assert ("ATTACK-WORKED" in out) is not confined(run), out[-2000:]
+    if confined(run):
+        assert "ATTACK-BLOCKED" in out
 
 
 def test_no_connection_reaches_a_loopback_listener(run):
@@ -530,7 +608,9 @@ from toeplitz_course.grader import sandbox
 if sys.argv[1] == "reference":
     import toeplitz_course.course.reference  # noqa: F401
 work = tempfile.mkdtemp()
-sys.exit(sandbox._self_test(sandbox.Sandbox().spec(work, work)))
+connection = work + "/kernel.json"
+open(connection, "w").write("{}")
+sys.exit(sandbox._self_test(sandbox.Sandbox().spec(work, connection)))
 """
 
 
@@ -543,3 +623,58 @@ def test_no_kernel_is_confined_from_a_parent_that_holds_the_references(loaded):
         assert out.returncode != 0 and "refusing to confine" in out.stdout, out
     else:
         assert out.returncode == 0 and "confined" in out.stdout, out
+
+
+def test_a_kernels_memory_holds_no_secret_of_the_graders_environment(course, monkeypatch):
+    """End to end, one worker: environ, frames and a scan of the kernel's own memory find no
+    variable of the grader's (see the next test for why, and that it would)."""
+    from toeplitz_course.grader import warmkernel
+
+    monkeypatch.setenv("GRADER_DB_PASSWORD", f"env-secret-{TOKEN}")
+    fill = {"course": course, "secret": "/nonexistent", "home": "/", "port": 1, "token": TOKEN}
+    examples.write_case(_attacker(course, "a_secret", ATTACKS["a_secret"].format(**fill), False),
+                        course)  # fmt: skip
+    warmkernel.shutdown_zygotes()  # a warm parent of this process started before would serve
+    try:
+        grade(course, jobs=1, progress=False)
+    finally:
+        warmkernel.shutdown_zygotes()
+    out = _outputs({"course": course}, "a_secret")
+    assert "ATTACK initial environment" in out and f"env-secret-{TOKEN}" not in out
+
+
+def _environ(pid: int) -> bytes:
+    """A process's initial environment (empty while it is still being exec'd: wait for it)."""
+    deadline = time.monotonic() + 30
+    while not (found := Path(f"/proc/{pid}/environ").read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+@pytest.mark.parametrize("leaky", [False, True])
+def test_warm_parents_and_the_worker_server_start_without_the_graders_secrets(monkeypatch, leaky):
+    """A kernel's memory is a copy of its warm parent's, and a forked worker's warm parent is a
+    copy of the server the workers are forked from: both start with sandbox.parent_env only, and
+    workers read the caller's environment back from a private file after forking their warm
+    parent. Leaky: the whole environment passed on, as it was."""
+    from toeplitz_course.grader import sandbox, warmkernel
+    from toeplitz_course.grader.grade import _worker_context
+
+    secret = f"env-secret-{TOKEN}".encode()
+    monkeypatch.setenv("GRADER_DB_PASSWORD", secret.decode())
+    if leaky:
+        monkeypatch.setattr(sandbox, "parent_env", lambda env: dict(env))
+    preload = ("numpy", "ipykernel.kernelapp", "ipykernel.ipkernel")
+    warmkernel.shutdown_zygotes(preload)
+    try:
+        zygote = warmkernel.prewarm(preload)["pid"]
+        assert (secret in _environ(zygote)) is leaky
+    finally:
+        warmkernel.shutdown_zygotes(preload)
+    from multiprocessing import forkserver
+
+    with _worker_context() as (_, initargs):
+        server = forkserver._forkserver._forkserver_pid
+        if server is not None:  # forkserver available: the fork path is the one to check
+            assert (secret in _environ(server)) is leaky
+            assert all(secret.decode() not in str(arg) for arg in initargs)

@@ -186,12 +186,23 @@ def write_failure(root: Path, student: str, detail: str) -> dict:
 # A worker: one student in a scratch course
 
 
+def _scratch() -> str | None:
+    """The worker's own scratch folder (``dask worker --local-directory``), where what a killed
+    task leaves behind goes with the worker's other files."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().local_directory
+    except (ImportError, ValueError):
+        return None
+
+
 def grade_task(student: str, files: dict[str, bytes], shared: dict[str, Any]) -> dict[str, Any]:
     """Grade one student on this worker, in a scratch course that is deleted afterwards."""
     from .grade import grade_student
     from .sandbox import Sandbox, check_support
 
-    with tempfile.TemporaryDirectory(prefix="toeplitz-task-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="toeplitz-task-", dir=_scratch()) as tmp:
         root = Path(tmp)
         (root / "release" / ASSIGNMENT).mkdir(parents=True)
         for name, data in shared["release"].items():

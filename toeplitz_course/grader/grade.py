@@ -27,7 +27,9 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections import Counter
@@ -383,26 +385,30 @@ def _preload_env() -> dict[str, str]:
     return {**_IMPORT_ENV, "MPLBACKEND": os.environ.get("MPLBACKEND") or INLINE_BACKEND}
 
 
-def _worker_init(env: dict[str, str] | None = None) -> None:
-    """Set up a grading worker; ``env`` (the caller's environment) when forked from the server."""
+def _worker_init(env_file: str | None = None) -> None:
+    """Set up a grading worker; ``env_file`` holds the caller's environment when the worker is
+    forked from the server."""
     from multiprocessing.util import Finalize
 
     from .config import KERNEL_PRELOAD
     from .gradebook import share_engines
     from .warmkernel import prewarm, shutdown_zygotes
 
-    if env is not None:
-        # Forked from the preload server: its environment is the one it started with.
+    # This worker's warm parent, started now, while the pool hands out the first students. A
+    # worker forked from the server has imported the kernel's modules (KERNEL_PRELOAD) and done
+    # nothing else, so its warm parent is a fork of it, without imports of its own. It is forked
+    # before the caller's environment is read back: the server was started without the caller's
+    # secrets (sandbox.parent_env), and a kernel's memory is a copy of its warm parent's.
+    prewarm(KERNEL_PRELOAD, fork=env_file is not None)
+    if env_file is not None:
+        with open(env_file, encoding="utf-8") as f:
+            env = json.load(f)
         os.environ.clear()
         os.environ.update(env)
     # Kernels are separate processes; the worker itself needs no threads of torch's.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # nbgrader's add_submission trips an SQLAlchemy 2 warning per student; rows are right.
     warnings.filterwarnings("ignore", message=".*not in session.*")
-    # This worker's warm parent, started now, while the pool hands out the first students. A
-    # worker forked from the server has imported the kernel's modules (KERNEL_PRELOAD) and done
-    # nothing else, so its warm parent is a fork of it, without imports of its own.
-    prewarm(KERNEL_PRELOAD, fork=env is not None)
     # A worker forked from the server ends in os._exit, past atexit: stop (and reap) the warm
     # parent on the way out, as every multiprocessing worker runs its finalizers.
     Finalize(None, shutdown_zygotes, exitpriority=10)
@@ -435,21 +441,30 @@ def _worker_context() -> Iterator[tuple[Any, tuple]]:
         yield get_context("spawn"), ()
         return
     from .config import KERNEL_PRELOAD
+    from .sandbox import parent_env
 
     context = get_context("forkserver")
     env = dict(os.environ)
     context.set_forkserver_preload(list(dict.fromkeys(WORKER_PRELOAD + KERNEL_PRELOAD)))
-    os.environ.update(_preload_env())
+    # The server, and so every worker and warm parent forked from it, starts without the
+    # caller's secrets; workers read the caller's environment back from a private file.
+    os.environ.clear()
+    os.environ.update({**parent_env(env), **_preload_env()})
     try:
         server.ensure_running()
     finally:
         os.environ.clear()
         os.environ.update(env)
+    private = tempfile.mkdtemp(prefix="toeplitz-workers-")
+    env_file = os.path.join(private, "environment.json")
+    with open(os.open(env_file, os.O_WRONLY | os.O_CREAT, 0o600), "w", encoding="utf-8") as f:
+        json.dump(env, f)
     try:
-        yield context, (env,)
+        yield context, (env_file,)
     finally:
         context.set_forkserver_preload([])
         server._stop()
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def grade(

@@ -82,9 +82,33 @@ PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
 PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 38, 47, 4
 M_ARENA_MAX = -8
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capset": 126, "clone": 56},
-    "aarch64": {"pivot_root": 41, "capset": 91, "clone": 220},
+    "x86_64": {"pivot_root": 155, "capset": 126, "clone": 56, "seccomp": 317},
+    "aarch64": {"pivot_root": 41, "capset": 91, "clone": 220, "seccomp": 277},
 }
+
+# seccomp: what a confined kernel may not call (numbers per architecture, AUDIT_ARCH_*). Only
+# holes in the other limits are closed, so nothing a notebook legitimately does breaks:
+# memfd_create makes memory that neither RLIMIT_AS nor the tmpfs counts; a nested user namespace
+# could mount a tmpfs of any size; clone3's flags cannot be inspected (glibc falls back to clone
+# on ENOSYS), clone and unshare are refused with CLONE_NEWUSER only; the keyrings are the user's,
+# not the sandbox's; io_uring bypasses the system call checks altogether.
+_SECCOMP = {
+    "x86_64": {
+        "arch": 0xC000003E,
+        "enosys": (319, 435),  # memfd_create, clone3
+        "eperm": (248, 249, 250, 425),  # add_key, request_key, keyctl, io_uring_setup
+        "flags": (56, 272),  # clone, unshare
+        "x32": True,
+    },
+    "aarch64": {
+        "arch": 0xC00000B7,
+        "enosys": (279, 435),
+        "eperm": (217, 218, 219, 425),
+        "flags": (220, 97),
+        "x32": False,
+    },
+}
+SECCOMP_SET_MODE_FILTER = 1
 
 #: Files of /etc a Python process may read (dynamic loader, time zone, users, certificates).
 ETC = (
@@ -204,7 +228,7 @@ class Sandbox(LoggingConfigurable):
             raise SandboxUnavailable("c.Sandbox.user must not be root")
         return entry.pw_uid, entry.pw_gid
 
-    def spec(self, work: str, runtime: str) -> dict[str, Any]:
+    def spec(self, work: str, connection_file: str) -> dict[str, Any]:
         """Everything ``confine`` needs, as plain data for the warm parent's spawn request."""
         uid, gid = self.ids()
         return {
@@ -212,7 +236,8 @@ class Sandbox(LoggingConfigurable):
             "uid": uid,
             "gid": gid,
             "work": os.path.abspath(work),
-            "runtime": os.path.abspath(runtime),
+            "connection_file": os.path.abspath(connection_file),
+            "runtime": os.path.dirname(os.path.abspath(connection_file)),
             "read_only": read_only_paths(tuple(self.read_only)),
             "package": package_dir(),
         }
@@ -274,6 +299,17 @@ def read_only_paths(extra: tuple[str, ...] = ()) -> list[str]:
     return seen
 
 
+#: What a warm parent is started with of the grader's environment: the variables libraries read
+#: when they are imported, nothing that may be secret (a kernel's memory is a copy of its warm
+#: parent's, environment block included; each kernel gets its own environment from its request).
+PARENT_ENV = (*KEPT_ENV, "HOME", "TMPDIR", "PYTHONPATH", "MPLCONFIGDIR", "TORCH_HOME")
+
+
+def parent_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment to start a warm parent (or a server warm parents are forked from) with."""
+    return {k: v for k, v in env.items() if k in PARENT_ENV or k.startswith(("LC_", "XDG_"))}
+
+
 def filtered_env(env: dict[str, str], work: str) -> dict[str, str]:
     """The kernel's environment: what a kernel needs of the grader's, nothing that may be secret."""
     kept = {k: v for k, v in env.items() if k in KEPT_ENV or k.startswith(("LC_", "JPY_"))}
@@ -320,6 +356,23 @@ class _Libc:
         args = (ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
         return self.lib.prctl(ctypes.c_int(option), *args)
 
+    def seccomp(self) -> None:
+        """Install the filter of ``_SECCOMP`` (no_new_privs must be set)."""
+        table = _SECCOMP.get(platform.machine())
+        number = self.numbers.get("seccomp")
+        if table is None or number is None:
+            raise OSError(errno.ENOSYS, f"seccomp: unknown on {platform.machine()}")
+        program = _seccomp_program(table)
+        filters = (_SockFilter * len(program))(*[_SockFilter(*ins) for ins in program])
+        fprog = _SockFprog(len(program), ctypes.cast(filters, ctypes.POINTER(_SockFilter)))
+        result = self.lib.syscall(
+            ctypes.c_long(number),
+            ctypes.c_ulong(SECCOMP_SET_MODE_FILTER),
+            ctypes.c_ulong(0),
+            ctypes.byref(fprog),
+        )
+        self._check(result, "seccomp")
+
     def drop_capabilities(self) -> None:
         for cap in range(64):
             self.prctl(PR_CAPBSET_DROP, cap)  # EINVAL past the last capability: ignored
@@ -338,6 +391,60 @@ class _Libc:
             result = self.lib.capset(header, data)
         self._check(result, "capset")
         self._check(self.prctl(PR_SET_NO_NEW_PRIVS, 1), "no_new_privs")
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _seccomp_program(table: dict) -> list[tuple[int, int, int, int]]:
+    """The classic-BPF seccomp program of ``_SECCOMP``: (code, jt, jf, k) per instruction.
+
+    arch check; nr; refused calls -> ENOSYS or EPERM; clone and unshare -> EPERM when their
+    flags (args[0]) hold CLONE_NEWUSER; everything else allowed.
+    """
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    returns = {
+        "allow": 0x7FFF0000,
+        "enosys": 0x00050000 | errno.ENOSYS,
+        "eperm": 0x00050000 | errno.EPERM,
+    }
+    # Instructions with jump targets as labels (None: the next instruction), resolved below.
+    code: list[tuple[int, str | None, str | None, int]] = [
+        (ld, None, None, 4),  # seccomp_data.arch
+        (jeq, None, "enosys", table["arch"]),
+        (ld, None, None, 0),  # seccomp_data.nr
+    ]
+    if table["x32"]:
+        code.append((jge, "enosys", None, 0x40000000))  # the x32 ABI's numbers
+    code += [(jeq, "enosys", None, nr) for nr in table["enosys"]]
+    code += [(jeq, "eperm", None, nr) for nr in table["eperm"]]
+    labels: dict[str, int] = {}
+    for i, nr in enumerate(table["flags"]):
+        code.append((jeq, None, f"after{i}", nr))
+        code.append((ld, None, None, 16))  # seccomp_data.args[0], low 32 bits
+        code.append((jset, "eperm", "allow", CLONE_NEWUSER))
+        labels[f"after{i}"] = len(code)
+    for name in ("allow", "enosys", "eperm"):
+        labels[name] = len(code)
+        code.append((ret, None, None, returns[name]))
+    program = []
+    for here, (op, jt, jf, k) in enumerate(code):
+
+        def offset(label: str | None, here: int = here) -> int:
+            return 0 if label is None else labels[label] - here - 1
+
+        program.append((op, offset(jt), offset(jf), k))
+    return program
 
 
 def _write(path: str, text: str) -> None:
@@ -420,17 +527,21 @@ def confine(spec: dict[str, Any], on_failure) -> None:
         if not as_root:
             _map_user(spec["uid"], spec["gid"])
         files = _working_copy(spec["work"], spec["disk"])
+        with open(spec["connection_file"], "rb") as f:
+            connection = f.read()
         # Nothing a student prints reaches the grader's terminal or log: outputs travel on the
         # kernel's channels; what the kernel process itself writes to stdio goes nowhere.
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         os.close(devnull)
-        _build_root(libc, spec, files)
+        _build_root(libc, spec, files, connection)
         if as_root:
             _become(libc, spec["uid"], spec["gid"])
         _limit(libc, spec)
         libc.drop_capabilities()
+        libc.seccomp()
+        _wipe_initial_environment()
         _forget_the_grader()
     except BaseException as exc:  # noqa: BLE001 - reported, then this process ends
         on_failure(exc)
@@ -492,7 +603,9 @@ def _bind(libc: _Libc, host: str) -> str:
     return target
 
 
-def _build_root(libc: _Libc, spec: dict[str, Any], files: dict[str, bytes]) -> None:
+def _build_root(
+    libc: _Libc, spec: dict[str, Any], files: dict[str, bytes], connection: bytes
+) -> None:
     libc.mount(None, "/", None, MS_REC | MS_PRIVATE)
     # bubblewrap's sequence: a tmpfs base holding the new root and the old one.
     libc.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
@@ -547,7 +660,16 @@ def _build_root(libc: _Libc, spec: dict[str, Any], files: dict[str, bytes]) -> N
     os.symlink("/proc/self/fd/1", "/newroot/dev/stdout")
     os.symlink("/proc/self/fd/2", "/newroot/dev/stderr")
 
-    _bind(libc, spec["runtime"])  # the kernel's connection file and sockets: writable
+    # The kernel's connection file and sockets, at the path the grader knows, but on the scratch
+    # tmpfs: the grader reaches the sockets through /proc/PID/root (symbolic links it makes in
+    # its own directory), so nothing of the host's file system is writable from here.
+    runtime = "/newroot" + spec["runtime"]
+    os.makedirs(runtime, mode=0o700, exist_ok=True)
+    with open(os.open(runtime + "/" + os.path.basename(spec["connection_file"]),
+                      os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:  # fmt: skip
+        f.write(connection)
+    for path in (runtime, runtime + "/" + os.path.basename(spec["connection_file"])):
+        os.chown(path, spec["uid"], spec["gid"])
 
     # /proc of the new PID namespace, mounted while the host's is still visible (the kernel
     # allows a new proc only where a full one is already seen).
@@ -562,6 +684,19 @@ def _build_root(libc: _Libc, spec: dict[str, Any], files: dict[str, bytes]) -> N
     libc.mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     os.chdir(spec["work"])
     libc.lib.sethostname(b"sandbox", ctypes.c_size_t(7))
+
+
+def _wipe_initial_environment() -> None:
+    """Zero the environment block the warm parent was started with (``/proc/self/environ``).
+
+    The kernel's own environment is its request's (``os.environ`` was replaced); the block the
+    process image inherited stays in its memory otherwise, readable by student code.
+    """
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    start, end = int(fields[47]), int(fields[48])  # env_start, env_end: fields 50 and 51
+    if 0 < start < end:
+        ctypes.memset(start, 0, end - start)
 
 
 def _vm_size() -> int:
@@ -581,7 +716,9 @@ def _limit(libc: _Libc, spec: dict[str, Any]) -> None:
         # Counted per user namespace: every process and thread of this sandbox, and only those.
         resource.RLIMIT_NPROC: (spec["processes"], spec["processes"]),
         resource.RLIMIT_NOFILE: (spec["open_files"], spec["open_files"]),
-        resource.RLIMIT_CPU: (spec["cpu_seconds"], spec["cpu_seconds"] + 5),
+        # One second between soft (SIGXCPU, which the kernel turns into its exit status) and
+        # hard (SIGKILL): raising the soft limit gains a student at most that second.
+        resource.RLIMIT_CPU: (spec["cpu_seconds"], spec["cpu_seconds"] + 1),
         resource.RLIMIT_FSIZE: (spec["disk"], spec["disk"]),
         resource.RLIMIT_CORE: (0, 0),
     }
@@ -670,9 +807,9 @@ def _try_confining(sandbox: Sandbox) -> str | None:
     try:
         spec_dirs = tempfile.mkdtemp(prefix="toeplitz-sandbox-check-")
         os.chmod(spec_dirs, 0o755)
-        uid, gid = sandbox.ids()
-        spec = sandbox.spec(spec_dirs, spec_dirs)
-        os.chown(spec_dirs, uid, gid)
+        connection = os.path.join(spec_dirs, "kernel.json")
+        Path(connection).write_text("{}")
+        spec = sandbox.spec(spec_dirs, connection)
     except SandboxUnavailable as exc:
         return str(exc)
     code = (
