@@ -326,7 +326,8 @@ def autograde_rows(gb: Gradebook, assignment: str, student: str) -> dict[str, An
     for nb in sub.notebooks:
         notebooks[nb.name] = {
             "late_submission_penalty": nb.late_submission_penalty,
-            "grades": {g.name: [g.auto_score, g.manual_score] for g in nb.grades},
+            # Only the automatic score: manual scores are the instructor's gradebook's own.
+            "grades": {g.name: g.auto_score for g in nb.grades},
             "comments": {c.name: c.auto_comment for c in nb.comments},
         }
     timestamp = sub.timestamp.isoformat() if sub.timestamp else None
@@ -356,7 +357,7 @@ def apply_autograde(
         nb = gb.find_submission_notebook(name, assignment, student)
         nb.late_submission_penalty = nb_rows["late_submission_penalty"]
         for grade in nb.grades:
-            auto, manual = nb_rows["grades"].get(grade.name, [None, None])
+            auto = nb_rows["grades"].get(grade.name)
             if name in ungraded:
                 grade.auto_score, grade.manual_score, grade.needs_manual_grade = 0, None, False
                 continue
