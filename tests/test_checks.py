@@ -305,8 +305,8 @@ WRONG_MATRICES = [
     ("ex1_2_test", _with(T_VALID, 4, 4, 1e-3), "row 4 (output y[4]) disagrees"),
     ("ex1_2_test", _with(T_VALID, 0, 0, float("nan")), "NaN or infinite"),
     ("ex1_2_test", _with(T_VALID, 2, 4, float("inf")), "NaN or infinite entries (first in row 2)"),
-    ("ex1_2_test", None, "no answer yet"),
-    ("ex1_2_test", ..., "no answer yet"),
+    ("ex1_2_test", None, "not answered yet"),
+    ("ex1_2_test", ..., "not answered yet"),
     ("ex1_2_test", "T", "expected a matrix"),
     ("ex1_2_test", 3, "expected a matrix"),
     ("ex1_2_test", X, "expected a 2-D matrix"),
@@ -433,8 +433,8 @@ def _wrong_sets(grade_id):
         ("012", "expected a collection of ints"),
         (3, "expected a collection of ints"),
         ({v: True for v in some}, "expected a collection of ints"),
-        (None, "no answer yet"),
-        (..., "no answer yet"),
+        (None, "not answered yet"),
+        (..., "not answered yet"),
     ]
 
 
@@ -501,8 +501,8 @@ def _wrong_counts(grade_id):
         (str(value), "str"),
         (torch.tensor([value]), "shape (1,)"),
         ([value], "list"),
-        (None, "no answer yet"),
-        (..., "no answer yet"),
+        (None, "not answered yet"),
+        (..., "not answered yet"),
     ]
 
 
@@ -658,11 +658,11 @@ WRONG_1D = [
     (_square, "returned shape (10, 10)"),
     (_no_default, "padding should default to 0"),
     (_needs_two_weights, "raised IndexError"),
-    (_not_implemented, "no answer yet: toeplitz_1d still raises NotImplementedError"),
+    (_not_implemented, "not answered yet: toeplitz_1d still raises NotImplementedError"),
     (_returns_none, "returned None"),
     (_returns_vector, "expected a 2-D matrix"),
     (_exits, "raised SystemExit"),
-    (None, "no answer yet"),
+    (None, "not answered yet"),
     (42, "should be a function"),
 ]
 
@@ -790,7 +790,7 @@ def test_equivariance_gap_unanswered_function():
     def unanswered(f, x, n):
         raise NotImplementedError()
 
-    assert "no answer yet" in failure("ex3_1_test", unanswered)
+    assert "not answered yet" in failure("ex3_1_test", unanswered)
 
 
 def test_equivariance_gap_message_names_the_case():

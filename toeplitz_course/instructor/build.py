@@ -1,7 +1,8 @@
 """Regenerate the student notebooks from ``source/``: one command, and a check for drift.
 
-``release/toeplitz/`` is what ``nbgrader generate_assignment toeplitz`` writes; ``notebooks/`` is
-the Colab edition made from it (``colab.edition``). Both are committed and generated only here.
+First the one generated cell of each source notebook, its self-checks (``grader.visible``); then
+``release/toeplitz/``, what ``nbgrader generate_assignment toeplitz`` writes; then ``notebooks/``,
+the Colab edition made from it (``colab.edition``). All are committed and generated only here.
 """
 
 from __future__ import annotations
@@ -17,11 +18,37 @@ import nbformat
 
 from ..course import colab
 from ..course.contract import ASSIGNMENT, NOTEBOOKS
+from ..grader import visible
 from ..grader.config import ensure_tools_on_path
 
 
 class BuildError(RuntimeError):
     pass
+
+
+def write_self_checks(root: Path) -> list[Path]:
+    """Regenerate the self-checks cell of every source notebook; the notebooks it changed."""
+    changed = []
+    for name in NOTEBOOKS:
+        path = root / "source" / ASSIGNMENT / f"{name}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        wanted = visible.grade_id(name)
+        cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == wanted]
+        if len(cells) != 1:
+            raise BuildError(
+                f"{path}: expected one locked cell with grade_id {wanted!r} (the self-checks, "
+                f"filled in by `make build`), found {len(cells)}"
+            )
+        cell = cells[0]
+        source = visible.cell_source(name)
+        # Folded on Colab (a form) and in JupyterLab: students run it, they need not read it.
+        metadata = {"cellView": "form", "jupyter": {"source_hidden": True}}
+        if cell.source != source or any(cell.metadata.get(k) != v for k, v in metadata.items()):
+            cell.source = source
+            cell.metadata.update(metadata)
+            nbformat.write(nb, path)
+            changed.append(path)
+    return changed
 
 
 def generate_release(root: Path) -> None:
@@ -56,6 +83,7 @@ def write_colab_edition(root: Path, where: colab.Links | None = None) -> list[Pa
 def build(root: Path | str = ".") -> list[Path]:
     """Regenerate ``release/`` and ``notebooks/`` under the course directory ``root``."""
     root = Path(root).resolve()
+    write_self_checks(root)
     generate_release(root)
     return write_colab_edition(root)
 
@@ -71,10 +99,11 @@ def drift(root: Path | str = ".") -> list[str]:
         scratch = Path(tmp)
         shutil.copytree(root / "source", scratch / "source")
         shutil.copy(root / "nbgrader_config.py", scratch / "nbgrader_config.py")
+        write_self_checks(scratch)
         generate_release(scratch)
         write_colab_edition(scratch)
         problems = []
-        for sub in (Path("release") / ASSIGNMENT, Path("notebooks")):
+        for sub in (Path("source") / ASSIGNMENT, Path("release") / ASSIGNMENT, Path("notebooks")):
             fresh, committed = scratch / sub, root / sub
             names = {p.name for p in fresh.iterdir()} | (
                 {p.name for p in committed.iterdir()} if committed.exists() else set()

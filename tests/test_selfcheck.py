@@ -1,0 +1,318 @@
+"""The notebooks' visible checks agree with the grader, answer for answer.
+
+Each student notebook's generated self-checks cell (``grader.visible``) is run as a student runs
+it, from the Colab edition in ``notebooks/``, without the project: it must say ✔ exactly when the
+grader (probe + ``verdicts.verify`` over every hidden case) gives the points, for every right and
+wrong form of ``test_checks.py`` and of ``test_grading.py``'s form students, and name the same
+mistake. For a function exercise the visible check sees only a few cases, so there the rule is
+one way: every answer the grader accepts passes, and every wrong form the course knows fails.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import test_checks as tc
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toeplitz_course.course import contract
+from toeplitz_course.grader import verdicts, visible
+from toeplitz_course.instructor import examples
+from toeplitz_course.kernel import probe
+
+ROOT = Path(__file__).resolve().parent.parent
+BY_ID = {e.test_id: e for e in contract.AUTOGRADED}
+FUNCTIONS = set(visible.VISIBLE_CASES)
+
+
+def _cell_source(notebook: str) -> str:
+    nb = nbformat.read(ROOT / "notebooks" / f"{notebook}.ipynb", as_version=4)
+    wanted = visible.grade_id(notebook)
+    (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == wanted]
+    return cell.source
+
+
+_CHECKS: dict[str, dict] = {}
+
+
+def _checks(notebook: str) -> dict:
+    """The namespace of a fresh run of the notebook's self-checks cell (as a student runs it)."""
+    if notebook not in _CHECKS:
+        namespace: dict = {}
+        exec(compile(_cell_source(notebook), f"<{notebook} self-checks>", "exec"), namespace)
+        _CHECKS[notebook] = namespace
+    return _CHECKS[notebook]
+
+
+def visible_verdict(grade_id: str, answer) -> str | None:
+    """None when the notebook's visible check says ✔, else its message."""
+    exercise = BY_ID[grade_id]
+    namespace = _checks(exercise.notebook)
+    try:
+        namespace["self_check"](grade_id.removesuffix("_test"), {exercise.name: answer})
+    except AssertionError as e:
+        return str(e)
+    return None
+
+
+def grader_verdict(grade_id: str, answer) -> str | None:
+    try:
+        verdicts.verify(grade_id, probe.probe(grade_id, answer))
+    except verdicts.CheckFailure as e:
+        return str(e)
+    return None
+
+
+# -- the forms -------------------------------------------------------------------------------
+
+
+def _right_forms():
+    for grade_id, matrix in sorted(tc.MATRICES.items()):
+        for form, make in sorted(tc.MATRIX_FORMS.items()):
+            yield grade_id, f"{form}", lambda make=make, m=matrix: make(m)
+    for grade_id, padding in sorted(tc.SHIFT_IDS.items()):
+        for form in tc._set_forms(tc.expected_shifts(padding)):
+            # Built afresh for each use: a generator form is used up by one check.
+            yield grade_id, form, lambda p=padding, f=form: tc._set_forms(tc.expected_shifts(p))[f]
+    for grade_id, value in sorted(tc.COUNTS.items()):
+        for i, form in enumerate(tc._count_forms(value)):
+            yield grade_id, f"count{i}", lambda form=form: form
+    yield "ex1_3_test", "loops", lambda: tc.loops_toeplitz_1d
+    yield "ex1_3_test", "identity", lambda: tc.identity_toeplitz_1d
+    yield "ex4_2_test", "loops", lambda: tc.loops_block_toeplitz_2d
+    yield "ex4_2_test", "identity", lambda: tc.identity_block_toeplitz_2d
+    for name in ("gap_item", "gap_tensor", "gap_numpy"):
+        yield "ex3_1_test", name, lambda name=name: getattr(tc, name)
+    yield "ex5_2_test", "tuple", lambda: tc.counts_tuple
+
+
+def _wrong_forms():
+    for i, (grade_id, answer, diagnosis) in enumerate(tc.WRONG_MATRICES):
+        yield grade_id, f"matrix{i}", (lambda a=answer: a), diagnosis
+    for i, (grade_id, answer, diagnosis) in enumerate(tc.WRONG_SETS):
+        yield grade_id, f"set{i}", (lambda a=answer: a), diagnosis
+    for i, (grade_id, answer, diagnosis) in enumerate(tc.WRONG_COUNTS):
+        yield grade_id, f"count{i}", (lambda a=answer: a), diagnosis
+    for grade_id, wrong in (
+        ("ex1_3_test", tc.WRONG_1D),
+        ("ex3_1_test", tc.WRONG_GAP),
+        ("ex4_2_test", tc.WRONG_2D),
+        ("ex5_2_test", tc.WRONG_COUNTS_FN),
+    ):
+        for i, (fn, diagnosis) in enumerate(wrong):
+            yield grade_id, f"fn{i}", (lambda fn=fn: fn), diagnosis
+
+
+def _form_student_answers():
+    """Every answer of test_grading's form students, as the value their answer cell defines."""
+    by_answer = {e.answer_id: e for e in contract.AUTOGRADED}
+    out = []
+    for case in examples.form_cases(ROOT):
+        for text in case.files.values():
+            nb = nbformat.reads(text, as_version=4)
+            for cell in nb.cells:
+                answer_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+                exercise = by_answer.get(answer_id)
+                if exercise is None or "BEGIN SOLUTION" in cell.source:
+                    continue  # the instructor's own solution: covered by the right forms
+                out.append((exercise.test_id, f"{case.student}-{answer_id}", cell.source))
+    return out
+
+
+def _run_answer_cell(source: str, name: str):
+    namespace = {"torch": torch, "nn": nn, "F": F, "np": np}
+    exec(compile(source, "<answer cell>", "exec"), namespace)
+    return namespace[name]
+
+
+RIGHT = list(_right_forms())
+WRONG = list(_wrong_forms())
+FORM_STUDENTS = _form_student_answers()
+
+
+def test_every_exercise_has_right_and_wrong_forms():
+    ids = {e.test_id for e in contract.AUTOGRADED}
+    assert {g for g, *_ in RIGHT} == ids
+    assert {g for g, *_ in WRONG} == ids
+    assert len(FORM_STUDENTS) >= 15
+
+
+@pytest.mark.parametrize(("grade_id", "form", "make"), RIGHT, ids=[f"{g}-{f}" for g, f, _ in RIGHT])
+def test_right_forms_pass_both(grade_id, form, make):
+    assert grader_verdict(grade_id, make()) is None
+    assert visible_verdict(grade_id, make()) is None
+
+
+@pytest.mark.parametrize(
+    ("grade_id", "form", "make", "diagnosis"), WRONG, ids=[f"{g}-{f}" for g, f, *_ in WRONG]
+)
+def test_wrong_forms_fail_both_and_name_the_mistake(grade_id, form, make, diagnosis):
+    graded = grader_verdict(grade_id, make())
+    shown = visible_verdict(grade_id, make())
+    assert graded is not None, "the unit tests call this form wrong"
+    assert shown is not None, f"✔ shown for an answer the grader zeroes ({graded})"
+    assert shown.startswith(f"✘ {grade_id.removesuffix('_test')}: ")
+    if grade_id not in FUNCTIONS:
+        assert shown.split(": ", 1)[1] == graded  # the very message the grader gives
+        assert diagnosis in shown
+    elif not _names_a_hidden_case(grade_id, diagnosis):
+        # The same diagnosis, found on the first visible case that shows it.
+        assert diagnosis in shown, (shown, graded)
+
+
+def _names_a_hidden_case(grade_id: str, diagnosis: str) -> bool:
+    calls = [c.call() for c in visible_cases(grade_id)]
+    return "(" in diagnosis and "=" in diagnosis and not any(diagnosis in c for c in calls)
+
+
+def visible_cases(grade_id: str):
+    return [tc.cases.CASES[grade_id][i] for i in visible.VISIBLE_CASES[grade_id]]
+
+
+@pytest.mark.parametrize(
+    ("grade_id", "label", "source"), FORM_STUDENTS, ids=[label for _, label, _ in FORM_STUDENTS]
+)
+def test_form_students_get_the_graders_verdict(grade_id, label, source):
+    exercise = BY_ID[grade_id]
+    graded = grader_verdict(grade_id, _run_answer_cell(source, exercise.name))
+    shown = visible_verdict(grade_id, _run_answer_cell(source, exercise.name))
+    assert (graded is None) == (shown is None), (graded, shown)
+    if graded is not None and grade_id not in FUNCTIONS:
+        assert shown.split(": ", 1)[1] == graded
+
+
+# -- the mistakes the issue lists, each named ------------------------------------------------
+
+X = torch.tensor(tc.reference.X_1D, dtype=torch.float64)
+
+
+def _unshifted(m: torch.Tensor) -> torch.Tensor:
+    out = m.clone()
+    out[:] = m[0] if m[0].count_nonzero() == 3 else m[1]
+    return out
+
+
+def _circular(padding: int) -> torch.Tensor:
+    m = torch.zeros(10 + 2 * padding - 2, 10)
+    for i in range(m.shape[0]):
+        for r, v in enumerate(tc.reference.W_1D):
+            m[i, (i + r - padding) % 10] += v
+    return m
+
+
+def _wrong_corners() -> torch.Tensor:
+    m = tc.T_PAD.clone()
+    m[0, :2] = torch.tensor([1.0, 1.0])  # kept w0, w1 where the window sees w1, w2
+    m[-1, -2:] = torch.tensor([1.0, -2.0])
+    return m
+
+
+def _last_weight_dropped(m: torch.Tensor) -> torch.Tensor:
+    out = m.clone()
+    out[out == -2] = 0
+    return out
+
+
+def _columns_0_1_wrong(m: torch.Tensor) -> torch.Tensor:
+    out = m.clone()
+    out[:, 0] += 3
+    out[:, 1] -= 1
+    return out
+
+
+ISSUE_MISTAKES = [
+    ("ex1_2_test", lambda: _unshifted(tc.T_VALID), "row 1 (output y[1])"),
+    ("ex2_2_test", _wrong_corners, "wrong end of the kernel"),
+    ("ex2_2_test", lambda: _circular(1), "circular padding"),
+    ("ex1_2_test", lambda: _last_weight_dropped(tc.T_VALID), "row 0 (output y[0])"),
+    ("ex1_2_test", lambda: _columns_0_1_wrong(tc.T_VALID), "right output for the notebook's x_1d"),
+    ("ex1_2_test", lambda: tc._shift_cols(tc.T_VALID, 1), "one column too far to the right"),
+    ("ex1_2_test", lambda: tc.T_VALID.T, "transposed"),
+    ("ex1_2_test", lambda: tc.torch_matrix_1d(tc.W.flip(0), 10), "flipped kernel"),
+    ("ex4_1_test", lambda: tc._column_major_2d(tc.T_2D, 4, 5), "column-major"),
+    ("ex4_2_test", lambda: lambda k, H, W: tc.loops_block_toeplitz_2d(k, W, H), "H and W swapped"),
+    ("ex3_2_test", lambda: tc.expected_shifts(0) | {-1}, "one shift too many"),
+    ("ex3_3_test", lambda: tc.expected_shifts(1) - {0}, "missing a shift"),
+    ("ex5_1c_test", lambda: tc.COUNTS["ex5_1a_test"], "the dense layer's count"),
+    ("ex5_2_test", lambda: lambda *a: tuple(reversed(tc.counts_tuple(*a))), "wrong order"),
+    ("ex1_2_test", lambda: None, "not answered yet"),
+    ("ex1_3_test", lambda: tc._not_implemented, "not answered yet"),
+]
+
+
+@pytest.mark.parametrize(
+    ("grade_id", "make", "diagnosis"), ISSUE_MISTAKES, ids=range(len(ISSUE_MISTAKES))
+)
+def test_each_listed_mistake_is_named_where_the_student_sees_it(grade_id, make, diagnosis):
+    graded = grader_verdict(grade_id, make())
+    shown = visible_verdict(grade_id, make())
+    assert graded is not None and diagnosis in graded
+    assert shown is not None and diagnosis in shown
+    if grade_id in ("ex1_2_test", "ex2_2_test"):
+        assert "1, -2" not in shown and "-2." not in shown  # no row of the answer printed
+
+
+def test_a_wrong_matrix_on_x_alone_is_not_right():
+    # The issue's point: x_1d cannot see columns 0, 1 and 9, so it must not decide.
+    wrong = _columns_0_1_wrong(tc.T_VALID)
+    assert torch.allclose(wrong @ X, tc.T_VALID @ X)
+    assert visible_verdict("ex1_2_test", wrong) is not None
+
+
+def test_an_undefined_answer_reads_not_answered_yet():
+    namespace = _checks("01_conv1d_toeplitz")
+    with pytest.raises(AssertionError, match="not answered yet: linear_layer is not defined"):
+        namespace["self_check"]("ex1_2", {})
+    assert namespace["answered"]("ex1_2", {}) is False
+    assert namespace["answered"]("ex1_3", {"toeplitz_1d": tc._not_implemented}) is False
+    assert namespace["answered"]("ex1_3", {"toeplitz_1d": tc.loops_toeplitz_1d}) is True
+
+
+# -- what the cell is and is not ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("notebook", contract.NOTEBOOKS)
+def test_the_cell_runs_without_the_project_or_nbgrader(notebook, tmp_path):
+    """In a fresh interpreter where importing toeplitz_course or nbgrader fails."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('toeplitz_course', 'nbgrader'):\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "namespace = {}\n"
+        f"exec(open({str(tmp_path / 'cell.py')!r}).read(), namespace)\n"
+        "print(sorted(k for k in namespace if not k.startswith('_')))\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('toeplitz', 'nbgrader'))))\n"
+    )
+    (tmp_path / "cell.py").write_text(_cell_source(notebook))
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    names, modules = proc.stdout.strip().splitlines()
+    assert names == "['answered', 'self_check']"
+    assert "toeplitz_course" not in modules and "nbgrader" not in modules
+
+
+@pytest.mark.parametrize("notebook", contract.NOTEBOOKS)
+def test_the_cell_holds_no_answer_in_the_clear(notebook):
+    text = _cell_source(notebook)
+    for exercise in contract.exercises_in(notebook):
+        if exercise.autograded and exercise.test_id not in FUNCTIONS:
+            table = verdicts.table(exercise.test_id)
+            assert table["kind"] in {"count", "shifts", "matrix"}
+    # The challenge answers are not in it: no reference builder, no torch convolution.
+    for word in ("conv1d(", "conv2d(", "def toeplitz_1d", "def block_toeplitz_2d", "reference."):
+        assert word not in text, word
+    # The course's matrices are not written out: e.g. the row [1, 1, -2, 0, ...] of T.
+    assert "1.0, 1.0, -2.0, 0.0" not in text and "[1, 1, -2, 0" not in text
