@@ -646,7 +646,7 @@ def _exits(w, n, padding=0):
 
 WRONG_1D = [
     (_flipped, "your rows hold the flipped kernel"),
-    (_flipped, "toeplitz_1d(w=[1, 1, -2], n=10)"),
+    (_flipped, "toeplitz_1d(w=[1, 1, -2], N=10)"),
     (
         _padding_off_by_one,
         f"returned shape ({T_PAD.shape[0]}, 10); the convolution gives {T_VALID.shape[0]} outputs "
@@ -674,7 +674,7 @@ def test_toeplitz_1d_wrong_functions_are_diagnosed(fn, diagnosis):
 
 def test_toeplitz_1d_failures_name_the_case():
     message = failure("ex1_3_test", _needs_two_weights)
-    assert re.search(r"toeplitz_1d\(w=\[[^\],]*\], n=\d+, padding=\d\) raised IndexError", message)
+    assert re.search(r"toeplitz_1d\(w=\[[^\],]*\], N=\d+, padding=\d\) raised IndexError", message)
 
 
 def test_toeplitz_1d_scipy_same_fails_on_an_even_kernel():

@@ -163,6 +163,8 @@ def test_solved_edition_runs_in_a_runtime_with_only_torch_numpy_matplotlib(
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_untouched_edition_fails_only_at_answer_cells(name, colab_kernel, tmp_path):
+    """Before any answer: each answer cell stops at its stub, each check says "not answered
+    yet", every picture built on an answer says so too, and nothing else fails."""
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     client = NotebookClient(
         nb,
@@ -173,24 +175,25 @@ def test_untouched_edition_fails_only_at_answer_cells(name, colab_kernel, tmp_pa
     )
     client.execute()
     answers = {e.answer_id for e in exercises_in(name) if e.autograded}
-    functions = set()
+    guarded = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        errors = [o.ename for o in cell.outputs if o.output_type == "error"]
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
         gid = cell.metadata.get("nbgrader", {}).get("grade_id", "")
         if gid in answers:
-            # a stub raises at once; a function's stub raises when its check calls it
-            if cell.source.lstrip().startswith("def "):
-                functions.add(f"{gid}_test")
-                assert errors == [], gid
-            else:
-                assert errors == ["NotImplementedError"], gid
-        elif gid in functions:
-            assert errors == ["NotImplementedError"], gid
+            # a stub raises at once; a function's stub when it is called
+            expected = [] if cell.source.lstrip().startswith("def ") else ["NotImplementedError"]
+            assert [e.ename for e in errors] == expected, gid
         elif gid.removesuffix("_test") in answers:
-            assert len(errors) == 1, gid  # an unanswered exercise never passes its check
+            assert [e.ename for e in errors] == ["CheckFailure"], gid  # an AssertionError
+            assert "not answered yet" in errors[0].evalue, (gid, errors[0].evalue)
+            assert "✔" not in text
         else:
-            # given code, the runtime check and plots run; a plot of an unanswered exercise may
-            # stop only at that answer
-            assert set(errors) <= {"NameError", "NotImplementedError"}, (gid, errors)
+            assert errors == [], (gid, [(e.ename, e.evalue) for e in errors])
+            guarded += "not answered yet" in text
+    demos_on_answers = sum(
+        "answered(" in c.source for c in nb.cells if "demo" in c.metadata.get("tags", [])
+    )
+    assert guarded == demos_on_answers

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import time
 import zipfile
+import zoneinfo
 from pathlib import Path
 
 import nbformat
@@ -27,6 +31,7 @@ from toeplitz_course.instructor.collect import (
 
 NB1, NB2, NB3, NB4, NB5 = NOTEBOOKS
 OLD = (2024, 3, 1, 10, 0, 0)
+_DOS_EPOCH = (1980, 1, 1, 0, 0, 0)
 NEW = (2024, 3, 2, 10, 0, 0)
 
 
@@ -175,7 +180,12 @@ def test_every_lms_naming_is_placed_or_rejected_with_its_reason(course, lms_zip,
     # the winners' bytes, at the canonical names, and nothing else
     for student, notebook, source in EXPECTED_PLACED:
         assert submitted(course, student, notebook).read_bytes() == LMS_ZIP[source]
-    assert set(tree(course)) == {f"submitted/{s}/toeplitz/{n}.ipynb" for s, n, _ in EXPECTED_PLACED}
+    students = {s for s, _, _ in EXPECTED_PLACED}
+    assert set(tree(course)) == (
+        {f"submitted/{s}/toeplitz/{n}.ipynb" for s, n, _ in EXPECTED_PLACED}
+        | {f"submitted/{s}/toeplitz/timestamp.txt" for s in students}
+        | {"downloaded/toeplitz/collected.json"}
+    )
     # nothing escaped, the input is untouched
     assert set(tree(tmp_path)) == {"downloads/lms.zip"} | {f"course/{p}" for p in tree(course)}
     assert not Path("/tmp/abs/evil").exists()
@@ -219,7 +229,11 @@ def test_second_run_is_idempotent(course, lms_zip):
     ]
     assert second.rejected == first.rejected
     assert second.replaced == first.replaced  # the same in-download duplicates, no backups
-    assert not (course / "downloaded").exists()
+    assert {t.status for t in second.timestamps} == {"unchanged"}
+    assert sorted(p.relative_to(course).as_posix() for p in (course / "downloaded").rglob("*")) == [
+        "downloaded/toeplitz",
+        "downloaded/toeplitz/collected.json",
+    ]
     assert "9 placed (9 unchanged)" in second.format()
 
 
@@ -658,3 +672,175 @@ def test_a_single_downloaded_notebook_is_collected(tmp_path, course):
         text=True,
     )
     assert cli.returncode == 2 and "Traceback" not in cli.stderr and "neither" in cli.stderr
+
+
+# ---------------------------------------------------------------- submission times and lateness
+
+
+def read_stamp(course: Path, student: str) -> dt.datetime:
+    """timestamp.txt as nbgrader itself reads it (CourseDirectory.get_existing_timestamp)."""
+    from nbgrader.coursedir import CourseDirectory
+
+    folder = course / "submitted" / student / "toeplitz"
+    stamp = CourseDirectory().get_existing_timestamp(str(folder))
+    assert stamp is not None, f"no timestamp.txt in {folder}"
+    return stamp
+
+
+def utc(*fields: int, tz: str = "UTC") -> dt.datetime:
+    """The naive UTC datetime of a wall-clock time in ``tz`` (nbgrader's parse_utc result)."""
+    aware = dt.datetime(*fields, tzinfo=zoneinfo.ZoneInfo(tz))
+    return aware.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def canvas_zip(path: Path, members: dict[str, tuple[bytes, tuple]]) -> Path:
+    """A Canvas "Download Submissions" zip: flat, names login[_LATE]_userid_subid_file, each
+    entry with its own DOS modification time (no time zone) and no extra fields."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, (data, date_time) in members.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=date_time), data)
+    return path
+
+
+def ut_field(when: dt.datetime) -> bytes:
+    """An Info-ZIP extended timestamp extra field (0x5455) holding ``when``'s UTC mtime."""
+    return struct.pack("<HHBi", 0x5455, 5, 1, int(when.timestamp()))
+
+
+def test_canvas_late_markers_and_zip_times_become_timestamp_txt(course, tmp_path):
+    c = Config()
+    c.LmsCollectorPlugin.archive_timezone = "America/New_York"
+    z = canvas_zip(
+        tmp_path / "canvas.zip",
+        {
+            "smithjane_LATE_123456_7891011_01_conv1d_toeplitz.ipynb": (
+                nb("jane 1"),
+                (2024, 3, 1, 23, 59, 30),
+            ),
+            # resubmission "-1": it wins, and its (later) time is the submission time
+            "smithjane_LATE_123456_7891011_02_padding.ipynb": (nb("jane 2"), (2024, 3, 1, 9, 0, 0)),
+            "smithjane_LATE_123456_7891011_02_padding-1.ipynb": (
+                nb("jane 2 again"),
+                (2024, 3, 2, 0, 0, 18),
+            ),
+            "doej_234567_8910111_01_conv1d_toeplitz.ipynb": (nb("doe 1"), (2024, 3, 1, 20, 0, 0)),
+        },
+    )
+    report = collect(z, course, config=c)
+
+    assert {(p.student, p.notebook, p.lms_late) for p in report.placed} == {
+        ("smithjane", NB1, True),
+        ("smithjane", NB2, True),
+        ("doej", NB1, False),
+    }
+    # the DOS times are New York wall-clock times: 5 hours behind UTC in March
+    assert read_stamp(course, "smithjane") == utc(2024, 3, 2, 0, 0, 18, tz="America/New_York")
+    assert read_stamp(course, "doej") == utc(2024, 3, 1, 20, 0, 0, tz="America/New_York")
+    text = (course / "submitted" / "smithjane" / "toeplitz" / "timestamp.txt").read_text()
+    assert text == "2024-03-02 05:00:18.000000 UTC\n"  # what nbgrader's exchange writes
+    out = report.format()
+    assert "smithjane  2024-03-02 05:00:18.000000 UTC  (zip entry time; new, marked late" in out
+
+    ledger = json.loads((course / "downloaded" / "toeplitz" / "collected.json").read_text())
+    jane = ledger["students"]["smithjane"]
+    assert jane["notebooks"][NB2]["source"] == "smithjane_LATE_123456_7891011_02_padding-1.ipynb"
+    assert jane["notebooks"][NB2]["lms_late"] is True
+    assert ledger["students"]["doej"]["notebooks"][NB1]["lms_late"] is False
+    assert jane["timestamp"] == text.strip()
+
+
+def test_moodle_times_from_the_utc_field_or_the_file(course, tmp_path):
+    """Moodle's zip (folder per submission) carries an Info-ZIP UTC time: it beats the DOS time,
+    whatever the time zone setting; a downloaded folder gives the files' own times."""
+    when = dt.datetime(2024, 3, 1, 12, 30, 5, tzinfo=dt.timezone.utc)
+    z = tmp_path / "moodle.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        info = zipfile.ZipInfo(
+            "Jane Smith_1234567_assignsubmission_file_/02_padding.ipynb",
+            date_time=(2024, 3, 1, 13, 30, 5),  # the server's local time (CET), no zone given
+        )
+        info.extra = ut_field(when)
+        zf.writestr(info, nb("moodle jane"))
+    c = Config()
+    c.LmsCollectorPlugin.archive_timezone = "Pacific/Auckland"  # wrong on purpose: not used
+    collect(z, course, config=c)
+    assert read_stamp(course, "jane_smith") == when.replace(tzinfo=None)
+
+    down = tmp_path / "extracted"
+    f = down / "Ann Lee_7654321_assignsubmission_file_" / "03_equivariance.ipynb"
+    f.parent.mkdir(parents=True)
+    f.write_bytes(nb("moodle ann"))
+    mtime = dt.datetime(2024, 3, 3, 8, 0, 0, tzinfo=dt.timezone.utc).timestamp()
+    os.utime(f, (mtime, mtime))
+    [placed] = collect(down, course).placed
+    assert (placed.time, placed.time_source) == (mtime, "file time")
+    assert read_stamp(course, "ann_lee") == dt.datetime(2024, 3, 3, 8, 0, 0)
+
+
+def test_a_later_timestamp_is_kept_an_earlier_one_replaced(course, tmp_path):
+    c = Config()
+    c.LmsCollectorPlugin.archive_timezone = "UTC"
+    early = {"doej_2_3_01_conv1d_toeplitz.ipynb": (nb("v1"), (2024, 3, 1, 10, 0, 0))}
+    late = {"doej_2_3_02_padding.ipynb": (nb("p"), (2024, 3, 4, 10, 0, 0))}
+    collect(canvas_zip(tmp_path / "late.zip", late), course, config=c)
+    report = collect(canvas_zip(tmp_path / "early.zip", early), course, config=c)
+    assert [t.status for t in report.timestamps] == ["kept"]
+    assert read_stamp(course, "doej") == dt.datetime(2024, 3, 4, 10, 0, 0)
+
+    later = {"doej_2_3_03_equivariance.ipynb": (nb("e"), (2024, 3, 5, 10, 0, 0))}
+    report = collect(canvas_zip(tmp_path / "later.zip", later), course, config=c)
+    [stamp] = report.timestamps
+    assert (stamp.status, stamp.previous) == ("later", "2024-03-04 10:00:00.000000 UTC")
+    assert read_stamp(course, "doej") == dt.datetime(2024, 3, 5, 10, 0, 0)
+
+
+def test_no_time_no_timestamp_and_bad_timezone(course, tmp_path):
+    # a zip tool that writes no time leaves the DOS epoch: no submission time, no timestamp.txt
+    z = make_zip(tmp_path / "e.zip", {"doej_2_3_01_conv1d_toeplitz.ipynb": nb("x")}, _DOS_EPOCH)
+    report = collect(z, course)
+    assert report.placed[0].time is None and report.timestamps == []
+    assert not (course / "submitted" / "doej" / "toeplitz" / "timestamp.txt").exists()
+    c = Config()
+    c.LmsCollectorPlugin.archive_timezone = "Mars/Olympus_Mons"
+    with pytest.raises(CollectError, match="Mars/Olympus_Mons.*is not a time zone"):
+        collect(z, course, config=c)
+
+
+def test_a_student_whose_every_file_is_rejected_is_on_the_ledger(course, tmp_path):
+    z = make_zip(
+        tmp_path / "r.zip",
+        {
+            "leea_LATE_111_222_homework.pdf": b"%PDF-1.4",
+            "leea_LATE_111_222_my_notebook.ipynb": nb("renamed"),
+            "leea_LATE_111_222_all.zip": b"PK\x05\x06" + b"\x00" * 18,
+            "doej_2_3_01_conv1d_toeplitz.ipynb": nb("fine"),
+            "doej_2_3_notes.txt": b"notes",
+            "__MACOSX/._leea_LATE_111_222_homework.pdf": b"\x00",
+            "01_conv1d_toeplitz.ipynb": nb("whose?"),
+        },
+    )
+    report = collect(z, course)
+
+    assert {r.source: r.student for r in report.rejected} == {
+        "leea_LATE_111_222_homework.pdf": "leea",
+        "leea_LATE_111_222_my_notebook.ipynb": "leea",
+        "leea_LATE_111_222_all.zip": "leea",
+        "doej_2_3_notes.txt": "doej",
+        "__MACOSX/._leea_LATE_111_222_homework.pdf": None,
+        "01_conv1d_toeplitz.ipynb": None,
+    }
+    assert report.nothing_gradable == ["leea"]  # doej handed in a notebook too
+    assert "nothing gradable handed in (every file rejected; export lists them): leea" in (
+        report.format()
+    )
+    assert not (course / "submitted" / "leea").exists()  # grading must not take it for a hand-in
+    ledger = json.loads((course / "downloaded" / "toeplitz" / "collected.json").read_text())
+    assert sorted(r["source"] for r in ledger["students"]["leea"]["rejected"]) == [
+        "leea_LATE_111_222_all.zip",
+        "leea_LATE_111_222_homework.pdf",
+        "leea_LATE_111_222_my_notebook.ipynb",
+    ]
+    assert "notebooks" not in ledger["students"]["leea"]
+    again = collect(z, course)  # the same download again adds nothing to the ledger
+    assert json.loads((course / "downloaded" / "toeplitz" / "collected.json").read_text()) == ledger
+    assert again.nothing_gradable == ["leea"]

@@ -4,6 +4,7 @@ keeps. The bottom of the grader: everything that reads the course directory's se
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,11 @@ def course_config(root: Path, **overrides: Any):
 
     cfg = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     cfg.CourseDirectory.root = str(root)
+    # A plugin the config names by module (``c.AssignLatePenalties.plugin_class = "late.SubMarks"``
+    # with late.py beside it, as nbgrader documents) must import wherever grade runs from; nbgrader
+    # puts its cwd first on sys.path, this puts the course directory last, so it shadows nothing.
+    if str(root) not in sys.path:
+        sys.path.append(str(root))
     for dotted, value in overrides.items():
         section, name = dotted.split(".")
         setattr(getattr(cfg, section), name, value)

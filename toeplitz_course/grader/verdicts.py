@@ -85,6 +85,7 @@ def _matrix_table(
     course_x: Sequence[float] | None,
     x_text: str,
     w_out: int | None,
+    same_rows: str,
 ) -> dict:
     right = key("m", t)
     seen = {right}
@@ -105,6 +106,7 @@ def _matrix_table(
         "not2d": not2d,
         "x": None,
         "w_out": w_out,
+        "same_rows": same_rows,
     }
     if course_x is not None:
         table.update(
@@ -200,6 +202,8 @@ def matrix_table_1d(
         "matrix: x_1d is zero at both ends, so some columns are never exercised by it - the "
         "matrix must be right for every input",
         None,
+        "every row is the same: each row is the row above moved one column to the right, "
+        "because the window of output i starts one input further on",
     )
 
 
@@ -275,6 +279,8 @@ def matrix_table_2d(
         "convolution's matrix: the image has zeros, so some entries are never exercised by it "
         "- the matrix must be right for every input",
         w_out,
+        "every row is the same: each output's window sits at its own place in the image, so "
+        "each row holds the kernel at other columns",
     )
 
 

@@ -32,6 +32,21 @@ Nothing is lost: the input is only read. A file already in ``submitted/`` is ove
 different content, and its earlier version is first copied to
 ``downloaded/{assignment}/replaced/{run time}/{student}/{notebook}.ipynb`` (outside ``submitted/``,
 where a grader listing student folders would take it for a student).
+
+When each student handed in: ``submitted/{student}/{assignment}/timestamp.txt``, in the format
+nbgrader's exchange writes (``2024-03-01 14:24:00.000000 UTC``), which ``nbgrader autograde``
+(and so ``grade``) records as the submission's timestamp, and from which it computes lateness
+against the assignment's due date and applies ``AssignLatePenalties``. The time is the latest of
+the student's collected files: a ``timestamp`` group of the file name where a pattern has one,
+else the zip entry's modification time (its Info-ZIP UTC field when the zip has one, else its DOS
+time, read in ``c.LmsCollectorPlugin.archive_timezone``), else the file's. An existing, later
+timestamp is kept (a download holding only some files does not move it back).
+
+``downloaded/{assignment}/collected.json``, the collect ledger, remembers across runs what each
+student handed in and what of it was rejected, with the LMS's own lateness marker (Canvas's
+``_LATE_``). ``export`` reads it, so a student whose every file was rejected still gets a row in
+``grades.csv`` saying nothing gradable was handed in; it lives beside ``replaced/`` and not under
+``submitted/``, where a folder of its own would be graded as a student's hand-in.
 """
 
 from __future__ import annotations
@@ -45,9 +60,11 @@ import json
 import os
 import re
 import stat
+import struct
 import unicodedata
 import zipfile
 import zlib
+import zoneinfo
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -65,6 +82,8 @@ from ..course.contract import ASSIGNMENT, NOTEBOOKS
 
 __all__ = [
     "DEFAULT_PATTERNS",
+    "LEDGER",
+    "TIMESTAMP_FILE",
     "CollectError",
     "CollectReport",
     "Identified",
@@ -75,6 +94,8 @@ __all__ = [
     "Replaced",
     "canonical_notebook",
     "collect",
+    "format_timestamp",
+    "read_ledger",
     "safe_student_id",
 ]
 
@@ -90,14 +111,25 @@ DEFAULT_PATTERNS = [
     r"(?P<student_id>[^/]+?)_(?P<lms_id>\d+)_assignsubmission_[a-z]+_?/(?:[^/]+/)*(?P<file_id>[^/]+)",
     # Moodle, flat: "Jane Smith_12345_assignsubmission_file_02_padding.ipynb"
     r"(?P<student_id>[^/]+?)_(?P<lms_id>\d+)_assignsubmission_[a-z]+_(?P<file_id>[^/]+)",
-    # Canvas: "smithj_LATE_12345_678_01_conv1d_toeplitz-1.ipynb" (login, user id, submission id)
-    r"(?P<student_id>[^/_]+)(?:_(?i:late))?_(?P<lms_id>\d+)_\d+_(?P<file_id>[^/]+)",
+    # Canvas: "smithj_LATE_12345_678_01_conv1d_toeplitz-1.ipynb" (login, LATE when Canvas found
+    # it late, user id, submission id)
+    r"(?P<student_id>[^/_]+)(?:_(?P<late>(?i:late)))?_(?P<lms_id>\d+)_\d+_(?P<file_id>[^/]+)",
     # a folder per student, also Colab downloads: "smithj/Copy of 01_conv1d_toeplitz (1).ipynb"
     r"(?P<student_id>[^/]+)/(?P<file_id>[^/]+)",
 ]
 
 #: A member larger than this is not read; notebooks of this course are well under 1 MB.
 MAX_FILE_BYTES = 100 * 1024 * 1024
+
+#: nbgrader's name for a submission's time, in ``submitted/{student}/{assignment}/``.
+TIMESTAMP_FILE = "timestamp.txt"
+#: The collect ledger, under ``downloaded/{assignment}/``.
+LEDGER = "collected.json"
+# nbgrader's exchange writes timestamp.txt with this format (ExchangeSubmit, timezone "UTC").
+_NBGRADER_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f %Z"
+# A zip tool that records no time writes the DOS epoch; that is no submission time.
+_DOS_EPOCH = (1980, 1, 1, 0, 0, 0)
+_EXTENDED_TIMESTAMP = 0x5455  # Info-ZIP "UT" extra field: modification time, UTC seconds
 
 _ARCHIVE_EXTS = {".zip", ".gz", ".tgz", ".tar", ".bz2", ".xz", ".7z", ".rar"}
 _SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
@@ -113,7 +145,21 @@ class CollectError(Exception):
 
 
 class NotPlaced(Exception):
-    """One file cannot be placed; the message is the reason shown in the report."""
+    """One file cannot be placed; the message is the reason shown in the report.
+
+    ``student``: whose hand-in it was, when that is known (a renamed notebook, a PDF with a
+    Canvas name); None for what is nobody's submission (system files, unsafe or unattributable
+    names).
+    """
+
+    def __init__(self, reason: str, student: str | None = None):
+        super().__init__(reason)
+        self.student = student
+
+
+def format_timestamp(when: float) -> str:
+    """``when`` (seconds since the epoch) as nbgrader's exchange writes ``timestamp.txt``."""
+    return dt.datetime.fromtimestamp(when, dt.timezone.utc).strftime(_NBGRADER_TIMESTAMP)
 
 
 # --------------------------------------------------------------------------------------- names
@@ -172,6 +218,7 @@ class Identified:
     revision: tuple[int, int]  # (Canvas "-N", download copy "(N)")
     timestamp: float | None  # from a ``timestamp`` group, seconds since the epoch
     timestamp_text: str | None
+    lms_late: bool = False  # the LMS marked the file late (a ``late`` group: Canvas's "_LATE_")
 
 
 class LmsCollectorPlugin(FileNameCollectorPlugin):
@@ -206,6 +253,16 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         help="Reject files of students not in student_id_map (when it is not empty).",
     ).tag(config=True)
 
+    archive_timezone = Unicode(
+        "",
+        help=(
+            "The time zone (IANA name, e.g. 'Europe/Berlin') of the LMS server that wrote the "
+            "zip: a zip entry's DOS time carries none, and it becomes the submission time in "
+            "timestamp.txt when the file name has no timestamp. Empty: this machine's local "
+            "time. Not used for entries with an Info-ZIP UTC time field."
+        ),
+    ).tag(config=True)
+
     notebooks = List(
         Unicode(),
         default_value=list(NOTEBOOKS),
@@ -219,6 +276,22 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
     @observe("student_id_map")
     def _forget_map(self, change):
         self._map = None
+
+    @validate("archive_timezone")
+    def _validate_timezone(self, proposal):
+        if proposal["value"]:
+            try:
+                zoneinfo.ZoneInfo(proposal["value"])
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+                raise TraitError(
+                    f"LmsCollectorPlugin.archive_timezone {proposal['value']!r} is not a time "
+                    f"zone ({exc})"
+                ) from None
+        return proposal["value"]
+
+    def zip_timezone(self) -> dt.tzinfo | None:
+        """The time zone of zip entries' DOS times; None for this machine's local time."""
+        return zoneinfo.ZoneInfo(self.archive_timezone) if self.archive_timezone else None
 
     @validate("patterns")
     def _validate_patterns(self, proposal):
@@ -264,9 +337,10 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
             if ext in _ARCHIVE_EXTS:
                 raise NotPlaced(
                     "archive inside the download is not unpacked: "
-                    "extract it and collect that folder"
+                    "extract it and collect that folder",
+                    self._whose(relpath),
                 )
-            raise NotPlaced(f"not a notebook ({ext or 'no extension'})")
+            raise NotPlaced(f"not a notebook ({ext or 'no extension'})", self._whose(relpath))
 
         groups = self._match(relpath)
         if groups is None:
@@ -289,7 +363,9 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
 
         canonical = canonical_notebook(file_id, self.notebooks)
         if canonical is None:
-            raise NotPlaced(f"renamed or unknown notebook '{file_id}' for student {student}")
+            raise NotPlaced(
+                f"renamed or unknown notebook '{file_id}' for student {student}", student
+            )
         notebook, revision = canonical
 
         timestamp_text = (groups.get("timestamp") or "").strip() or None
@@ -298,9 +374,22 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
             try:
                 stamp = parse_utc(timestamp_text)
             except (ValueError, OverflowError) as exc:
-                raise NotPlaced(f"unreadable timestamp '{timestamp_text}' ({exc})") from None
+                raise NotPlaced(
+                    f"unreadable timestamp '{timestamp_text}' ({exc})", student
+                ) from None
             timestamp = stamp.replace(tzinfo=dt.timezone.utc).timestamp()
-        return Identified(student, notebook, lms_id, mapped, revision, timestamp, timestamp_text)
+        lms_late = bool(groups.get("late"))
+        return Identified(
+            student, notebook, lms_id, mapped, revision, timestamp, timestamp_text, lms_late
+        )
+
+    def _whose(self, relpath: str) -> str | None:
+        """The course student a file that is no notebook belongs to, when its name says so."""
+        try:
+            found = self.identify(_as_notebook(relpath))
+        except NotPlaced as reason:
+            return reason.student
+        return found.student
 
     def _match(self, relpath: str) -> dict | None:
         parts = relpath.split("/")
@@ -348,6 +437,14 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         return path.replace(os.sep, "/").lstrip("/")
 
 
+def _as_notebook(relpath: str) -> str:
+    # A PDF named like a hand-in is still the student's: ask the patterns about it as if it were
+    # a notebook of an unknown name (so "renamed or unknown" names the student).
+    head, _, name = relpath.rpartition("/")
+    stem = os.path.splitext(name)[0] or name
+    return f"{head}/{stem}.not-a-notebook.ipynb" if head else f"{stem}.not-a-notebook.ipynb"
+
+
 @functools.lru_cache(maxsize=256)
 def _compile(pattern: str, assignment: str) -> re.Pattern:
     try:
@@ -388,12 +485,27 @@ class Placed:
     dest: str
     status: str = "new"  # new | unchanged | replaced
     note: str = ""  # e.g. not valid JSON: placed anyway, grading reports it
+    time: float | None = None  # when it was handed in, seconds since the epoch, if known
+    time_source: str = ""  # "file name" | "zip entry time" | "file time"
+    lms_late: bool = False  # the LMS's own marker (Canvas "_LATE_")
 
 
 @dataclass(frozen=True)
 class Rejected:
     source: str
     reason: str
+    student: str | None = None  # whose hand-in it was, when known
+
+
+@dataclass(frozen=True)
+class Stamped:
+    """A student's ``timestamp.txt`` after this run."""
+
+    student: str
+    text: str  # its content
+    source: str  # where the time came from
+    status: str  # new | unchanged | later (replaced an earlier one) | kept (the existing is later)
+    previous: str | None = None  # what the file held before, when it changed
 
 
 @dataclass(frozen=True)
@@ -414,6 +526,10 @@ class CollectReport:
     placed: list[Placed] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     replaced: list[Replaced] = field(default_factory=list)
+    timestamps: list[Stamped] = field(default_factory=list)
+    nothing_gradable: list[str] = field(default_factory=list)  # students: every file rejected
+    ledger: str | None = None  # the collect ledger's path
+    warnings: list[str] = field(default_factory=list)
 
     def format(self) -> str:
         def rel(p: str) -> str:
@@ -442,6 +558,17 @@ class CollectReport:
             for p in self.placed:
                 if p.note:
                     lines.append(f"  ! {p.student}/{p.notebook}: {p.note}")
+        if self.timestamps:
+            late = {p.student for p in self.placed if p.lms_late}
+            lines.append(f"submission times ({TIMESTAMP_FILE}):")
+            width = max(len(t.student) for t in self.timestamps)
+            for t in self.timestamps:
+                what = {
+                    "later": f"replaced {t.previous}",
+                    "kept": "kept: later than this download's",
+                }.get(t.status, t.status)
+                marker = ", marked late by the LMS" if t.student in late else ""
+                lines.append(f"  {t.student:<{width}}  {t.text}  ({t.source}; {what}{marker})")
         if self.replaced:
             lines.append("duplicates and replacements:")
             for r in self.replaced:
@@ -459,6 +586,14 @@ class CollectReport:
             lines.append("rejected:")
             for r in self.rejected:
                 lines.append(f"  {r.source}: {r.reason}")
+        if self.nothing_gradable:
+            lines.append(
+                "nothing gradable handed in (every file rejected; export lists them): "
+                + ", ".join(self.nothing_gradable)
+            )
+        lines += [f"warning: {w}" for w in self.warnings]
+        if self.ledger:
+            lines.append(f"ledger: {rel(self.ledger)}")
         return "\n".join(lines)
 
 
@@ -471,8 +606,9 @@ class _Entry:
     relpath: str | None  # None when the name is unsafe
     problem: str | None
     size: int
-    mtime: float
+    mtime: float  # 0.0 when unknown
     open: Callable[[], IO[bytes]]
+    time_source: str = "file time"
 
 
 def _safe_relpath(name: str) -> str | None:
@@ -486,7 +622,31 @@ def _safe_relpath(name: str) -> str | None:
     return "/".join(parts)
 
 
-def _zip_entries(zf: zipfile.ZipFile) -> Iterator[_Entry]:
+def _utc_mtime(extra: bytes) -> float | None:
+    """The modification time of an Info-ZIP extended timestamp field in ``extra``, if any."""
+    at = 0
+    while at + 4 <= len(extra):
+        kind, size = struct.unpack_from("<HH", extra, at)
+        body = extra[at + 4 : at + 4 + size]
+        if kind == _EXTENDED_TIMESTAMP and len(body) >= 5 and body[0] & 1:
+            return float(struct.unpack_from("<i", body, 1)[0])
+        at += 4 + size
+    return None
+
+
+def _zip_mtime(info: zipfile.ZipInfo, tz: dt.tzinfo | None) -> float:
+    utc = _utc_mtime(info.extra)
+    if utc is not None:
+        return utc
+    if tuple(info.date_time) == _DOS_EPOCH:
+        return 0.0
+    try:
+        return dt.datetime(*info.date_time, tzinfo=tz).timestamp()
+    except (ValueError, OverflowError):
+        return 0.0
+
+
+def _zip_entries(zf: zipfile.ZipFile, tz: dt.tzinfo | None = None) -> Iterator[_Entry]:
     for info in zf.infolist():
         if info.is_dir():
             continue
@@ -503,11 +663,16 @@ def _zip_entries(zf: zipfile.ZipFile) -> Iterator[_Entry]:
             problem = "unsafe path in archive (absolute or with '..'): not extracted"
         elif stat.S_ISLNK(info.external_attr >> 16):
             problem = "symbolic link in archive: not followed"
-        try:
-            mtime = dt.datetime(*info.date_time).timestamp()
-        except (ValueError, OverflowError):
-            mtime = 0.0
-        yield _Entry(name, relpath, problem, info.file_size, mtime, lambda i=info: zf.open(i))
+        mtime = _zip_mtime(info, tz)
+        yield _Entry(
+            name,
+            relpath,
+            problem,
+            info.file_size,
+            mtime,
+            lambda i=info: zf.open(i),
+            "zip entry time",
+        )
 
 
 def _folder_entries(root: Path) -> Iterator[_Entry]:
@@ -572,6 +737,10 @@ class _Candidate:
     @property
     def when(self) -> float:
         return self.found.timestamp if self.found.timestamp is not None else self.entry.mtime
+
+    @property
+    def time_source(self) -> str:
+        return "file name" if self.found.timestamp is not None else self.entry.time_source
 
     def rank(self):
         return (self.found.revision, self.when, self.entry.source)
@@ -697,7 +866,7 @@ def collect(
         raise CollectError(f"{path}: not a readable zip file ({exc})") from None
     with zf:
         try:
-            entries = list(_zip_entries(zf))
+            entries = list(_zip_entries(zf, plugin.zip_timezone()))
         except (zipfile.BadZipFile, ValueError) as exc:
             raise CollectError(f"{path}: corrupt zip file ({exc})") from None
         return _run(_as(student, iter(entries)), plugin, coursedir, root, downloaded, report)
@@ -721,13 +890,15 @@ def _run(entries, plugin, coursedir, root, downloaded, report) -> CollectReport:
                 raise NotPlaced(entry.problem)
             found = plugin.identify(entry.relpath)
             if entry.size > MAX_FILE_BYTES:
-                raise NotPlaced(f"larger than {MAX_FILE_BYTES // 2**20} MB: not read")
+                raise NotPlaced(
+                    f"larger than {MAX_FILE_BYTES // 2**20} MB: not read", found.student
+                )
             try:
                 data = _read(entry)
             except _READ_ERRORS as exc:
-                raise NotPlaced(f"corrupt or unreadable ({exc})") from None
+                raise NotPlaced(f"corrupt or unreadable ({exc})", found.student) from None
         except NotPlaced as reason:
-            report.rejected.append(Rejected(entry.source, str(reason)))
+            report.rejected.append(Rejected(entry.source, str(reason), reason.student))
             continue
         digest = hashlib.sha256(data).hexdigest()
         candidates.append(_Candidate(entry, found, digest, _json_note(data)))
@@ -794,7 +965,9 @@ def _run(entries, plugin, coursedir, root, downloaded, report) -> CollectReport:
             if status != "unchanged":
                 _write(dest, data, winner.entry.mtime)
         except _READ_ERRORS as exc:
-            report.rejected.append(Rejected(winner.entry.source, f"cannot place it: {exc}"))
+            report.rejected.append(
+                Rejected(winner.entry.source, f"cannot place it: {exc}", student)
+            )
             continue
         if backup is not None:
             report.replaced.append(
@@ -808,6 +981,137 @@ def _run(entries, plugin, coursedir, root, downloaded, report) -> CollectReport:
                 )
             )
         report.placed.append(
-            Placed(winner.entry.source, student, notebook, str(dest), status, winner.note)
+            Placed(
+                winner.entry.source,
+                student,
+                notebook,
+                str(dest),
+                status,
+                winner.note,
+                winner.when if winner.when > 0 else None,
+                winner.time_source,
+                winner.found.lms_late,
+            )
         )
+    _write_timestamps(report, coursedir)
+    _update_ledger(report, coursedir, root, downloaded)
     return report
+
+
+# ------------------------------------------------------------------------ submission times
+
+
+def _read_timestamp(path: Path) -> float | None:
+    """An existing timestamp.txt as seconds since the epoch; None if absent or unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        return parse_utc(text).replace(tzinfo=dt.timezone.utc).timestamp() if text else None
+    except (OSError, UnicodeError, ValueError, OverflowError):
+        return None
+
+
+def _write_timestamps(report: CollectReport, coursedir: CourseDirectory) -> None:
+    """Each student's timestamp.txt: the latest time of the files placed for them this run."""
+    latest: dict[str, Placed] = {}
+    for p in report.placed:
+        if p.time is not None and (p.student not in latest or p.time > latest[p.student].time):
+            latest[p.student] = p
+    for student, p in sorted(latest.items()):
+        path = Path(p.dest).parent / TIMESTAMP_FILE
+        text = format_timestamp(p.time)
+        previous = (
+            path.read_text(encoding="utf-8", errors="replace").strip() if path.is_file() else None
+        )
+        existing = _read_timestamp(path)
+        if existing is not None and existing > p.time:
+            report.timestamps.append(Stamped(student, previous, p.time_source, "kept"))
+            continue
+        if previous == text:
+            report.timestamps.append(Stamped(student, text, p.time_source, "unchanged"))
+            continue
+        if previous is not None and existing is None:
+            report.warnings.append(
+                f"{path}: unreadable timestamp {previous[:60]!r}, replaced by {text}"
+            )
+        _write(path, (text + "\n").encode("utf-8"), 0)
+        status = "new" if previous is None else "later"
+        report.timestamps.append(Stamped(student, text, p.time_source, status, previous))
+
+
+# -------------------------------------------------------------------------------- the ledger
+
+
+def ledger_path(course_root: str | os.PathLike, assignment: str = ASSIGNMENT) -> Path:
+    root = Path(course_root)
+    try:
+        downloaded = _load_config(root.resolve(), None).ZipCollectApp.get(
+            "downloaded_directory", "downloaded"
+        )
+    except CollectError:
+        downloaded = "downloaded"
+    return root / downloaded / assignment / LEDGER
+
+
+def read_ledger(path: str | os.PathLike) -> dict[str, Any]:
+    """The collect ledger at ``path`` ({} when there is none); raises ValueError when it is not
+    one, naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable collect ledger ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("students", {}), dict):
+        raise ValueError(f"{path}: not a collect ledger (no object of students)")
+    return data
+
+
+def _update_ledger(
+    report: CollectReport, coursedir: CourseDirectory, root: Path, downloaded: str
+) -> None:
+    """Add this run's placed and rejected files, per student, to the ledger.
+
+    Only what can be attributed to a student is kept (a .DS_Store is nobody's hand-in). Entries
+    are keyed by what they describe, so collecting the same download again changes nothing.
+    """
+    assignment = report.assignment
+    attributed = [r for r in report.rejected if r.student]
+    if not report.placed and not attributed:
+        return
+    path = root / downloaded / assignment / LEDGER
+    try:
+        ledger = read_ledger(path)
+    except ValueError as exc:
+        aside = path.with_name(f"{path.name}.unreadable-{dt.datetime.now():%Y%m%dT%H%M%S}")
+        os.replace(path, aside)
+        report.warnings.append(f"{exc}; moved to {aside.name}, a new ledger started")
+        ledger = {}
+    ledger.setdefault("assignment", assignment)
+    students = ledger.setdefault("students", {})
+    source = os.path.basename(report.input.rstrip("/" + os.sep)) or report.input
+    for p in report.placed:
+        entry = students.setdefault(p.student, {})
+        entry.setdefault("notebooks", {})[p.notebook] = {
+            "input": source,
+            "source": p.source,
+            "time": format_timestamp(p.time) if p.time is not None else None,
+            "time_source": p.time_source,
+            "lms_late": p.lms_late,
+        }
+    for r in attributed:
+        entry = students.setdefault(r.student, {})
+        rejected = entry.setdefault("rejected", [])
+        item = {"input": source, "source": r.source, "reason": r.reason}
+        if item not in rejected:
+            rejected.append(item)
+    for t in report.timestamps:
+        students.setdefault(t.student, {})["timestamp"] = t.text
+    for student in sorted({r.student for r in attributed}):
+        folder = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment))
+        if not students[student].get("notebooks") and not any(folder.glob("*.ipynb")):
+            report.nothing_gradable.append(student)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(ledger, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    _write(path, text.encode("utf-8"), 0)
+    report.ledger = str(path)

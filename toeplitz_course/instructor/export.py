@@ -1,8 +1,21 @@
-"""Grades CSV for the LMS, a terminal summary and a one-page HTML summary for the instructor.
+"""Grades CSV for the LMS, a terminal summary and a one-page HTML grade report for the instructor.
 
-Scores come from nbgrader's gradebook through its ORM API only, so a PostgreSQL ``db_url`` works
-as well as the course's SQLite file. Diagnoses, integrity flags and notebooks that could not be
-graded come from the grading records ``grading/{student}.json`` written by ``grade``.
+Scores, submission times, due dates (with extensions) and late penalties come from nbgrader's
+gradebook through its ORM API only, so a PostgreSQL ``db_url`` works as well as the course's
+SQLite file; the penalty is the one nbgrader's ``AssignLatePenalties`` stored when ``grade``
+autograded, and the score after it is nbgrader's own export rule, ``max(0, total - penalty)``.
+Diagnoses, integrity flags and notebooks that could not be graded come from the grading records
+``grading/{student}.json`` written by ``grade``; students whose every file ``collect`` rejected,
+and the LMS's own lateness markers, from the collect ledger
+(``downloaded/{assignment}/collected.json``).
+
+Per-exercise numbers count only notebooks that were handed in and graded: a notebook never
+handed in, or one that could not be graded, says nothing about an exercise (both are listed on
+their own). Partial credit counts as what it is: the mean score, and full/partial/zero counts.
+
+The HTML page is one file that needs nothing else: figures are embedded PNGs, styles inline,
+and the one script (sorting the students x exercises table) is inline too, allowed by its hash in
+the page's Content-Security-Policy, which lets nothing else run or load.
 
 Everything a student can influence (ids, messages, flag details, file names) is untrusted: it is
 HTML-escaped in the page and stripped of control characters before it reaches a terminal.
@@ -12,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import html
 import io
 import json
@@ -32,7 +46,13 @@ SUMMARY_HTML = "summary.html"
 UNGRADED_STATUSES = ("missing", "invalid", "failed")
 TOP_MISTAKES_TERMINAL = 5
 TOP_MISTAKES_HTML = 25
+TOP_MISTAKES_PER_EXERCISE = 3
 MESSAGE_MAX_CHARS = 240
+#: The ``submitted`` column of a student whose every file collect rejected.
+NOTHING_GRADABLE = "nothing gradable"
+#: Integrity flags the page and the report leave out: a missing notebook is listed as not
+#: handed in, and an unconfined run is said once, not once per student.
+ROUTINE_FLAGS = ("missing", "not_sandboxed")
 # Scores are sums of floats; a tolerance keeps 0.1 + 0.2 + 0.7 at full marks.
 _EPS = 1e-9
 
@@ -49,18 +69,65 @@ class StudentRow:
     total: float
     max_total: float
     needs_manual_grading: tuple[str, ...]
+    timestamp: datetime | None = None  # the gradebook's submission time (naive UTC)
+    duedate: datetime | None = None  # the assignment's, with this student's extension
+    seconds_late: float = 0.0  # nbgrader's total_seconds_late
+    late_penalty: float = 0.0  # nbgrader's, summed over notebooks (AssignLatePenalties)
+    lms_late: bool = False  # the LMS marked a file late (collect ledger)
+    rejected: tuple[tuple[str, str], ...] = ()  # (file, reason): collect rejected every file
+
+    @property
+    def score(self) -> float:
+        """The grade after the late penalty, as ``nbgrader export`` computes it."""
+        return max(0.0, self.total - self.late_penalty)
+
+    @property
+    def nothing_gradable(self) -> bool:
+        return bool(self.rejected)
+
+    @property
+    def late(self) -> bool:
+        return self.seconds_late > 0 or self.lms_late
 
 
 @dataclass(frozen=True)
-class PassRate:
+class ExerciseStats:
+    """One exercise over the notebooks handed in and graded (not over the class)."""
+
     grade_id: str
     label: str  # the exercise's answer id: shorter than the grade id, and what students see
-    passed: int
-    graded: int  # submissions whose grade is known, i.e. not waiting for manual grading
+    max_score: float
+    scores: tuple[float, ...]  # of graded notebooks whose grade is known (not pending)
+    not_handed_in: int  # students who submitted, but not this notebook or not gradably
+    pending: int  # graded notebooks whose cell still needs manual grading
+    mistakes: tuple[tuple[str, int], ...] = ()  # most common diagnoses: (message, count)
+
+    @property
+    def graded(self) -> int:
+        return len(self.scores)
+
+    @property
+    def full(self) -> int:
+        return sum(1 for score in self.scores if _full(score, self.max_score))
+
+    @property
+    def zero(self) -> int:
+        return sum(1 for score in self.scores if abs(score) <= _EPS)
+
+    @property
+    def partial(self) -> int:
+        return self.graded - self.full - self.zero
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.scores) if self.scores else None
 
     @property
     def rate(self) -> float | None:
-        return self.passed / self.graded if self.graded else None
+        """Mean score as a fraction of the maximum (partial credit counts as partial)."""
+        if self.mean is None or self.max_score <= 0:
+            return None
+        return self.mean / self.max_score
 
 
 @dataclass(frozen=True)
@@ -94,12 +161,13 @@ class ExportResult:
     columns: tuple[str, ...]
     max_scores: dict[str, float]
     rows: tuple[StudentRow, ...]
-    pass_rates: tuple[PassRate, ...]
+    exercises: tuple[ExerciseStats, ...]
     mistakes: tuple[Mistake, ...]  # most common first
     flags: tuple[Flag, ...]
     ungraded: tuple[Ungraded, ...]
     skipped: tuple[str, ...]  # "grading/x.json: why", records (or parts) left out
     warnings: tuple[str, ...]
+    duedate: datetime | None = None  # the assignment's, without extensions
 
 
 def export(
@@ -117,13 +185,31 @@ def export(
     """
     root = Path(course_root).resolve()
     out = Path(out_dir) if out_dir is not None else root / "exports"
+    result = gather(root, db_url=db_url, assignment=assignment, out_dir=out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomically(result.csv_path, _csv_text(result))
+    _write_atomically(result.html_path, _html_page(result, assignment))
+    print(result.summary)
+    return result
+
+
+def gather(
+    course_root: str | os.PathLike[str] = ".",
+    *,
+    db_url: str | None = None,
+    assignment: str = contract.ASSIGNMENT,
+    out_dir: str | os.PathLike[str] | None = None,
+) -> ExportResult:
+    """Everything ``export`` writes, read and computed, without writing anything."""
+    root = Path(course_root).resolve()
+    out = Path(out_dir) if out_dir is not None else root / "exports"
     warnings: list[str] = []
 
     url, course_id = _database(root, db_url, warnings)
-    columns, max_scores, rows = _read_gradebook(url, course_id, assignment, warnings)
+    columns, max_scores, rows, duedate = _read_gradebook(url, course_id, assignment, warnings)
     records = _read_records(root / "grading")
+    rows = _with_ledger(root, assignment, rows, columns, warnings)
 
-    out.mkdir(parents=True, exist_ok=True)
     result = ExportResult(
         csv_path=out / GRADES_CSV,
         html_path=out / SUMMARY_HTML,
@@ -131,7 +217,7 @@ def export(
         columns=tuple(columns),
         max_scores=max_scores,
         rows=tuple(rows),
-        pass_rates=_pass_rates(columns, max_scores, rows),
+        exercises=_exercise_stats(columns, max_scores, rows, records),
         mistakes=tuple(
             Mistake(exercise, message, count)
             for (exercise, message), count in sorted(
@@ -142,12 +228,9 @@ def export(
         ungraded=tuple(records.ungraded),
         skipped=tuple(records.skipped),
         warnings=tuple(warnings),
+        duedate=duedate,
     )
-    result = replace(result, summary=_summary_text(result))
-    _write_atomically(result.csv_path, _csv_text(result))
-    _write_atomically(result.html_path, _html_page(result, assignment))
-    print(result.summary)
-    return result
+    return replace(result, summary=_summary_text(result))
 
 
 # --- the gradebook ----------------------------------------------------------------------------
@@ -202,7 +285,7 @@ def _cell_key(grade_id: str) -> tuple[str, str]:
 
 def _read_gradebook(
     url: str, course_id: str, assignment: str, warnings: list[str]
-) -> tuple[list[str], dict[str, float], list[StudentRow]]:
+) -> tuple[list[str], dict[str, float], list[StudentRow], datetime | None]:
     from nbgrader.api import Gradebook, MissingEntry
 
     columns = contract.grade_ids()
@@ -243,7 +326,15 @@ def _read_gradebook(
             submission = submissions.get(student_id)
             if submission is None:
                 rows.append(
-                    StudentRow(student_id, False, dict.fromkeys(columns, 0.0), 0.0, max_total, ())
+                    StudentRow(
+                        student_id,
+                        False,
+                        dict.fromkeys(columns, 0.0),
+                        0.0,
+                        max_total,
+                        (),
+                        duedate=master.duedate,
+                    )
                 )
                 continue
             grades = {
@@ -264,8 +355,67 @@ def _read_gradebook(
                     scores[gid] = float(grade.score or 0.0)
             pending = tuple(gid for gid in columns if scores[gid] is None)
             total = sum(score for score in scores.values() if score is not None)
-            rows.append(StudentRow(student_id, True, scores, total, max_total, pending))
-    return columns, max_scores, rows
+            rows.append(
+                StudentRow(
+                    student_id,
+                    True,
+                    scores,
+                    total,
+                    max_total,
+                    pending,
+                    timestamp=submission.timestamp,
+                    duedate=submission.duedate,
+                    seconds_late=float(submission.total_seconds_late or 0.0),
+                    late_penalty=float(submission.late_submission_penalty or 0.0),
+                )
+            )
+    return columns, max_scores, rows, master.duedate
+
+
+def _with_ledger(
+    root: Path,
+    assignment: str,
+    rows: list[StudentRow],
+    columns: Sequence[str],
+    warnings: list[str],
+) -> list[StudentRow]:
+    """``rows`` with the collect ledger's facts: the LMS's late markers, and a row for each
+    student whose every collected file was rejected (nothing in ``submitted/``, no submission
+    in the gradebook), whom the gradebook does not know."""
+    from .collect import ledger_path, read_ledger
+
+    path = ledger_path(root, assignment)
+    try:
+        ledger = read_ledger(path)
+    except ValueError as exc:
+        warnings.append(f"{exc}; LMS late markers and rejected hand-ins not shown")
+        return rows
+    students = ledger.get("students", {})
+    by_id = {row.student_id: row for row in rows}
+    max_total = rows[0].max_total if rows else 0.0
+    for student, entry in students.items():
+        if not isinstance(entry, dict):
+            warnings.append(f"{path.name}: malformed entry for {printable(str(student))}")
+            continue
+        notebooks = entry.get("notebooks") or {}
+        lms_late = isinstance(notebooks, dict) and any(
+            isinstance(nb, dict) and nb.get("lms_late") is True for nb in notebooks.values()
+        )
+        row = by_id.get(student)
+        handed_in = notebooks or any((root / "submitted" / student / assignment).glob("*.ipynb"))
+        rejected: tuple[tuple[str, str], ...] = ()
+        if not handed_in and (row is None or not row.submitted):
+            rejected = tuple(
+                (_text(item.get("source")), _text(item.get("reason")))
+                for item in entry.get("rejected") or []
+                if isinstance(item, dict)
+            )
+        if row is None:
+            if not rejected:
+                continue  # placed files the gradebook has not seen yet: grade has not run
+            row = StudentRow(student, False, dict.fromkeys(columns, 0.0), 0.0, max_total, ())
+        by_id[student] = replace(row, lms_late=row.lms_late or lms_late, rejected=rejected)
+    return [by_id[student] for student in sorted(by_id)]
 
 
 def _label(grade_id: str) -> str:
@@ -277,16 +427,37 @@ def _full(score: float | None, max_score: float) -> bool:
     return score is not None and score >= max_score - _EPS
 
 
-def _pass_rates(
-    columns: Sequence[str], max_scores: dict[str, float], rows: Sequence[StudentRow]
-) -> tuple[PassRate, ...]:
-    # Submissions only: a student who handed nothing in says nothing about an exercise.
-    rates = []
+def _exercise_stats(
+    columns: Sequence[str],
+    max_scores: dict[str, float],
+    rows: Sequence[StudentRow],
+    records: _Records,
+) -> tuple[ExerciseStats, ...]:
+    stats = []
     for gid in columns:
-        known = [row.scores[gid] for row in rows if row.submitted and row.scores[gid] is not None]
-        passed = sum(1 for score in known if _full(score, max_scores[gid]))
-        rates.append(PassRate(gid, _label(gid), passed, len(known)))
-    return tuple(rates)
+        notebook = _cell_key(gid)[0]
+        label = _label(gid)
+        scores, pending, absent = [], 0, 0
+        for row in rows:
+            if not row.submitted:
+                continue  # a student who handed nothing in says nothing about an exercise
+            status = records.status.get((row.student_id, notebook))
+            if status is not None and status != "graded":
+                absent += 1
+            elif row.scores[gid] is None:
+                pending += 1
+            else:
+                scores.append(row.scores[gid])
+        mistakes = sorted(
+            ((message, count) for (ex, message), count in records.mistakes.items() if ex == label),
+            key=lambda item: (-item[1], item[0]),
+        )[:TOP_MISTAKES_PER_EXERCISE]
+        stats.append(
+            ExerciseStats(
+                gid, label, max_scores[gid], tuple(scores), absent, pending, tuple(mistakes)
+            )
+        )
+    return tuple(stats)
 
 
 # --- the grading records ----------------------------------------------------------------------
@@ -322,6 +493,7 @@ class _Records:
     flags: list[Flag] = field(default_factory=list)
     ungraded: list[Ungraded] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    status: dict[tuple[str, str], str] = field(default_factory=dict)  # (student, nb) -> status
 
 
 def _text(value: Any) -> str:
@@ -369,6 +541,7 @@ def _read_record(student: str, record: dict[str, Any], records: _Records) -> lis
             malformed.append(f"notebook {printable(str(notebook))}")
             continue
         status = _text(entry.get("status"))
+        records.status[(student, str(notebook))] = status
         if status in UNGRADED_STATUSES:
             records.ungraded.append(
                 Ungraded(student, str(notebook), status, _text(entry.get("detail")))
@@ -412,6 +585,18 @@ def _read_record(student: str, record: dict[str, Any], records: _Records) -> lis
 
 # --- CSV --------------------------------------------------------------------------------------
 
+CSV_TAIL = (
+    "total",  # sum of the cells' scores
+    "late_penalty",  # nbgrader's late submission penalty (0 when on time or none configured)
+    "score",  # max(0, total - late_penalty): what nbgrader export calls the score
+    "max_total",
+    "submitted",  # yes | no | nothing gradable
+    "timestamp",  # the gradebook's submission time, UTC
+    "seconds_late",  # nbgrader's total_seconds_late; empty without a due date or time
+    "needs_manual_grading",
+    "note",
+)
+
 
 def _num(value: float) -> str:
     # "1" rather than "1.0", and no 0.30000000000000004, for a file people read and LMSs parse.
@@ -419,13 +604,53 @@ def _num(value: float) -> str:
     return "0" if text in ("", "-0") else text
 
 
+def format_time(value: datetime | None) -> str:
+    """A gradebook time (naive UTC) as the CSV, the page and the report show it."""
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+_when = format_time
+
+
+def _duration(seconds: float) -> str:
+    """A lateness a person reads: "18 s", "2 h 24 min", "3 d 1 h"."""
+    seconds = round(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+def _submitted(row: StudentRow) -> str:
+    if row.nothing_gradable:
+        return NOTHING_GRADABLE
+    return "yes" if row.submitted else "no"
+
+
+def _note(row: StudentRow) -> str:
+    notes = []
+    if row.nothing_gradable:
+        files = "; ".join(f"{name} ({reason})" for name, reason in row.rejected)
+        notes.append(f"nothing gradable handed in: collect rejected {files}")
+    if row.lms_late:
+        notes.append("marked late by the LMS")
+    if row.submitted and row.timestamp is None:
+        notes.append("no submission time (no timestamp.txt)")
+    return "; ".join(notes)
+
+
 def _csv_text(result: ExportResult) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        ["student_id", *result.columns, "total", "max_total", "submitted", "needs_manual_grading"]
-    )
+    writer.writerow(["student_id", *result.columns, *CSV_TAIL])
     for row in result.rows:
+        lateness_known = row.timestamp is not None and row.duedate is not None
         writer.writerow(
             [
                 row.student_id,
@@ -434,9 +659,14 @@ def _csv_text(result: ExportResult) -> str:
                     for gid in result.columns
                 ),
                 _num(row.total),
+                _num(row.late_penalty),
+                _num(row.score),
                 _num(row.max_total),
-                "yes" if row.submitted else "no",
+                _submitted(row),
+                _when(row.timestamp),
+                _num(row.seconds_late) if lateness_known else "",
                 " ".join(row.needs_manual_grading),
+                _note(row),
             ]
         )
     return buffer.getvalue()
@@ -453,43 +683,91 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _stats(rows: Sequence[StudentRow]) -> dict[str, float | int]:
-    totals = [row.total for row in rows]
+    totals = [row.score for row in rows]
     max_total = rows[0].max_total if rows else 0.0
     return {
         "students": len(rows),
         "submitted": sum(row.submitted for row in rows),
+        "nothing_gradable": sum(row.nothing_gradable for row in rows),
+        "late": sum(row.late for row in rows),
         "mean": statistics.fmean(totals) if totals else 0.0,
         "median": statistics.median(totals) if totals else 0.0,
         "full": sum(
-            1 for row in rows if not row.needs_manual_grading and _full(row.total, max_total)
+            1 for row in rows if not row.needs_manual_grading and _full(row.score, max_total)
         ),
-        "zero": sum(1 for row in rows if abs(row.total) <= _EPS),
+        "zero": sum(1 for row in rows if abs(row.score) <= _EPS),
         "pending": sum(1 for row in rows if row.needs_manual_grading),
         "max_total": max_total,
     }
 
 
-def _percent(rate: PassRate) -> str:
-    return "n/a" if rate.rate is None else f"{100 * rate.rate:.0f}%"
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def _exercise_line(ex: ExerciseStats) -> str:
+    if ex.mean is None:
+        return f"{ex.label} n/a"
+    return (
+        f"{ex.label} {_num(round(ex.mean, 2))}/{_num(ex.max_score)} "
+        f"({ex.full} full, {ex.partial} partial, {ex.zero} zero)"
+    )
+
+
+def _lateness_lines(result: ExportResult) -> list[str]:
+    late = [row for row in result.rows if row.late]
+    stamped = [row for row in result.rows if row.timestamp is not None]
+    lines = []
+    if result.duedate is None and stamped:
+        lines.append(
+            "no due date in the gradebook, so no lateness computed (nbgrader db assignment add "
+            f"{contract.ASSIGNMENT} --duedate=...; then grade again)"
+        )
+    elif result.duedate is not None:
+        lines.append(f"due {_when(result.duedate)}; {len(late)} late")
+    lines += [f"  {printable(row.student_id)}: {lateness_text(row)}" for row in late]
+    return lines
+
+
+def lateness_text(row: StudentRow) -> str:
+    """When a late student handed in, how late, by whose account, and the penalty."""
+    parts = []
+    if row.timestamp is not None:
+        parts.append(f"submitted {format_time(row.timestamp)}")
+    if row.seconds_late > 0:
+        parts.append(f"{_duration(row.seconds_late)} late")
+    elif row.lms_late and row.duedate is not None and row.timestamp is not None:
+        # Worth a look: the LMS's due date, or the time collect found, is not the gradebook's.
+        parts.append("on time by the gradebook's due date")
+    if row.lms_late:
+        parts.append("marked late by the LMS")
+    if row.late_penalty > _EPS:
+        parts.append(f"penalty {_num(row.late_penalty)}")
+    return ", ".join(parts)
 
 
 def _summary_text(result: ExportResult) -> str:
     s = _stats(result.rows)
     lines = [
         f"{s['students']} students ({s['submitted']} submitted); "
-        f"total out of {_num(s['max_total'])}: mean {_num(round(s['mean'], 2))}, "
+        f"score out of {_num(s['max_total'])}: mean {_num(round(s['mean'], 2))}, "
         f"median {_num(s['median'])}; {s['full']} at full marks, {s['zero']} at zero",
     ]
     if s["pending"]:
         lines.append(
             f"students with a grade still to give by hand: {s['pending']} (empty in the CSV)"
         )
-    lines.append("pass rate (full marks, of graded submissions):")
+    nothing = [row for row in result.rows if row.nothing_gradable]
+    if nothing:
+        lines.append(
+            "nothing gradable handed in (collect rejected every file): "
+            + ", ".join(f"{printable(row.student_id)} ({len(row.rejected)})" for row in nothing)
+        )
+    lines.extend(_lateness_lines(result))
+    lines.append("mean score per exercise (of notebooks handed in and graded):")
     for notebook in contract.NOTEBOOKS:
         parts = [
-            f"{rate.label} {_percent(rate)} ({rate.passed}/{rate.graded})"
-            for rate in result.pass_rates
-            if _cell_key(rate.grade_id)[0] == notebook
+            _exercise_line(ex) for ex in result.exercises if _cell_key(ex.grade_id)[0] == notebook
         ]
         lines.append(f"  {notebook}: " + ", ".join(parts))
     if result.mistakes:
@@ -501,9 +779,10 @@ def _summary_text(result: ExportResult) -> str:
             lines.append(f"  {mistake.count:>3}x {mistake.exercise}: {message}")
     else:
         lines.append("no diagnosed mistakes in the grading records")
-    if result.flags:
-        flagged = len({flag.student for flag in result.flags})
-        lines.append(f"{len(result.flags)} integrity flags for {flagged} students (see HTML)")
+    flags = [flag for flag in result.flags if flag.kind not in ROUTINE_FLAGS]
+    if flags:
+        flagged = len({flag.student for flag in flags})
+        lines.append(f"{len(flags)} integrity flags for {flagged} students (see HTML)")
     if result.ungraded:
         lines.append(f"{len(result.ungraded)} notebooks could not be graded (see HTML)")
     lines.extend(f"skipped {printable(item)}" for item in result.skipped)
@@ -527,35 +806,36 @@ def _histogram(rows: Sequence[StudentRow], max_total: float) -> str:
 
     figure = Figure(figsize=(6.4, 3.0), dpi=100)
     axes = figure.add_subplot()
-    top = max([max_total, *(row.total for row in rows)], default=0.0)
+    scores = [row.score for row in rows if row.submitted]
+    top = max([max_total, *scores], default=0.0)
     edges = [edge - 0.5 for edge in range(int(top) + 2)]
-    axes.hist([row.total for row in rows], bins=edges, color="#4472c4", edgecolor="white")
-    axes.set_xlabel(f"total (out of {_num(max_total)})")
+    axes.hist(scores, bins=edges, color="#4472c4", edgecolor="white")
+    axes.set_xlabel(f"score after late penalties (out of {_num(max_total)})")
     axes.set_ylabel("students")
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.yaxis.get_major_locator().set_params(integer=True)
-    axes.set_title("Score distribution")
+    axes.set_title("Score distribution (students who submitted)")
     return _png(figure)
 
 
-def _pass_chart(rates: Sequence[PassRate]) -> str:
+def _exercise_chart(exercises: Sequence[ExerciseStats]) -> str:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7.5, 3.0), dpi=100)
     axes = figure.add_subplot()
-    labels = [rate.label for rate in rates]
-    values = [100 * (rate.rate or 0.0) for rate in rates]
+    labels = [ex.label for ex in exercises]
+    values = [100 * (ex.rate or 0.0) for ex in exercises]
     bars = axes.bar(labels, values, color="#70ad47")
-    axes.bar_label(bars, labels=[_percent(rate) for rate in rates], fontsize=7)
+    axes.bar_label(bars, labels=[_percent(ex.rate) for ex in exercises], fontsize=7)
     axes.set_ylim(0, 110)
-    axes.set_ylabel("% at full marks")
-    axes.set_title("Pass rate per exercise (graded submissions)")
+    axes.set_ylabel("mean score, % of points")
+    axes.set_title("Mean score per exercise (notebooks handed in and graded)")
     axes.tick_params(axis="x", labelrotation=45, labelsize=8)
     return _png(figure)
 
 
 _CSS = """
-body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 1.5rem auto; color: #222; }
+body { font-family: system-ui, sans-serif; max-width: 75rem; margin: 1.5rem auto; color: #222; }
 h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 1.8rem; }
 table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
 th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; vertical-align: top; }
@@ -563,7 +843,57 @@ th { background: #f3f3f3; } td.n { text-align: right; }
 td.t { white-space: pre-wrap; word-break: break-word; max-width: 40rem; }
 .note { color: #555; font-size: .9rem; } .warn { color: #9c5700; }
 img { max-width: 100%; }
+#heatmap td, #heatmap th { padding: .15rem .35rem; text-align: center; font-size: .8rem; }
+#heatmap td.who { text-align: left; }
+#heatmap th[data-col] { cursor: pointer; } #heatmap th[data-col]:hover { background: #dde; }
+#heatmap td.pending { background: #ddd; } #heatmap td.absent { background: #eee; color: #999; }
+#heatmap td.late { color: #9c0006; font-weight: bold; }
 """
+
+# Sorts a table by a column when its header is clicked (again: the other way round); the page's
+# address may ask for an order ("summary.html#sort=total"). Cells sort by their data-v.
+_SORT_SCRIPT = """
+(function () {
+  var table = document.getElementById("heatmap");
+  if (!table) { return; }
+  var heads = table.tHead.rows[0].cells;
+  function sortBy(col, down) {
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[col].getAttribute("data-v"), y = b.cells[col].getAttribute("data-v");
+      var nx = parseFloat(x), ny = parseFloat(y), order;
+      if (isNaN(nx) || isNaN(ny)) { order = x < y ? -1 : x > y ? 1 : 0; } else { order = nx - ny; }
+      return down ? -order : order;
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+    for (var i = 0; i < heads.length; i++) { heads[i].removeAttribute("aria-sort"); }
+    heads[col].setAttribute("aria-sort", down ? "descending" : "ascending");
+  }
+  Array.prototype.forEach.call(heads, function (th, col) {
+    if (!th.hasAttribute("data-col")) { return; }
+    th.addEventListener("click", function () {
+      sortBy(col, th.getAttribute("aria-sort") !== "descending");
+    });
+  });
+  var asked = /[#&]sort=([\\w-]+)/.exec(location.hash);
+  if (asked) {
+    Array.prototype.forEach.call(heads, function (th, col) {
+      if (th.getAttribute("data-col") === asked[1]) { sortBy(col, col > 0); }
+    });
+  }
+})();
+"""
+
+
+def _csp() -> str:
+    digest = base64.b64encode(hashlib.sha256(_SORT_SCRIPT.encode("utf-8")).digest()).decode()
+    # Defence in depth behind the escaping: only the page's own sorting script may run, and
+    # nothing may be loaded.
+    return (
+        f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+        f"script-src 'sha256-{digest}'"
+    )
 
 
 def _e(value: Any) -> str:
@@ -587,51 +917,204 @@ def _table(table_id: str, headers: Sequence[str], rows: Sequence[Sequence[Any]])
     )
 
 
+def _shade(fraction: float) -> str:
+    # Red (nothing) through yellow to green (full marks); light enough to read the number on.
+    fraction = min(1.0, max(0.0, fraction))
+    return f"background: hsl({round(120 * fraction)}, 65%, 78%)"
+
+
+def _heatmap(result: ExportResult, records_status: dict[tuple[str, str], str]) -> str:
+    """Students x exercises, each cell the gradebook's score, shaded by its share of the points;
+    then total, penalty, score and lateness. Sortable: click a header."""
+    head = ['<th data-col="student">student</th>']
+    for gid in result.columns:
+        head.append(
+            f'<th data-col="{_e(_label(gid))}" title="{_e(gid)}: '
+            f'{_e(_num(result.max_scores[gid]))} points">{_e(_label(gid))}</th>'
+        )
+    head += [
+        '<th data-col="total">total</th>',
+        '<th data-col="penalty">late penalty</th>',
+        '<th data-col="score">score</th>',
+        '<th data-col="late">late by</th>',
+    ]
+    body = []
+    for row in result.rows:
+        cells = [f'<td class="who" data-v="{_e(row.student_id)}">{_e(row.student_id)}</td>']
+        for gid in result.columns:
+            score = row.scores[gid]
+            notebook = _cell_key(gid)[0]
+            status = records_status.get((row.student_id, notebook))
+            if not row.submitted:
+                css, title = "absent", "nothing submitted"
+            elif status is not None and status != "graded":
+                css, title = "absent", f"{notebook}: {status}"
+            elif score is None:
+                css, title = "pending", "needs manual grading"
+            else:
+                css, title = "", ""
+            max_score = result.max_scores[gid]
+            style = ""
+            if not css and score is not None and max_score > 0:
+                style = f' style="{_shade(score / max_score)}"'
+            text = "?" if score is None else _num(score)
+            value = "" if score is None else _num(score)
+            cells.append(
+                f'<td class="{css}" data-v="{value}"{style} title="{_e(title)}">{text}</td>'
+            )
+        late = row.seconds_late if row.timestamp is not None else 0.0
+        late_text = _duration(late) if late > 0 else ("LMS: late" if row.lms_late else "")
+        cells += [
+            f'<td data-v="{_num(row.total)}">{_num(row.total)}</td>',
+            f'<td data-v="{_num(row.late_penalty)}">'
+            f"{_num(row.late_penalty) if row.late_penalty else ''}</td>",
+            f'<td data-v="{_num(row.score)}"><b>{_num(row.score)}</b></td>',
+            f'<td class="{"late" if row.late else ""}" data-v="{_num(late)}">{_e(late_text)}</td>',
+        ]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    if not body:
+        return '<p class="note">No students.</p>'
+    return (
+        f'<table id="heatmap"><thead><tr>{"".join(head)}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _exercise_rows(result: ExportResult) -> list[list[Any]]:
+    rows = []
+    for ex in result.exercises:
+        mistakes = "\n".join(f"{count}x {message}" for message, count in ex.mistakes)
+        rows.append(
+            [
+                ex.label,
+                _num(ex.max_score),
+                "n/a" if ex.mean is None else _num(round(ex.mean, 2)),
+                _percent(ex.rate),
+                ex.graded,
+                ex.full,
+                ex.partial,
+                ex.zero,
+                ex.not_handed_in,
+                ex.pending,
+                mistakes,
+            ]
+        )
+    return rows
+
+
+def _lateness_rows(result: ExportResult) -> list[list[Any]]:
+    return [
+        [
+            row.student_id,
+            _when(row.timestamp),
+            _when(row.duedate),
+            _duration(row.seconds_late) if row.seconds_late > 0 else "",
+            "yes" if row.lms_late else "",
+            _num(row.late_penalty),
+        ]
+        for row in result.rows
+        if row.late
+    ]
+
+
 def _html_page(result: ExportResult, assignment: str) -> str:
     s = _stats(result.rows)
+    status = {(u.student, u.notebook): u.status for u in result.ungraded}
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     overview = [
         ["students", s["students"]],
         ["submitted", s["submitted"]],
-        ["max total", _num(s["max_total"])],
-        ["mean total", _num(round(s["mean"], 2))],
-        ["median total", _num(s["median"])],
+        ["nothing gradable handed in", s["nothing_gradable"]],
+        ["due", _when(result.duedate) or "no due date in the gradebook"],
+        ["late", s["late"]],
+        ["max score", _num(s["max_total"])],
+        ["mean score (after late penalties)", _num(round(s["mean"], 2))],
+        ["median score", _num(s["median"])],
         ["at full marks", s["full"]],
         ["at zero", s["zero"]],
         ["still need manual grading", s["pending"]],
     ]
     pending = [
-        [row.student_id, " ".join(row.needs_manual_grading)]
+        [row.student_id, " ".join(_label(gid) for gid in row.needs_manual_grading)]
         for row in result.rows
         if row.needs_manual_grading
     ]
-    notices = "".join(
-        f'<li class="warn">{_e(text)}</li>'
-        for text in (*(f"skipped {item}" for item in result.skipped), *result.warnings)
-    )
+    flags = [f for f in result.flags if f.kind not in ROUTINE_FLAGS]
+    unconfined = sorted({f.student for f in result.flags if f.kind == "not_sandboxed"})
+    notices = [
+        *(f"skipped {item}" for item in result.skipped),
+        *result.warnings,
+    ]
+    if unconfined:
+        notices.append(
+            f"{len(unconfined)} students were graded without the sandbox: " + ", ".join(unconfined)
+        )
+    notice_html = "".join(f'<li class="warn">{_e(text)}</li>' for text in notices)
+    rejected = [
+        [row.student_id, name, reason] for row in result.rows for name, reason in row.rejected
+    ]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        # Defence in depth behind the escaping: the page may hold no script and load nothing.
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "img-src data:; style-src 'unsafe-inline'\">",
-        f"<title>{_e(assignment)}: grades summary</title>",
+        f'<meta http-equiv="Content-Security-Policy" content="{_csp()}">',
+        f"<title>{_e(assignment)}: grade report</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>{_e(assignment)}: grades summary</h1>",
+        f"<h1>{_e(assignment)}: grade report</h1>",
         f'<p class="note">Generated {_e(generated)}. Grades: {_e(result.csv_path.name)}.</p>',
-        f"<ul>{notices}</ul>" if notices else "",
+        f"<ul>{notice_html}</ul>" if notice_html else "",
         _table("overview", ["", "value"], overview),
+        "<h2>Students × exercises</h2>",
+        '<p class="note">Each cell is the gradebook\'s score, shaded from red (0) to green (full '
+        "points); grey: not handed in or not gradable; ? : still to grade by hand. Click a "
+        "header to sort (again to reverse); <code>summary.html#sort=total</code> opens it "
+        "sorted by total.</p>",
+        _heatmap(result, status),
         "<h2>Score distribution</h2>",
-        f'<img alt="histogram of totals" src="{_histogram(result.rows, s["max_total"])}">',
-        "<h2>Pass rate per exercise</h2>",
-        f'<img alt="pass rate per exercise" src="{_pass_chart(result.pass_rates)}">',
+        f'<img alt="histogram of scores" src="{_histogram(result.rows, s["max_total"])}">',
+        "<h2>Exercises</h2>",
+        '<p class="note">Over notebooks handed in and graded: a notebook never handed in or not '
+        "gradable is counted apart, not as a zero; partial credit is partial.</p>",
+        f'<img alt="mean score per exercise" src="{_exercise_chart(result.exercises)}">',
         _table(
-            "pass-rates",
-            ["exercise", "grade id", "passed", "graded", "rate"],
+            "exercises",
             [
-                [rate.label, rate.grade_id, rate.passed, rate.graded, _percent(rate)]
-                for rate in result.pass_rates
+                "exercise",
+                "points",
+                "mean",
+                "mean %",
+                "graded",
+                "full",
+                "partial",
+                "zero",
+                "not handed in",
+                "to grade by hand",
+                f"most common diagnosed mistakes (top {TOP_MISTAKES_PER_EXERCISE})",
             ],
+            _exercise_rows(result),
+        ),
+        "<h2>Lateness</h2>",
+        _table(
+            "lateness",
+            ["student", "submitted (UTC)", "due (UTC)", "late by", "LMS marked late", "penalty"],
+            _lateness_rows(result),
+        ),
+        "<h2>Still to grade by hand</h2>",
+        _table("pending", ["student", "exercises"], pending),
+        "<h2>Integrity flags</h2>",
+        '<p class="note">Flags are for a person to look at, not score changes.</p>',
+        _table(
+            "flags",
+            ["student", "notebook", "kind", "detail"],
+            [[f.student, f.notebook, f.kind, f.detail] for f in flags],
+        ),
+        "<h2>Nothing gradable handed in</h2>",
+        '<p class="note">Every file collect saw of these students was rejected.</p>',
+        _table("nothing-gradable", ["student", "file", "why collect rejected it"], rejected),
+        "<h2>Notebooks that could not be graded</h2>",
+        _table(
+            "ungraded",
+            ["student", "notebook", "status", "detail"],
+            [[u.student, u.notebook, u.status, u.detail] for u in result.ungraded],
         ),
         "<h2>Most common diagnosed mistakes</h2>",
         _table(
@@ -639,21 +1122,7 @@ def _html_page(result: ExportResult, assignment: str) -> str:
             ["exercise", "message", "count"],
             [[m.exercise, m.message, m.count] for m in result.mistakes[:TOP_MISTAKES_HTML]],
         ),
-        "<h2>Integrity flags</h2>",
-        '<p class="note">Flags are for a person to look at, not score changes.</p>',
-        _table(
-            "flags",
-            ["student", "notebook", "kind", "detail"],
-            [[f.student, f.notebook, f.kind, f.detail] for f in result.flags],
-        ),
-        "<h2>Notebooks that could not be graded</h2>",
-        _table(
-            "ungraded",
-            ["student", "notebook", "status", "detail"],
-            [[u.student, u.notebook, u.status, u.detail] for u in result.ungraded],
-        ),
-        "<h2>Still to grade by hand</h2>",
-        _table("pending", ["student", "grade cells"], pending),
+        f"<script>{_SORT_SCRIPT}</script>",
         "</body></html>",
     ]
     return "\n".join(part for part in parts if part) + "\n"

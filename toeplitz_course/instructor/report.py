@@ -1,4 +1,7 @@
-"""The integrity report: per student, the flags a person should look at (from ``grading/``)."""
+"""The integrity report: per student, the flags a person should look at (from ``grading/``), then
+who handed in late (the gradebook's submission times, due dates and penalties, and the LMS's own
+markers) and whose every file ``collect`` rejected (the collect ledger).
+"""
 
 from __future__ import annotations
 
@@ -44,4 +47,37 @@ def report(root: Path | str = ".") -> str:
         ]
     lines.append(f"{flagged} of {len(records)} students flagged")
     lines += [f"skipped unreadable record {name}" for name in skipped]
+    lines += _lateness(Path(root))
     return "\n".join(lines)
+
+
+def _lateness(root: Path) -> list[str]:
+    """Who was late and who handed in nothing gradable, from the same sources as ``export``."""
+    from .export import ExportError, format_time, gather, lateness_text, printable
+
+    try:
+        result = gather(root)
+    except ExportError as exc:
+        return [f"lateness not shown: {exc}"]
+    lines = []
+    late = [row for row in result.rows if row.late]
+    if result.duedate is None:
+        if any(row.timestamp is not None for row in result.rows):
+            lines.append(
+                "No due date in the gradebook: lateness not computed (nbgrader db assignment add "
+                "ASSIGNMENT --duedate=...; then grade again)"
+            )
+    else:
+        lines.append(f"Late (due {format_time(result.duedate)}):")
+        lines += [f"  {printable(row.student_id)}: {lateness_text(row)}" for row in late]
+        if not late:
+            lines.append("  nobody")
+    nothing = [row for row in result.rows if row.nothing_gradable]
+    if nothing:
+        lines.append("Nothing gradable handed in:")
+        for row in nothing:
+            for name, reason in row.rejected:
+                lines.append(
+                    f"  {printable(row.student_id)}: {printable(name)}: {printable(reason)}"
+                )
+    return lines

@@ -49,7 +49,7 @@ class Case1D:
 
     def call(self) -> str:
         pad = "" if self.padding is None else f", padding={self.padding}"
-        return f"toeplitz_1d(w={_fmt_list(self.w)}, n={self.n}{pad})"
+        return f"toeplitz_1d(w={_fmt_list(self.w)}, N={self.n}{pad})"
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,8 @@ def matrix_problem(table: dict, shape: list[int], m: list[list[float]] | None) -
     ``variants`` [[key("m", V), message], ...] for the known wrong matrices, first match wins;
     ``shapes`` [[[r, c], message], ...] for known wrong shapes; ``shape_text`` and ``not2d``
     templates ("{shape}", "{problem}"); ``x`` an input the notebook shows (or null), ``xy``
-    key("v", T x) and ``x_text``; ``w_out`` the output width of a 2D convolution (or null).
+    key("v", T x) and ``x_text``; ``same_rows`` what to say when every row is the same;
+    ``w_out`` the output width of a 2D convolution (or null).
     """
     rows, cols = table["shape"]
     shown = _fmt_shape(shape)
@@ -252,6 +253,8 @@ def matrix_problem(table: dict, shape: list[int], m: list[list[float]] | None) -
         x = table.get("x")
         if x is not None and key("v", matvec(m, x)) == table["xy"]:
             return table["x_text"]
+        if len(m) > 1 and all(row == m[0] for row in m):
+            return table["same_rows"]
     for r, row in enumerate(m):
         if key("r", r, row) != table["rows"][r] or not all(_on_grid(v) for v in row):
             return row_text(r, table.get("w_out"))
