@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS
+from toeplitz_course.course.contract import ASSIGNMENT, EXERCISES, NOTEBOOKS
 from toeplitz_course.grader import demos
 from toeplitz_course.grader.demos import Names, skippable
 
@@ -101,6 +101,33 @@ def test_every_demonstration_of_the_solutions_is_skippable(notebook):
     sources = _code_sources(nb)
     tagged = {i for i, s in enumerate(sources) if demos.normalized(s) in found}
     assert skippable(sources, found) == tagged
+
+
+def _nbgrader_cell(cell_type: str, **meta) -> dict:
+    return {"cell_type": cell_type, "source": "", "metadata": {"nbgrader": meta}}
+
+
+@pytest.mark.parametrize(
+    "cells, expected",
+    [
+        ([_nbgrader_cell("markdown", grade=True, solution=True)], True),  # a written answer
+        ([_nbgrader_cell("code", grade=True, solution=True)], True),  # code graded by hand
+        ([_nbgrader_cell("markdown", task=True, grade=False, solution=False)], True),
+        ([_nbgrader_cell("code", grade=True, solution=False)], False),  # an autograder test
+        ([_nbgrader_cell("code", grade=False, solution=True)], False),  # an answer it tests
+        ([{"cell_type": "code", "source": "", "metadata": {}}], False),
+    ],
+)
+def test_graded_by_hand(cells, expected):
+    assert demos.graded_by_hand({"cells": cells}) is expected
+
+
+def test_the_release_is_graded_by_hand_where_the_contract_says():
+    release = ROOT / "release" / ASSIGNMENT
+    found = {
+        nb for nb in NOTEBOOKS if demos.graded_by_hand(nbformat.read(release / f"{nb}.ipynb", 4))
+    }
+    assert found == {e.notebook for e in EXERCISES if not e.autograded}
 
 
 SEED = "import random, numpy, torch\nrandom.seed(0); numpy.random.seed(0); torch.manual_seed(0)"

@@ -248,11 +248,17 @@ while pid > 1:
             pid = int(f.read().rsplit(")", 1)[1].split()[1])
     except OSError:
         break
+targets = []
 for pid in ancestors:
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         cmd = f.read()
-    if b"pytest" in cmd:
-        break  # the test runner: the grade command was the last one to kill
+    program = cmd.split(b"\\0")[:2]
+    if any(arg == b"pytest" or arg.endswith(b"/pytest") for arg in program):
+        break  # the test runner (not a path that merely holds "pytest"): spare it
+    targets.append((pid, cmd))
+# The grade command first: killing a nearer ancestor first can end this kernel (its parent's
+# death signal) before it reaches the rest.
+for pid, cmd in reversed(targets):
     try:
         os.kill(pid, signal.SIGKILL)
         print("ATTACK-KILLED", pid, cmd[:80])

@@ -47,7 +47,8 @@ def _collect(args) -> int:
 
 
 def _grade(args) -> int:
-    from .grader.grade import grade
+    from .grader.assignment import AssignmentError
+    from .grader.grade import Interrupted, grade
     from .grader.sandbox import SandboxUnavailable
 
     sandbox = False if args.no_sandbox else None  # None: as nbgrader_config.py says
@@ -60,9 +61,12 @@ def _grade(args) -> int:
             sandbox=sandbox,
             scheduler=args.scheduler,
         )
-    except SandboxUnavailable as exc:
+    except (AssignmentError, SandboxUnavailable) as exc:
         print(f"grade: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(exc.run.format())
+        return 130  # as a shell reports a command Ctrl-C stopped
     print(run.format())
     return 1 if run.errors else 0
 

@@ -6,6 +6,7 @@ instructor's ``nbgrader_config.py`` does.
 
 from __future__ import annotations
 
+from . import pages
 from .warmkernel import DEFAULT_PRELOAD
 
 # Preprocessors are named by import string (nbconvert imports them when a converter registers
@@ -94,6 +95,8 @@ def configure(c) -> None:
         OURS + "ShortenTracebacks",
         "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     ]
+    # Feedback and formgrader pages: messages that wrap, a local MathJax where there is one.
+    pages.configure(c)
 
 
 def ensure_tools_on_path() -> None:

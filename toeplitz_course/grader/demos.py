@@ -13,6 +13,10 @@ provably cannot change a score (``SkipDemoCells`` in ``preprocessors``, through 
   name rebound first does not count). The analysis is over-cautious: any cell it cannot parse, or
   that reaches names dynamically (``globals()``, ``eval``, ``get_ipython`` ...), makes every
   demonstration before it run;
+* a notebook with a manually graded cell (ex3_4's written answer) runs all its demonstrations,
+  figures drawn (``graded_by_hand``): the person grading it reads the answer against the
+  pictures the student was told to use, and those must be the grader's, not the student's own
+  outputs, which a student could forge;
 * what this cannot see, the instructor guarantees and ``tests/test_project.py`` checks on the
   solutions: a demonstration mutates no object that later cells use and draws no random numbers
   that later cells would (the test runs each notebook with and without its demonstrations and
@@ -54,6 +58,16 @@ def demo_sources(nb: dict, tag: str = DEMO_TAG) -> set[str]:
         for cell in nb.get("cells", [])
         if cell.get("cell_type") == "code" and tag in (cell.get("metadata", {}).get("tags") or [])
     }
+
+
+def graded_by_hand(nb: dict) -> bool:
+    """Whether a person grades a cell of the (release) notebook: nbgrader's manually graded
+    answers (``grade`` and ``solution``) and tasks."""
+    for cell in nb.get("cells", []):
+        meta = cell.get("metadata", {}).get("nbgrader") or {}
+        if meta.get("task") or (meta.get("grade") and meta.get("solution")):
+            return True
+    return False
 
 
 class Unknown(Exception):

@@ -28,12 +28,14 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -42,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from ..course.contract import ASSIGNMENT, EXERCISES, NOTEBOOKS, VERDICT_KEY
-from . import integrity
+from . import handgrades, integrity
+from .assignment import ensure_assignment
 from .coursedir import LOGS, RECORDS, course_config, db_url, submitted_students
 from .gradebook import of_submission, open_gradebook, prepare
 from .sandbox import Sandbox, check_support
@@ -52,16 +55,39 @@ from .staging import Staged, stage
 # grading one student
 
 
+#: Where whatever else a grading process logs or warns goes while ``_capture`` is on: the Python
+#: warnings (``logging.captureWarnings``) and any library's warnings through the root logger.
+_CAPTURED_LOGGERS = ("py.warnings", "")
+_capture = False
+
+
 def _logger(root: Path, student: str) -> logging.Logger:
+    """The student's log file; while ``_capture`` is on, also everything else this process
+    logs or warns until the next student's, so that nothing of it reaches the terminal."""
     (root / LOGS).mkdir(parents=True, exist_ok=True)
     log = logging.getLogger(f"toeplitz_course.grade.{student}")
-    log.handlers.clear()
+    for old in list(log.handlers):
+        log.removeHandler(old)
+        old.close()
     handler = logging.FileHandler(root / LOGS / f"{student}.log", mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler._student_log = True  # type: ignore[attr-defined]
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+    if _capture:
+        _release_captured()
+        for name in _CAPTURED_LOGGERS:
+            logging.getLogger(name).addHandler(handler)
     return log
+
+
+def _release_captured() -> None:
+    """Detach the previous student's log from the captured loggers."""
+    for name in _CAPTURED_LOGGERS:
+        captured = logging.getLogger(name)
+        for old in [h for h in captured.handlers if getattr(h, "_student_log", False)]:
+            captured.removeHandler(old)
 
 
 @functools.cache
@@ -161,7 +187,10 @@ def _autograde_student(
 
 
 def _zero_ungraded(gb, student: str, notebooks: list[str]) -> None:
-    """Score 0 on every cell of notebooks that could not be graded (missing, invalid, failed)."""
+    """Score 0 on every cell of notebooks that could not be graded (missing, invalid, failed).
+
+    Their hand grades are reset by ``finish_record`` (``handgrades.settle``), which says so.
+    """
     gb.update_or_create_student(student)
     try:
         gb.find_submission(ASSIGNMENT, student)
@@ -171,7 +200,6 @@ def _zero_ungraded(gb, student: str, notebooks: list[str]) -> None:
         sub_nb = gb.find_submission_notebook(name, ASSIGNMENT, student)
         for grade in sub_nb.grades:
             grade.auto_score = 0
-            grade.manual_score = None
             grade.needs_manual_grade = False
     gb.db.commit()
 
@@ -253,6 +281,8 @@ def grade_student(root: Path | str, student: str, sandbox: bool | None = None) -
     record["sandboxed"] = sandboxed
     if not sandboxed:
         record["flags"].append(dict(UNCONFINED))
+    # What the instructor graded by hand, read before nbgrader replaces the autograded files.
+    previous = handgrades.previous_answers(root, student)
     failures = _autograde_student(root, staged, log, sandboxed) if staged.raw else {}
     ungraded = []
     for name in NOTEBOOKS:
@@ -284,19 +314,41 @@ def grade_student(root: Path | str, student: str, sandbox: bool | None = None) -
                 autograded=autograded[name],
             )
         )
-    return finish_record(root, record, autograded)
+    return finish_record(root, record, autograded, previous)
 
 
 def ungraded_notebooks(record: dict) -> list[str]:
     return [name for name, entry in record["notebooks"].items() if entry["status"] != "graded"]
 
 
-def finish_record(root: Path, record: dict, autograded: dict[str, dict | None]) -> dict:
-    """Complete a grading record from the gradebook (scores per cell, totals) and write it."""
+def finish_record(
+    root: Path,
+    record: dict,
+    autograded: dict[str, dict | None],
+    previous: dict[str, handgrades.Answers] | None = None,
+) -> dict:
+    """Complete a grading record from the gradebook (scores per cell, totals) and write it.
+
+    First every hand grade is kept or reset (``handgrades.settle``) by comparing the answers
+    now (``autograded``) with ``previous``, the answers graded before (default: those the
+    student's last record keeps).
+    """
     student = record["student"]
+    if previous is None:
+        previous = handgrades.recorded_answers(root, student)
+    statuses = {name: entry["status"] for name, entry in record["notebooks"].items()}
+    current = {
+        name: handgrades.answers(autograded.get(name)) if statuses.get(name) == "graded" else None
+        for name in NOTEBOOKS
+    }
+    record["answers"] = {name: digests for name, digests in current.items() if digests is not None}
     with open_gradebook(db_url(root)) as gb:
+        decisions = handgrades.settle(gb, student, previous, current, statuses)
         for name, cells in _cell_records(gb, autograded, student).items():
             record["notebooks"][name]["cells"] = cells
+    record["hand_grades"] = decisions
+    record["flags"] = [f for f in record["flags"] if f.get("kind") != handgrades.RESET]
+    record["flags"].extend(handgrades.reset_flags(decisions))
     record["total"] = sum(
         c["score"] or 0 for nb in record["notebooks"].values() for c in nb["cells"].values()
     )
@@ -318,22 +370,32 @@ class Progress:
         self.start = time.monotonic()
         self.enabled = total > 0 and hasattr(stream, "isatty") and stream.isatty()
 
-    def step(self, label: str = "") -> None:
-        self.done += 1
+    def show(self, label: str = "") -> None:
+        """Draw the line (at the start too: the first student takes a while)."""
         if not self.enabled:
             return
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        left = (self.total - self.done) / rate if rate else 0.0
+        left = f"{(self.total - self.done) / rate:4.0f}s left" if rate else "          "
         width = 30
         bar = "#" * int(width * self.done / self.total)
         self.stream.write(
             f"\r[{bar:<{width}}] {self.done}/{self.total} students"
-            f"  {rate * len(NOTEBOOKS):.1f} nb/s  {left:4.0f}s left  {label[:20]:<20}"
+            f"  {rate * len(NOTEBOOKS):.1f} nb/s  {left}  {label[:20]:<20}"
         )
         if self.done == self.total:
             self.stream.write("\n")
         self.stream.flush()
+
+    def step(self, label: str = "") -> None:
+        self.done += 1
+        self.show(label)
+
+    def close(self) -> None:
+        """End the line of a batch that stops before its end, so what follows starts afresh."""
+        if self.enabled and self.done < self.total:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 @dataclass
@@ -341,8 +403,16 @@ class GradeRun:
     records: dict[str, dict]
     errors: dict[str, str]  # student -> grader error that escaped grade_student (should be none)
     seconds: float
+    students: int = 0  # how many the batch was to grade
+    logs: Path | None = None  # the folder of the students' logs
+    interrupted: bool = False  # stopped by Ctrl-C: ``records`` holds who was graded before
 
     def format(self) -> str:
+        if self.interrupted:
+            return (
+                f"interrupted: {len(self.records)} of {self.students} students graded; "
+                f"run grade again to grade the rest (it grades all {self.students} again)"
+            )
         lines = [f"graded {len(self.records)} students in {self.seconds:.1f} s"]
         for student, record in sorted(self.records.items()):
             bad = [
@@ -354,7 +424,18 @@ class GradeRun:
             lines.append(f"  {student:<24} {total:>7}  {'; '.join(bad)}")
         for student, error in sorted(self.errors.items()):
             lines.append(f"  {student:<24} GRADER ERROR: {error}")
+        if self.logs is not None:
+            lines.append(f"details: {self.logs / 'STUDENT.log'} (nbgrader's log of each student)")
         return "\n".join(lines)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``grade``; every process it started is stopped, ``run`` says who was
+    graded. A KeyboardInterrupt, so that a caller that does not expect it stops too."""
+
+    def __init__(self, run: GradeRun):
+        super().__init__(run.format())
+        self.run = run
 
 
 #: What a grading worker imports, imported once by the server the workers are forked from.
@@ -385,6 +466,32 @@ def _preload_env() -> dict[str, str]:
     return {**_IMPORT_ENV, "MPLBACKEND": os.environ.get("MPLBACKEND") or INLINE_BACKEND}
 
 
+def _ignore_known_warnings() -> None:
+    # nbgrader's add_submission trips SQLAlchemy 2's "not in session" warning for every new
+    # student (a backref cascade to objects it adds itself); the rows are right.
+    from sqlalchemy.exc import SAWarning
+
+    warnings.filterwarnings(
+        "ignore", message=r"Object of type <Submitted\w+> not in session", category=SAWarning
+    )
+
+
+def _die_with_server() -> None:
+    """End this worker when the server it was forked from ends.
+
+    The server ends with the batch driver (``_worker_context``), even one killed outright; a
+    worker outliving them would wait on its task queue forever (it holds the queue's write end
+    itself), and its warm parent and kernels with it. Only for forked workers: a spawned one's
+    parent is whichever thread of the driver started it.
+    """
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the server ended before the request
+        os._exit(1)
+
+
 def _worker_init(env_file: str | None = None) -> None:
     """Set up a grading worker; ``env_file`` holds the caller's environment when the worker is
     forked from the server."""
@@ -394,6 +501,13 @@ def _worker_init(env_file: str | None = None) -> None:
     from .gradebook import share_engines
     from .warmkernel import prewarm, shutdown_zygotes
 
+    global _capture
+    # Ctrl-C at the terminal reaches the whole process group: the batch driver stops the
+    # workers (``_stop_workers``); one interrupted here would print its traceback and that of
+    # every task of its event loop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if env_file is not None:
+        _die_with_server()
     # This worker's warm parent, started now, while the pool hands out the first students. A
     # worker forked from the server has imported the kernel's modules (KERNEL_PRELOAD) and done
     # nothing else, so its warm parent is a fork of it, without imports of its own. It is forked
@@ -407,8 +521,10 @@ def _worker_init(env_file: str | None = None) -> None:
         os.environ.update(env)
     # Kernels are separate processes; the worker itself needs no threads of torch's.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    # nbgrader's add_submission trips an SQLAlchemy 2 warning per student; rows are right.
-    warnings.filterwarnings("ignore", message=".*not in session.*")
+    _ignore_known_warnings()
+    # Whatever else the worker warns or logs goes to the student's log, not the terminal.
+    logging.captureWarnings(True)
+    _capture = True
     # A worker forked from the server ends in os._exit, past atexit: stop (and reap) the warm
     # parent on the way out, as every multiprocessing worker runs its finalizers.
     Finalize(None, shutdown_zygotes, exitpriority=10)
@@ -488,6 +604,7 @@ def grade(
     from .cluster import configured_scheduler, grade_on_cluster
 
     root = Path(root).resolve()
+    ensure_assignment(root)  # a fresh clone's or a new gradebook has none (release/ is committed)
     sandbox = sandbox_enabled(root, sandbox)
     scheduler = configured_scheduler(root) if scheduler is None else scheduler
     if sandbox and not scheduler:
@@ -500,31 +617,92 @@ def grade(
     records: dict[str, dict] = {}
     errors: dict[str, str] = {}
     start = time.monotonic()
-    if scheduler:
-        records, errors = grade_on_cluster(root, students, scheduler, sandbox, bar.step)
-    elif jobs == 1:
-        from .gradebook import engines_shared
+    on_ctrl_c = signal.getsignal(signal.SIGINT)
+    bar.show()
+    try:
+        if scheduler:
+            grade_on_cluster(root, students, scheduler, sandbox, bar.step, records, errors)
+        elif jobs == 1:
+            _grade_here(root, students, sandbox, records, errors, bar.step)
+        else:
+            _grade_in_pool(root, students, jobs, sandbox, records, errors, bar.step)
+    except KeyboardInterrupt:
+        bar.close()
+        run = GradeRun(records, errors, time.monotonic() - start, len(students), root / LOGS, True)
+        raise Interrupted(run) from None
+    finally:
+        if signal.getsignal(signal.SIGINT) is not on_ctrl_c and _main_thread():
+            signal.signal(signal.SIGINT, on_ctrl_c)
+    return GradeRun(records, errors, time.monotonic() - start, len(students), root / LOGS)
 
-        with engines_shared():
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _ignore_ctrl_c() -> None:
+    """A second Ctrl-C while the batch stops would only break the stopping; ``grade`` puts the
+    handler back when it is done."""
+    if _main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _grade_here(
+    root: Path,
+    students: list[str],
+    sandbox: bool,
+    records: dict[str, dict],
+    errors: dict[str, str],
+    step: Callable[[str], None],
+) -> None:
+    """Grade one student after the other in this process."""
+    global _capture
+    from .gradebook import engines_shared
+    from .warmkernel import shutdown_zygotes
+
+    with engines_shared(), warnings.catch_warnings():
+        _ignore_known_warnings()
+        logging.captureWarnings(True)
+        _capture = True
+        try:
             for student in students:
                 try:
                     records[student] = grade_student(root, student, sandbox)
                 except Exception as exc:  # noqa: BLE001
                     errors[student] = f"{type(exc).__name__}: {exc}"
-                bar.step(student)
-    else:
-        # A worker that dies (out of memory, a signal) breaks the whole pool: the students it
-        # took down with it are graded again in a new pool, up to three times each.
-        attempts: Counter[str] = Counter()
-        pending = list(students)
-        while pending:
-            retry = []
-            with (
-                _worker_context() as (context, initargs),
-                ProcessPoolExecutor(
-                    jobs, mp_context=context, initializer=_worker_init, initargs=initargs
-                ) as pool,
-            ):
+                step(student)
+        except KeyboardInterrupt:
+            _ignore_ctrl_c()
+            # The interrupted notebook's kernel is still running: it dies with its warm parent.
+            shutdown_zygotes()
+            raise
+        finally:
+            _capture = False
+            _release_captured()
+            logging.captureWarnings(False)
+
+
+def _grade_in_pool(
+    root: Path,
+    students: list[str],
+    jobs: int,
+    sandbox: bool,
+    records: dict[str, dict],
+    errors: dict[str, str],
+    step: Callable[[str], None],
+) -> None:
+    """Grade the students in ``jobs`` worker processes."""
+    # A worker that dies (out of memory, a signal) breaks the whole pool: the students it
+    # took down with it are graded again in a new pool, up to three times each.
+    attempts: Counter[str] = Counter()
+    pending = list(students)
+    while pending:
+        retry = []
+        with _worker_context() as (context, initargs):
+            pool = ProcessPoolExecutor(
+                jobs, mp_context=context, initializer=_worker_init, initargs=initargs
+            )
+            try:
                 futures = {pool.submit(grade_student, root, s, sandbox): s for s in pending}
                 for fut in as_completed(futures):
                     student = futures[fut]
@@ -538,6 +716,64 @@ def grade(
                         errors[student] = "the grading worker died three times on this student"
                     except Exception as exc:  # noqa: BLE001 - one student's error, not the batch's
                         errors[student] = f"{type(exc).__name__}: {exc}"
-                    bar.step(student)
-            pending = retry
-    return GradeRun(records, errors, time.monotonic() - start)
+                    step(student)
+            except BaseException:
+                _ignore_ctrl_c()
+                _stop_workers(pool)
+                raise
+            pool.shutdown()
+        pending = retry
+
+
+def _stop_workers(pool: ProcessPoolExecutor, grace: float = 3.0) -> None:
+    """Stop a pool's workers now, whatever they are grading, and everything they started.
+
+    ProcessPoolExecutor can only wait for the work in progress (``terminate_workers`` is Python
+    3.14's), so its processes are taken from it. SIGTERM ends a worker at once: its gradebook
+    transaction in progress rolls back (a notebook's scores land together or not at all), its
+    warm parent sees the end of its socket and kills the worker's kernels (``warmkernel``),
+    which it would also do were the worker SIGKILLed. What is still there after ``grace``
+    seconds is killed.
+    """
+    import psutil
+
+    workers = list((pool._processes or {}).values())
+    manager = pool._executor_manager_thread
+    spawned = []
+    for worker in workers:
+        with contextlib.suppress(psutil.Error, ValueError):
+            spawned += psutil.Process(worker.pid).children(recursive=True)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.terminate()
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        worker.join(max(0.1, deadline - time.monotonic()))
+        if worker.exitcode is None:
+            worker.kill()
+            worker.join(1.0)
+    left = _wait_gone(spawned, deadline)
+    for process in left:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    _wait_gone(left, time.monotonic() + 1.0)
+    if manager is not None:
+        manager.join(grace)
+
+
+def _wait_gone(processes: list, deadline: float) -> list:
+    """``processes`` (psutil) that still run at ``deadline``; a zombie has ended (whoever
+    inherited it reaps it)."""
+    import psutil
+
+    def running(process) -> bool:
+        try:
+            return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    left = [p for p in processes if running(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if running(p)]
+    return left

@@ -343,7 +343,8 @@ def apply_autograde(
     ``grade`` write them: the submission and its timestamp, each grade's ``auto_score`` (a grade
     that has a manual score here, or no automatic one, needs manual grading, as SaveAutoGrades
     decides), each comment's ``auto_comment``, each notebook's late penalty; the notebooks in
-    ``ungraded`` (missing, invalid, failed) score 0 with no manual score.
+    ``ungraded`` (missing, invalid, failed) score 0. Hand grades are then kept or reset by
+    ``grade.finish_record``, as after grading here.
     """
     from datetime import datetime
 
@@ -359,7 +360,7 @@ def apply_autograde(
         for grade in nb.grades:
             auto = nb_rows["grades"].get(grade.name)
             if name in ungraded:
-                grade.auto_score, grade.manual_score, grade.needs_manual_grade = 0, None, False
+                grade.auto_score, grade.needs_manual_grade = 0, False
                 continue
             grade.auto_score = auto
             grade.needs_manual_grade = grade.manual_score is not None or auto is None

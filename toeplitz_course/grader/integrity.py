@@ -3,22 +3,24 @@
 ``scan`` compares a submitted notebook with the release students started from, and reads the
 autograded copy for what happened when it ran:
 
-==============  ================================================================================
-kind            meaning
-==============  ================================================================================
-tag             a cell carries a tag that changes execution (skip-execution, raises-exception)
-edited_test     a locked test cell's source differs from the release (restored before grading)
-deleted_test    a test cell of the release is missing (re-added before grading)
-duplicate       a grade id appears more than once (a copied cell)
-patching        student code assigns to attributes of torch, numpy, math, builtins or our package
-nbgrader_env    student code mentions NBGRADER_EXECUTION (behaves differently when graded?)
-timeout         a cell ran out of time when graded
-kernel_died     the kernel died when graded
-limit           the kernel reached a sandbox limit (memory, processes, disk, CPU time, open files)
-not_sandboxed   the run did not confine student code (``grade --no-sandbox``), in every record
-recovered       the editor dropped nbgrader metadata; staging recovered it from the release
-                (``recovery``): "N of M answer cells placed", and which were not (they score 0)
-==============  ================================================================================
+================  ================================================================================
+kind              meaning
+================  ================================================================================
+tag               a cell carries a tag that changes execution (skip-execution, raises-exception)
+edited_test       a locked test cell's source differs from the release (restored before grading)
+deleted_test      a test cell of the release is missing (re-added before grading)
+duplicate         a grade id appears more than once (a copied cell)
+patching          student code assigns to attributes of torch, numpy, math, builtins or our package
+nbgrader_env      student code mentions NBGRADER_EXECUTION (behaves differently when graded?)
+timeout           a cell ran out of time when graded
+kernel_died       the kernel died when graded
+limit             the kernel reached a sandbox limit (memory, processes, disk, CPU time, open files)
+not_sandboxed     the run did not confine student code (``grade --no-sandbox``), in every record
+recovered         the editor dropped nbgrader metadata; staging recovered it from the release
+                  (``recovery``): "N of M answer cells placed", and which were not (they score 0)
+hand_grade_reset  a hand grade (formgrader) was cleared by a regrade: the answer it was given for
+                  changed, or the notebook could not be graded this time (``handgrades``)
+================  ================================================================================
 
 A recovered notebook is scanned as recovered (``Staged.raw``): the tests recovery matched are not
 "deleted", and a matched test whose source differs from the release is still ``edited_test``.
@@ -145,6 +147,20 @@ def _release_tests(path: str, mtime_ns: int, size: int) -> dict[str, str]:
     return tests
 
 
+@functools.lru_cache(maxsize=64)
+def _release_locked(path: str, mtime_ns: int, size: int) -> frozenset[str]:
+    """The sources of the release's locked code cells: the instructor's code, wherever it sits.
+
+    A cell that still holds one of them is not the student's, even where an editor dropped its
+    metadata (the self-checks cell installs modules into sys.modules, by design)."""
+    released = json.loads(Path(path).read_text(encoding="utf-8"))
+    return frozenset(
+        _source(cell).strip()
+        for cell in released.get("cells", [])
+        if cell.get("cell_type") == "code" and _nbgrader(cell).get("locked")
+    )
+
+
 def scan(
     notebook: str,
     *,
@@ -164,10 +180,20 @@ def scan(
 
     if submitted is not None:
         cells = submitted.get("cells", [])
-        release_tests = {}
+        release_tests: dict[str, str] = {}
+        instructors: frozenset[str] = frozenset()
         if release.exists():
             stat = release.stat()
             release_tests = _release_tests(str(release), stat.st_mtime_ns, stat.st_size)
+            instructors = _release_locked(str(release), stat.st_mtime_ns, stat.st_size)
+
+        def students(cell: dict) -> bool:
+            return (
+                cell.get("cell_type") == "code"
+                and not _nbgrader(cell).get("locked")
+                and _source(cell).strip() not in instructors
+            )
+
         ids = Counter(_nbgrader(c).get("grade_id") for c in cells if _nbgrader(c).get("grade_id"))
         for grade_id, count in sorted(ids.items()):
             if count > 1:
@@ -178,11 +204,7 @@ def scan(
                 flag("deleted_test", f"test cell {grade_id} was deleted")
             elif any(_source(c).strip() != source.strip() for c in copies):
                 flag("edited_test", f"test cell {grade_id} was edited")
-        student_code = [
-            _source(c)
-            for c in cells
-            if c.get("cell_type") == "code" and not _nbgrader(c).get("locked")
-        ]
+        student_code = [_source(c) for c in cells if students(c)]
         aliases = set().union(*(module_aliases(src) for src in student_code))
         for i, cell in enumerate(cells):
             tags = set(cell.get("metadata", {}).get("tags", []) or [])
@@ -190,7 +212,7 @@ def scan(
             name = _nbgrader(cell).get("grade_id") or f"cell {i}"
             if bad:
                 flag("tag", f"{name} tagged {', '.join(bad)}")
-            if cell.get("cell_type") != "code" or _nbgrader(cell).get("locked"):
+            if not students(cell):
                 continue
             source = _source(cell)
             patched = patched_names(source, aliases)

@@ -138,7 +138,49 @@ class RestoreCells(_RowsOfOneNotebook, OverwriteCells):
     with a KeyError when that one was deleted too; this version walks back to the nearest source
     cell still present (or the top of the notebook). The source and graded cells are read once per
     notebook, not twice per cell (``NotebookRows``).
+
+    The gradebook keeps a test cell's source *with* its hidden tests (generate_assignment saves
+    the cells before ``ClearHiddenTests``), so stock OverwriteCells warns "checksum has
+    changed" for every untouched test cell with hidden tests, which drowns the warning for a
+    cell a student did edit. Here a locked cell whose checksum is that of its released version
+    is restored without the warning; any other difference still warns.
     """
+
+    _cell = None
+    _release_clearers = None
+
+    def preprocess_cell(self, cell, resources, index):
+        self._cell = cell  # report_change is told the checksums, not the cell
+        return super().preprocess_cell(cell, resources, index)
+
+    def report_change(self, name, attr, old, new):
+        if attr == "checksum" and new == self._released_checksum(name):
+            self.log.debug("Cell %s: hidden tests restored (unchanged since the release)", name)
+            return
+        super().report_change(name, attr, old, new)
+
+    def _released_checksum(self, name: str) -> str | None:
+        """The checksum of the cell as generate_assignment released it, from the gradebook's
+        source (never from the submission's metadata, which a student can rewrite)."""
+        if self._cell is None:
+            return None
+        if self._release_clearers is None:
+            self._release_clearers = [
+                nbgrader_preprocessors.ClearHiddenTests(parent=self),
+                nbgrader_preprocessors.ClearMarkScheme(parent=self),
+            ]
+        source = self.gradebook.find_source_cell(name, self.notebook_id, self.assignment_id)
+        released = NotebookNode(
+            cell_type=self._cell.cell_type,
+            source=source.source,
+            metadata=NotebookNode(nbgrader=NotebookNode(self._cell.metadata.nbgrader)),
+        )
+        try:
+            for clearer in self._release_clearers:
+                released, _ = clearer.preprocess_cell(released, {}, 0)
+        except RuntimeError:  # unbalanced markers: a cell generate_assignment never released
+            return None
+        return utils.compute_checksum(released)
 
     def add_missing_grade_cells(self, nb, resources):
         source_nb = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
@@ -209,6 +251,11 @@ class CheckCellMetadata(nbgrader_preprocessors.CheckCellMetadata):
         return nb, resources
 
 
+#: ``resources`` key by which ``SkipDemoCells`` asks ``HardenedExecute`` to draw this notebook's
+#: figures (``render_plots`` for one notebook).
+RENDER_PLOTS = "toeplitz_render_plots"
+
+
 class SkipDemoCells(NbGraderPreprocessor):
     """Tag the instructor's demonstration cells so that nbclient does not execute them.
 
@@ -220,9 +267,20 @@ class SkipDemoCells(NbGraderPreprocessor):
     name it would have bound (``demos.skippable``). It gets nbclient's skip tag (the same
     ``skip-execution`` that ``ResetExecutionTags`` removed from every student cell before) and a
     one-line note as its output, which the student sees in the feedback.
+
+    A notebook in which a person grades a cell (``demos.graded_by_hand`` on the release: ex3_4)
+    is the exception: every demonstration runs and its figures are drawn (``RENDER_PLOTS`` for
+    ``HardenedExecute``), so that the formgrader and the feedback show the grader's own pictures
+    of the student's code, the ones the written answer is about. The student's outputs are
+    never kept: ``ClearOutput`` removed them, and a picture in a hand-in proves nothing.
     """
 
     enabled = Bool(True, help="Skip demonstrations; off: run every cell.").tag(config=True)
+    run_where_graded_by_hand = Bool(
+        True,
+        help="In a notebook with a manually graded cell, run every demonstration and draw its "
+        "figures, so that the person grading sees them.",
+    ).tag(config=True)
     demo_tag = Unicode(demos.DEMO_TAG, help="The tag of a demonstration in the release.").tag(
         config=True
     )
@@ -233,14 +291,17 @@ class SkipDemoCells(NbGraderPreprocessor):
         "(A demonstration: the grader does not run it. Run it yourself to see it.)\n"
     ).tag(config=True)
 
-    _cache: dict[tuple[str, int], set[str]] = {}
+    _cache: dict[tuple[str, int], tuple[set[str], bool]] = {}
 
     def preprocess(self, nb, resources):
         if not self.enabled:
             return nb, resources
+        found, by_hand = self._release_info(resources)
+        if by_hand and self.run_where_graded_by_hand:
+            resources[RENDER_PLOTS] = True
+            return nb, resources
         # Every code cell counts for what it reads; only plain cells can be skipped.
         code = [c for c in nb.cells if c.cell_type == "code"]
-        found = self._demo_sources(resources)
         for i in demos.skippable([c.source for c in code], found) if found else ():
             cell = code[i]
             if utils.is_grade(cell) or utils.is_solution(cell):
@@ -250,8 +311,9 @@ class SkipDemoCells(NbGraderPreprocessor):
             cell.execution_count = None
         return nb, resources
 
-    def _demo_sources(self, resources) -> set[str]:
-        """The demonstrations of the release notebook (read once per version)."""
+    def _release_info(self, resources) -> tuple[set[str], bool]:
+        """The release notebook's demonstrations, and whether a person grades a cell of it
+        (read once per version)."""
         from nbgrader.coursedir import CourseDirectory
 
         info = resources.get("nbgrader", {})
@@ -262,10 +324,14 @@ class SkipDemoCells(NbGraderPreprocessor):
             key = (path, os.stat(path).st_mtime_ns)
         except OSError:
             self.log.warning("No release notebook %s: every cell runs", path)
-            return set()
+            return set(), False
         if key not in self._cache:
             with open(path, encoding="utf-8") as f:
-                self._cache[key] = demos.demo_sources(json.load(f), self.demo_tag)
+                release = json.load(f)
+            self._cache[key] = (
+                demos.demo_sources(release, self.demo_tag),
+                demos.graded_by_hand(release),
+            )
         return self._cache[key]
 
 
@@ -349,7 +415,7 @@ class HardenedExecute(Execute):
         self._sizes: dict[int, int] = {}
         # The kernel reads its backend from the environment it is started with.
         saved = os.environ.get("MPLBACKEND")
-        if not self.render_plots:
+        if not (self.render_plots or (resources or {}).get(RENDER_PLOTS)):
             os.environ["MPLBACKEND"] = "agg"
         try:
             return super().preprocess(nb, resources, km)

@@ -24,6 +24,12 @@ from ..course.contract import ASSIGNMENT, NOTEBOOKS
 from .coursedir import STAGING
 from .recovery import recover
 
+#: What nbgrader's exchange puts beside the notebooks of a submission (``nbgrader submit``). They
+#: are staged as they are, so nbgrader's Autograde copies them into ``autograded/`` and
+#: GenerateFeedback into ``feedback/``, where ``nbgrader release_feedback`` reads them (the
+#: secret names a student's feedback files in the exchange); they are no notebook, and no flag.
+EXCHANGE_FILES = ("timestamp.txt", "submission_secret.txt")
+
 
 @dataclass
 class Staged:
@@ -67,7 +73,7 @@ def stage(root: Path, student: str) -> Staged:
     for path in files:
         if path.is_dir():
             continue
-        if path.name == "timestamp.txt":
+        if path.name in EXCHANGE_FILES:
             shutil.copy(path, dest / path.name)
             continue
         if path.suffix != ".ipynb" or path.stem not in NOTEBOOKS:

@@ -1,0 +1,177 @@
+"""What the feedback shows: the grader's pictures where a person grades, messages that wrap, and
+MathJax from this machine where it has one.
+
+One student with typical mistakes is graded by the project's ``grade`` and given nbgrader's
+feedback (``python -m toeplitz_course feedback``'s function), then the pages are read.
+"""
+
+from __future__ import annotations
+
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from toeplitz_course.course.contract import ASSIGNMENT, EXERCISES, NOTEBOOKS
+from toeplitz_course.grader import demos, pages
+from toeplitz_course.grader.grade import grade
+from toeplitz_course.grader.preprocessors import SkipDemoCells
+from toeplitz_course.instructor import examples
+from toeplitz_course.instructor.feedback import feedback
+
+STUDENT = "s01_mistakes"
+
+#: The notebooks in which a person grades a cell, from the contract.
+BY_HAND = {e.notebook for e in EXERCISES if not e.autograded}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, course_template):
+    course = tmp_path_factory.mktemp("feedback") / "course"
+    shutil.copytree(course_template, course)
+    examples.write(examples.mistakes(course), course, STUDENT)
+    run = grade(course, jobs=1, progress=False)
+    assert run.errors == {}
+    written = feedback(course)
+    assert written.errors == {}
+    return course
+
+
+def _autograded(course: Path, notebook: str):
+    return nbformat.read(course / "autograded" / STUDENT / ASSIGNMENT / f"{notebook}.ipynb", 4)
+
+
+def _page(course: Path, notebook: str) -> str:
+    return (course / "feedback" / STUDENT / ASSIGNMENT / f"{notebook}.html").read_text()
+
+
+def _release(course: Path, notebook: str):
+    return nbformat.read(course / "release" / ASSIGNMENT / f"{notebook}.ipynb", 4)
+
+
+def _pngs(cell) -> list[str]:
+    return [
+        out["data"]["image/png"].replace("\n", "")
+        for out in cell.get("outputs", [])
+        if "image/png" in out.get("data", {})
+    ]
+
+
+def _is_demo(cell) -> bool:
+    return demos.DEMO_TAG in cell.metadata.get("tags", [])
+
+
+def test_demonstrations_run_where_a_person_grades_and_nowhere_else(graded):
+    note = SkipDemoCells().note
+    for notebook in NOTEBOOKS:
+        cells = [c for c in _autograded(graded, notebook).cells if _is_demo(c)]
+        assert cells, notebook
+        texts = ["".join(o.get("text", "") for o in c.outputs) for c in cells]
+        if notebook in BY_HAND:
+            assert note not in texts, notebook
+            assert all(c.execution_count for c in cells), notebook
+        else:
+            assert texts == [note] * len(cells), notebook
+            assert not any(_pngs(c) for c in cells), notebook
+
+
+def test_the_pictures_a_written_answer_refers_to_are_drawn(graded):
+    """ex3_4: "the two pictures above ... are all you need": the demonstrations that draw
+    (``plt.show()``) between the previous exercise and the written answer have their figures."""
+    for notebook in BY_HAND:
+        release = _release(graded, notebook).cells
+        answer = next(
+            i
+            for i, c in enumerate(release)
+            if (c.metadata.get("nbgrader") or {}).get("solution") and c.cell_type == "markdown"
+        )
+        previous = max(
+            i for i, c in enumerate(release[:answer]) if c.metadata.get("nbgrader", {}).get("grade")
+        )
+        drawing = [
+            c.source for c in release[previous:answer] if _is_demo(c) and "plt.show()" in c.source
+        ]
+        assert len(drawing) >= 2, notebook
+        by_source = {c.source: c for c in _autograded(graded, notebook).cells}
+        for source in drawing:
+            assert _pngs(by_source[source]), source[:60]
+
+
+def test_feedback_shows_every_figure_of_the_graded_notebook(graded):
+    for notebook in NOTEBOOKS:
+        figures = [png for c in _autograded(graded, notebook).cells for png in _pngs(c)]
+        page = _page(graded, notebook)
+        if notebook in BY_HAND:
+            assert len(figures) >= 2
+        assert page.count("data:image/png;base64,") == len(figures), notebook
+        for png in figures:
+            assert png in page
+
+
+class _Elements(HTMLParser):
+    """Each ``<pre>`` inside an error output (its style), and each ``<script>``'s attributes."""
+
+    def __init__(self):
+        super().__init__()
+        self.open: list[str] = []
+        self.error_pres: list[str] = []
+        self.scripts: list[dict[str, str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = {k: v or "" for k, v in attrs}
+        if tag == "pre" and any("output_error" in c for c in self.open):
+            self.error_pres.append(attrs.get("style", ""))
+        if tag == "script":
+            self.scripts.append(attrs)
+        if tag == "div":
+            self.open.append(attrs.get("class", ""))
+
+    def handle_endtag(self, tag):
+        if tag == "div" and self.open:
+            self.open.pop()
+
+
+def _elements(page: str) -> _Elements:
+    parser = _Elements()
+    parser.feed(page)
+    return parser
+
+
+def _style(declarations: str) -> dict[str, str]:
+    pairs = (d.split(":", 1) for d in declarations.split(";") if ":" in d)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def test_a_failure_message_wraps(graded):
+    for notebook in NOTEBOOKS:
+        errors = [
+            o for c in _autograded(graded, notebook).cells for o in c.get("outputs", [])
+            if o.output_type == "error"
+        ]  # fmt: skip
+        pres = _elements(_page(graded, notebook)).error_pres
+        assert len(pres) == len(errors), notebook
+        for style in map(_style, pres):
+            assert style.get("white-space") == "pre-wrap"
+            assert style.get("overflow-wrap") in ("anywhere", "break-word")
+    assert any(len(_elements(_page(graded, nb)).error_pres) for nb in NOTEBOOKS)
+
+
+def test_feedback_loads_mathjax_from_this_machine_where_it_has_one(graded):
+    from nbconvert.exporters import HTMLExporter
+
+    cdn = HTMLExporter.mathjax_url.default_value
+    local = pages.local_mathjax()
+    for notebook in NOTEBOOKS:
+        scripts = [s for s in _elements(_page(graded, notebook)).scripts if "src" in s]
+        mathjax = [s for s in scripts if "mathjax" in s["src"].lower()]
+        assert len(mathjax) == 1, notebook
+        if local is None:  # nbconvert's CDN, nothing else to try
+            assert mathjax[0]["src"] == cdn and "onerror" not in mathjax[0]
+        else:
+            assert mathjax[0]["src"] == local.as_uri() + pages.MATHJAX_QUERY
+            assert cdn not in mathjax[0]["src"]
+            # The CDN only if the local copy does not load (on a student's machine).
+            assert cdn in mathjax[0]["onerror"]
+        assert not any(cdn in s["src"] for s in scripts if s is not mathjax[0])
