@@ -54,10 +54,10 @@ c.LmsCollectorPlugin.archive_timezone = "UTC"
 """
 
 
-def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
-    """An nbgrader command run in ``course``, as an instructor runs it (late.py importable)."""
+def _run(course: Path, module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m module args`` in ``course``, as an instructor runs it (late.py importable)."""
     done = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args],
+        [sys.executable, "-m", module, *args],
         cwd=course,
         capture_output=True,
         text=True,
@@ -67,16 +67,12 @@ def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
+def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+    return _run(course, "nbgrader", *args)
+
+
 def ours(course: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "toeplitz_course", *args],
-        cwd=course,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return done.stdout
+    return _run(course, "toeplitz_course", *args).stdout
 
 
 def canvas_download(course: Path, path: Path) -> Path:

@@ -231,6 +231,7 @@ def test_a_regrade_keeps_hand_grades_unless_the_answer_changed(course, tmp_path)
     flags = {f["detail"].split()[3]: f for f in record["flags"] if f["kind"] == RESET}
     assert set(flags) == set(hand)
     assert flags["ex3_4"]["notebook"] == NB3 and "(0.5)" in flags["ex3_4"]["detail"]
+    assert flags["ex3_4"]["detail"] in run_.format()  # the summary says which it reset
     saved = json.loads((course / "grading" / f"{student}.json").read_text())
     assert saved["hand_grades"] == record["hand_grades"]
     scores = gradebook_scores(course, student)

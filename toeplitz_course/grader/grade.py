@@ -420,6 +420,12 @@ class GradeRun:
                 for nb, entry in record["notebooks"].items()
                 if entry["status"] != "graded"
             ]
+            # A regrade says which hand grades it reset (the answer changed): grade them again.
+            bad += [
+                flag["detail"]
+                for flag in record.get("flags", [])
+                if flag.get("kind") == handgrades.RESET
+            ]
             total = f"{record['total']:g}/{record['max_total']:g}"
             lines.append(f"  {student:<24} {total:>7}  {'; '.join(bad)}")
         for student, error in sorted(self.errors.items()):

@@ -38,22 +38,14 @@ from typing import Any
 from ..course.contract import ASSIGNMENT, NOTEBOOKS
 from .coursedir import RECORDS
 from .gradebook import of_submission
+from .integrity import cell_source as _source
+from .integrity import nbgrader_meta as _nbgrader
 
 #: The flag a reset hand grade raises, for a person to grade the cell again.
 RESET = "hand_grade_reset"
 
 #: grade id -> digest of the student's answer to that graded cell.
 Answers = dict[str, str]
-
-
-def _nbgrader(cell: dict) -> dict:
-    meta = cell.get("metadata", {}).get("nbgrader")
-    return meta if isinstance(meta, dict) else {}
-
-
-def _source(cell: dict) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else str(src)
 
 
 def _digest(*parts: str) -> str:

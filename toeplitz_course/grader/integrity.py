@@ -56,12 +56,14 @@ WATCHED_MODULES = {
 }
 
 
-def _nbgrader(cell: dict) -> dict:
+def nbgrader_meta(cell: dict) -> dict:
+    """A cell's nbgrader metadata ({} when it has none or it is not a dict)."""
     meta = cell.get("metadata", {}).get("nbgrader")
     return meta if isinstance(meta, dict) else {}
 
 
-def _source(cell: dict) -> str:
+def cell_source(cell: dict) -> str:
+    """A cell's source as one string (nbformat allows a list of lines)."""
     src = cell.get("source", "")
     return "".join(src) if isinstance(src, list) else str(src)
 
@@ -141,9 +143,9 @@ def _release_tests(path: str, mtime_ns: int, size: int) -> dict[str, str]:
     released = json.loads(Path(path).read_text(encoding="utf-8"))
     tests = {}
     for cell in released.get("cells", []):
-        meta = _nbgrader(cell)
+        meta = nbgrader_meta(cell)
         if meta.get("grade") and not meta.get("solution") and cell.get("cell_type") == "code":
-            tests[meta["grade_id"]] = _source(cell)
+            tests[meta["grade_id"]] = cell_source(cell)
     return tests
 
 
@@ -155,9 +157,9 @@ def _release_locked(path: str, mtime_ns: int, size: int) -> frozenset[str]:
     metadata (the self-checks cell installs modules into sys.modules, by design)."""
     released = json.loads(Path(path).read_text(encoding="utf-8"))
     return frozenset(
-        _source(cell).strip()
+        cell_source(cell).strip()
         for cell in released.get("cells", [])
-        if cell.get("cell_type") == "code" and _nbgrader(cell).get("locked")
+        if cell.get("cell_type") == "code" and nbgrader_meta(cell).get("locked")
     )
 
 
@@ -190,31 +192,33 @@ def scan(
         def students(cell: dict) -> bool:
             return (
                 cell.get("cell_type") == "code"
-                and not _nbgrader(cell).get("locked")
-                and _source(cell).strip() not in instructors
+                and not nbgrader_meta(cell).get("locked")
+                and cell_source(cell).strip() not in instructors
             )
 
-        ids = Counter(_nbgrader(c).get("grade_id") for c in cells if _nbgrader(c).get("grade_id"))
+        ids = Counter(
+            nbgrader_meta(c).get("grade_id") for c in cells if nbgrader_meta(c).get("grade_id")
+        )
         for grade_id, count in sorted(ids.items()):
             if count > 1:
                 flag("duplicate", f"cell {grade_id} appears {count} times")
         for grade_id, source in sorted(release_tests.items()):
-            copies = [c for c in cells if _nbgrader(c).get("grade_id") == grade_id]
+            copies = [c for c in cells if nbgrader_meta(c).get("grade_id") == grade_id]
             if not copies:
                 flag("deleted_test", f"test cell {grade_id} was deleted")
-            elif any(_source(c).strip() != source.strip() for c in copies):
+            elif any(cell_source(c).strip() != source.strip() for c in copies):
                 flag("edited_test", f"test cell {grade_id} was edited")
-        student_code = [_source(c) for c in cells if students(c)]
+        student_code = [cell_source(c) for c in cells if students(c)]
         aliases = set().union(*(module_aliases(src) for src in student_code))
         for i, cell in enumerate(cells):
             tags = set(cell.get("metadata", {}).get("tags", []) or [])
             bad = sorted(tags & set(EXECUTION_TAGS))
-            name = _nbgrader(cell).get("grade_id") or f"cell {i}"
+            name = nbgrader_meta(cell).get("grade_id") or f"cell {i}"
             if bad:
                 flag("tag", f"{name} tagged {', '.join(bad)}")
             if not students(cell):
                 continue
-            source = _source(cell)
+            source = cell_source(cell)
             patched = patched_names(source, aliases)
             if patched:
                 flag("patching", f"{name} assigns to {', '.join(sorted(set(patched))[:5])}")
@@ -226,7 +230,7 @@ def scan(
             for out in cell.get("outputs", []):
                 if out.get("output_type") != "error":
                     continue
-                name = _nbgrader(cell).get("grade_id") or f"cell {i}"
+                name = nbgrader_meta(cell).get("grade_id") or f"cell {i}"
                 if out.get("ename") in {"CellTimeoutError", "NotebookTimeout"}:
                     flag("timeout", f"{name} ran out of time")
                 elif out.get("ename") == "DeadKernelError":
