@@ -1,7 +1,7 @@
 """Reference matrices of 1D and 2D convolution, built from the kernel alone.
 
 The course's data (``X_1D``, ``W_1D``, ``IMG_2D``, ``KERNEL_2D``) are defined on the kernel side
-(:mod:`toeplitz_course.kernel.cases`), where the probe needs them too; the tensors built from them
+(:mod:`toeplitz_course.kernel.data`), where the probe needs them too; the tensors built from them
 are here.
 
 The conventions are PyTorch's, the ones the notebooks teach:
@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..kernel.cases import IMG_2D, KERNEL_2D, W_1D, X_1D
+from ..kernel.data import IMG_2D, KERNEL_2D, W_1D, X_1D
 
 __all__ = ["IMG_2D", "KERNEL_2D", "W_1D", "X_1D"]  # the course's data, kept beside the builders
 
