@@ -1,0 +1,66 @@
+"""Text a student controls, made safe for where it goes: a terminal, a spreadsheet, a folder name.
+
+Student ids (from an LMS download, nbgrader's exchange or a folder under ``submitted/``), file
+names, grade ids, flag details and messages are all written by someone hostile. Every place that
+prints them, writes them to CSV or uses them as a directory name goes through one function here,
+so there is one rule per sink:
+
+``for_terminal(text)``
+    every control character (C0, C1, DEL: the start of every escape sequence), every Unicode
+    line/paragraph separator and every bidirectional override shown as a visible escape
+    (``\\x1b``, ``\\u202e``), so nothing a student wrote can move the cursor, hide text, forge a
+    line or reorder what the instructor reads. Newlines are kept only with ``lines=True``.
+``csv_cell(value)``
+    a string a spreadsheet would read as a formula (first character ``=``, ``+``, ``-``, ``@``,
+    tab or carriage return: OWASP's "CSV Injection") prefixed with ``'``; numbers unchanged.
+``is_student_id(text)``
+    whether ``text`` may name a student's folder: letters, digits, ``_``, ``.``, ``@``, ``-``,
+    starting with a letter or digit, at most 100 characters. Whatever ``collect`` makes passes;
+    anything else under ``submitted/`` (or arriving from the exchange) is refused, not renamed.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+#: Bidirectional formatting characters (Trojan Source, CVE-2021-42574): they reorder what a
+#: terminal or a browser shows.
+_BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+_STUDENT_ID = re.compile(r"[^\W_][\w.@-]{0,99}")
+
+
+def _visible(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _unsafe(char: str, lines: bool) -> bool:
+    if char == "\n":
+        return not lines
+    return char in _BIDI or unicodedata.category(char) in ("Cc", "Zl", "Zp")
+
+
+def for_terminal(text: object, lines: bool = False) -> str:
+    """``text`` (anything; ``str()`` of it) with every control character shown, not obeyed."""
+    text = str(text)
+    if text.isprintable() and not (_BIDI & set(text)):  # the common case: nothing to do
+        return text
+    return "".join(_visible(c) if _unsafe(c, lines) else c for c in text)
+
+
+def csv_cell(value: object) -> object:
+    """``value`` as a CSV cell no spreadsheet will evaluate (OWASP CSV Injection)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def is_student_id(text: str) -> bool:
+    """Whether ``text`` is safe as a student id (a folder name, a CSV cell, a terminal word)."""
+    return (
+        bool(_STUDENT_ID.fullmatch(text)) and unicodedata.normalize("NFC", text) == text
+    )
