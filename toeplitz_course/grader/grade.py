@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from ..course.contract import ASSIGNMENT, EXERCISES, NOTEBOOKS, VERDICT_KEY
+from ..course.untrusted import for_terminal
 from . import handgrades, integrity
 from .assignment import ensure_assignment
 from .coursedir import LOGS, RECORDS, course_config, db_url, submitted_students
@@ -381,7 +382,7 @@ class Progress:
         bar = "#" * int(width * self.done / self.total)
         self.stream.write(
             f"\r[{bar:<{width}}] {self.done}/{self.total} students"
-            f"  {rate * len(NOTEBOOKS):.1f} nb/s  {left}  {label[:20]:<20}"
+            f"  {rate * len(NOTEBOOKS):.1f} nb/s  {left}  {for_terminal(label)[:20]:<20}"
         )
         if self.done == self.total:
             self.stream.write("\n")
@@ -396,6 +397,17 @@ class Progress:
         if self.enabled and self.done < self.total:
             self.stream.write("\n")
             self.stream.flush()
+
+
+#: Flags the summary line leaves to the notebook's status (missing, invalid, failed), says in
+#: its own words (a reset hand grade) or says once for the batch (no sandbox).
+SUMMARY_QUIET_FLAGS = (
+    "missing",
+    "invalid_json",
+    "grader_error",
+    handgrades.RESET,
+    "not_sandboxed",
+)
 
 
 @dataclass
@@ -426,10 +438,23 @@ class GradeRun:
                 for flag in record.get("flags", [])
                 if flag.get("kind") == handgrades.RESET
             ]
+            # What a person should look at (a brute-forced self-check, patching, ...): the
+            # kinds here, the details in ``report``.
+            kinds = sorted(
+                {
+                    flag.get("kind", "")
+                    for flag in record.get("flags", [])
+                    if flag.get("kind") not in SUMMARY_QUIET_FLAGS
+                }
+            )
+            if kinds:
+                bad.append(f"flagged {', '.join(kinds)} (see report)")
             total = f"{record['total']:g}/{record['max_total']:g}"
-            lines.append(f"  {student:<24} {total:>7}  {'; '.join(bad)}")
+            # Student ids, flag details and errors carry a student's text: shown, never obeyed.
+            shown = for_terminal("; ".join(bad))
+            lines.append(f"  {for_terminal(student):<24} {total:>7}  {shown}")
         for student, error in sorted(self.errors.items()):
-            lines.append(f"  {student:<24} GRADER ERROR: {error}")
+            lines.append(f"  {for_terminal(student):<24} GRADER ERROR: {for_terminal(error)}")
         if self.logs is not None:
             lines.append(f"details: {self.logs / 'STUDENT.log'} (nbgrader's log of each student)")
         return "\n".join(lines)

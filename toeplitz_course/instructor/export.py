@@ -17,8 +17,10 @@ The HTML page is one file that needs nothing else: figures are embedded PNGs, st
 and the one script (sorting the students x exercises table) is inline too, allowed by its hash in
 the page's Content-Security-Policy, which lets nothing else run or load.
 
-Everything a student can influence (ids, messages, flag details, file names) is untrusted: it is
-HTML-escaped in the page and stripped of control characters before it reaches a terminal.
+Everything a student can influence (ids, messages, flag details, file names, grade ids) is
+untrusted (``course/untrusted``): in the page it is HTML-escaped with every control character and
+bidi override shown as an escape; on a terminal it goes through ``for_terminal``; in the CSV
+every text cell goes through ``csv_cell``, so no spreadsheet reads one as a formula.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ..course import contract
+from ..course.untrusted import csv_cell, for_terminal
 
 GRADES_CSV = "grades.csv"
 SUMMARY_HTML = "summary.html"
@@ -464,13 +467,11 @@ def _exercise_stats(
 
 _WHITESPACE = re.compile(r"\s+")
 _ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
-# C0/C1 controls (terminal escapes) and bidi overrides (text that reads differently than it is).
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
-def printable(text: str) -> str:
-    """``text`` with control and bidi-override characters replaced, safe for a terminal."""
-    return _UNSAFE.sub("\ufffd", text)
+def printable(text: object) -> str:
+    """``text`` as a terminal may show it (``untrusted.for_terminal``)."""
+    return for_terminal(text)
 
 
 def normalize_message(message: str) -> str:
@@ -480,7 +481,8 @@ def normalize_message(message: str) -> str:
     message up to layout; only whitespace, a trailing full stop and object addresses (which change
     every run) are evened out.
     """
-    text = _WHITESPACE.sub(" ", printable(message)).strip()
+    # Whitespace first: a newline is layout here, not a character to show escaped.
+    text = printable(_WHITESPACE.sub(" ", message).strip())
     text = _ADDRESS.sub("0x…", text).rstrip(" .")
     if len(text) > MESSAGE_MAX_CHARS:
         text = text[: MESSAGE_MAX_CHARS - 1] + "…"
@@ -646,14 +648,16 @@ def _note(row: StudentRow) -> str:
 
 
 def _csv_text(result: ExportResult) -> str:
+    # Text cells go through csv_cell (a student id "=HYPERLINK(...)" must stay text in every
+    # spreadsheet); numbers are written by _num from floats, never from a student's text.
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student_id", *result.columns, *CSV_TAIL])
+    writer.writerow([csv_cell(name) for name in ("student_id", *result.columns, *CSV_TAIL)])
     for row in result.rows:
         lateness_known = row.timestamp is not None and row.duedate is not None
         writer.writerow(
             [
-                row.student_id,
+                csv_cell(row.student_id),
                 *(
                     "" if row.scores[gid] is None else _num(row.scores[gid])
                     for gid in result.columns
@@ -662,11 +666,11 @@ def _csv_text(result: ExportResult) -> str:
                 _num(row.late_penalty),
                 _num(row.score),
                 _num(row.max_total),
-                _submitted(row),
-                _when(row.timestamp),
+                csv_cell(_submitted(row)),
+                csv_cell(_when(row.timestamp)),
                 _num(row.seconds_late) if lateness_known else "",
-                " ".join(row.needs_manual_grading),
-                _note(row),
+                csv_cell(" ".join(row.needs_manual_grading)),
+                csv_cell(_note(row)),
             ]
         )
     return buffer.getvalue()
@@ -776,7 +780,9 @@ def _summary_text(result: ExportResult) -> str:
             message = mistake.message
             if len(message) > 100:
                 message = message[:99] + "…"
-            lines.append(f"  {mistake.count:>3}x {mistake.exercise}: {message}")
+            lines.append(
+                f"  {mistake.count:>3}x {printable(mistake.exercise)}: {printable(message)}"
+            )
     else:
         lines.append("no diagnosed mistakes in the grading records")
     flags = [flag for flag in result.flags if flag.kind not in ROUTINE_FLAGS]
@@ -897,7 +903,8 @@ def _csp() -> str:
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    # Control characters and bidi overrides reorder or hide text in a page as on a terminal.
+    return html.escape(for_terminal(value, lines=True), quote=True)
 
 
 def _table(table_id: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 
 from ..course.contract import ASSIGNMENT
+from ..course.untrusted import for_terminal
 from ..grader.coursedir import course_config, db_url
 
 BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
@@ -55,7 +56,9 @@ class FeedbackRun:
 
     def format(self) -> str:
         lines = [f"wrote {len(self.written)} feedback pages"]
-        lines += [f"  {who}: {err}" for who, err in sorted(self.errors.items())]
+        # Student ids, page names and error texts are the student's: shown, never obeyed.
+        for who, err in sorted(self.errors.items()):
+            lines.append(f"  {for_terminal(who)}: {for_terminal(err)}")
         return "\n".join(lines)
 
 

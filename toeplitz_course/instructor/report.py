@@ -1,6 +1,10 @@
 """The integrity report: per student, the flags a person should look at (from ``grading/``), then
 who handed in late (the gradebook's submission times, due dates and penalties, and the LMS's own
 markers) and whose every file ``collect`` rejected (the collect ledger).
+
+Every record is the student's to shape (ids, notebook names, flag details, grade ids, file
+names): each piece goes through ``untrusted.for_terminal`` on its own, so no escape sequence in
+one can hide or rewrite another, a student's own flags included.
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..course.untrusted import for_terminal
 from ..grader.coursedir import RECORDS
 
 
@@ -26,7 +31,11 @@ def load_records(root: Path | str = ".") -> tuple[dict[str, dict], list[str]]:
 def report(root: Path | str = ".") -> str:
     records, skipped = load_records(root)
     lines = ["Integrity flags (for a person to look at; they do not change scores)"]
-    unconfined = sorted(s for s, r in records.items() if r.get("sandboxed") is False)
+    unconfined = sorted(
+        for_terminal(s)
+        for s, r in records.items()
+        if isinstance(r, dict) and r.get("sandboxed") is False
+    )
     if unconfined:
         lines.append(
             f"NOT SANDBOXED: {len(unconfined)} of {len(records)} students were graded without "
@@ -35,30 +44,35 @@ def report(root: Path | str = ".") -> str:
         )
     flagged = 0
     for student, record in records.items():
+        flags = record.get("flags", []) if isinstance(record, dict) else []
         flags = [
-            f for f in record.get("flags", []) if f.get("kind") not in ("missing", "not_sandboxed")
+            f
+            for f in (flags if isinstance(flags, list) else [])
+            if isinstance(f, dict) and f.get("kind") not in ("missing", "not_sandboxed")
         ]
         if not flags:
             continue
         flagged += 1
-        lines.append(f"{student}:")
+        lines.append(f"{for_terminal(student)}:")
         lines += [
-            f"  {f['kind']:<13} {f.get('notebook', '')}: {f.get('detail', '')}" for f in flags
+            f"  {for_terminal(f.get('kind', '')):<14} {for_terminal(f.get('notebook', ''))}: "
+            f"{for_terminal(f.get('detail', ''))}"
+            for f in flags
         ]
     lines.append(f"{flagged} of {len(records)} students flagged")
-    lines += [f"skipped unreadable record {name}" for name in skipped]
+    lines += [f"skipped unreadable record {for_terminal(name)}" for name in skipped]
     lines += _lateness(Path(root))
     return "\n".join(lines)
 
 
 def _lateness(root: Path) -> list[str]:
     """Who was late and who handed in nothing gradable, from the same sources as ``export``."""
-    from .export import ExportError, format_time, gather, lateness_text, printable
+    from .export import ExportError, format_time, gather, lateness_text
 
     try:
         result = gather(root)
     except ExportError as exc:
-        return [f"lateness not shown: {exc}"]
+        return [f"lateness not shown: {for_terminal(exc)}"]
     lines = []
     late = [row for row in result.rows if row.late]
     if result.duedate is None:
@@ -69,7 +83,7 @@ def _lateness(root: Path) -> list[str]:
             )
     else:
         lines.append(f"Late (due {format_time(result.duedate)}):")
-        lines += [f"  {printable(row.student_id)}: {lateness_text(row)}" for row in late]
+        lines += [f"  {for_terminal(row.student_id)}: {lateness_text(row)}" for row in late]
         if not late:
             lines.append("  nobody")
     nothing = [row for row in result.rows if row.nothing_gradable]
@@ -78,6 +92,7 @@ def _lateness(root: Path) -> list[str]:
         for row in nothing:
             for name, reason in row.rejected:
                 lines.append(
-                    f"  {printable(row.student_id)}: {printable(name)}: {printable(reason)}"
+                    f"  {for_terminal(row.student_id)}: {for_terminal(name)}: "
+                    f"{for_terminal(reason)}"
                 )
     return lines
