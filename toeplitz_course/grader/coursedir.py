@@ -4,9 +4,13 @@ keeps. The bottom of the grader: everything that reads the course directory's se
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from ..course.untrusted import for_terminal, is_student_id
 
 #: The grader's own working folders, relative to the course root (never committed).
 STAGING = Path(".grading") / "staging"
@@ -41,8 +45,39 @@ def db_url(root: Path) -> str:
     return url
 
 
-def submitted_students(root: Path) -> list[str]:
-    base = root / "submitted"
-    if not base.is_dir():
+def shown(name: str) -> str:
+    """A file or folder name as it may be printed: bytes that are no UTF-8 (a name is any bytes
+    on Linux) as ``\\xff``, control characters as their escapes (``untrusted.for_terminal``)."""
+    return for_terminal(os.fsencode(name).decode("utf-8", "backslashreplace"))
+
+
+def submitted_students(root: Path, refused: list[str] | None = None) -> list[str]:
+    """The student ids of the folders under ``submitted/``, sorted.
+
+    A name that is not a student id (``untrusted.is_student_id``: a spreadsheet formula, escape
+    sequences, a newline) is refused, not renamed: one line naming the folder and why is appended
+    to ``refused``, or logged as a warning when the caller passes no list. Hidden names
+    (``.ipynb_checkpoints``) and plain files are no student's. A symbolic link with a student's
+    name is listed: staging refuses it with a flag in that student's record.
+    """
+    try:
+        entries = list(os.scandir(root / "submitted"))
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    students = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or not (entry.is_dir(follow_symlinks=False) or entry.is_symlink()):
+            continue
+        if is_student_id(name):
+            students.append(name)
+            continue
+        line = (
+            f"submitted/{shown(name)}: not graded, the folder's name is not a student id "
+            "(letters, digits and _ . @ - only, starting with a letter or digit, at most 100)"
+        )
+        if refused is None:
+            logging.getLogger(__name__).warning("%s", line)
+        else:
+            refused.append(line)
+    return sorted(students)
