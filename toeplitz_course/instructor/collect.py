@@ -56,6 +56,7 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import io
 import json
 import os
 import re
@@ -79,6 +80,7 @@ from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from ..course.contract import ASSIGNMENT, NOTEBOOKS
+from ..course.untrusted import for_terminal, is_student_id
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -99,27 +101,35 @@ __all__ = [
     "safe_student_id",
 ]
 
-#: Tried in order; the first that fully matches the file name, or its last 2, 3, ... path
-#: components, wins. ``{assignment}`` stands for the escaped assignment id.
+#: Tried in order; the first that fully matches the file's path below the download's root wins
+#: (below a single wrapping folder when the download has one, see ``collect``). Anchored there, so
+#: whose file it is comes only from the name the LMS gives the submission (the first path
+#: component, or a flat file's prefix), never from folder or file names inside it, which the
+#: student chose. ``{assignment}`` stands for the escaped assignment id.
 DEFAULT_PATTERNS = [
-    # nbgrader exchange-like "smithj/toeplitz/01_conv1d_toeplitz.ipynb"; first, or the generic
-    # folder pattern would take "toeplitz" for the student.
-    r"(?P<student_id>[^/]+)/{assignment}/(?P<file_id>[^/]+)",
     # Moodle, a folder per submission: "Jane Smith_12345_assignsubmission_file_/02_padding.ipynb"
     # (real downloads end the folder name with "_"), its files possibly in subfolders of their own
     # ("..._file_/my work/05_parameter_counts.ipynb": the student is the Moodle folder's).
     r"(?P<student_id>[^/]+?)_(?P<lms_id>\d+)_assignsubmission_[a-z]+_?/(?:[^/]+/)*(?P<file_id>[^/]+)",
-    # Moodle, flat: "Jane Smith_12345_assignsubmission_file_02_padding.ipynb"
-    r"(?P<student_id>[^/]+?)_(?P<lms_id>\d+)_assignsubmission_[a-z]+_(?P<file_id>[^/]+)",
     # Canvas: "smithj_LATE_12345_678_01_conv1d_toeplitz-1.ipynb" (login, LATE when Canvas found
-    # it late, user id, submission id)
+    # it late, user id, submission id). Before Moodle's flat names: the student's own file name
+    # follows Canvas's prefix, and one uploaded as "victim_999_assignsubmission_file_x.ipynb"
+    # would otherwise read as Moodle user 999's.
     r"(?P<student_id>[^/_]+)(?:_(?P<late>(?i:late)))?_(?P<lms_id>\d+)_\d+_(?P<file_id>[^/]+)",
+    # Moodle, flat: "Jane Smith_12345_assignsubmission_file_02_padding.ipynb" (the lazy name stops
+    # at the first "_id_assignsubmission_", which is Moodle's, before the student's file name)
+    r"(?P<student_id>[^/]+?)_(?P<lms_id>\d+)_assignsubmission_[a-z]+_(?P<file_id>[^/]+)",
+    # nbgrader exchange-like "smithj/toeplitz/01_conv1d_toeplitz.ipynb"
+    r"(?P<student_id>[^/]+)/{assignment}/(?P<file_id>[^/]+)",
     # a folder per student, also Colab downloads: "smithj/Copy of 01_conv1d_toeplitz (1).ipynb"
     r"(?P<student_id>[^/]+)/(?P<file_id>[^/]+)",
 ]
 
 #: A member larger than this is not read; notebooks of this course are well under 1 MB.
 MAX_FILE_BYTES = 100 * 1024 * 1024
+#: A path longer than this (characters) is not matched: no LMS writes one, and the patterns'
+#: cost grows with the length of what they are matched against.
+MAX_PATH_CHARS = 1000
 
 #: nbgrader's name for a submission's time, in ``submitted/{student}/{assignment}/``.
 TIMESTAMP_FILE = "timestamp.txt"
@@ -141,7 +151,14 @@ _DOWNLOAD_COPY = re.compile(r"[\s_]*\((\d+)\)$")
 
 
 class CollectError(Exception):
-    """The input cannot be collected at all (unreadable zip, bad configuration)."""
+    """The input cannot be collected at all (unreadable zip, bad configuration).
+
+    The message may quote a path or a configured value; it is made safe for a terminal here,
+    once, so whoever prints it need not.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(_show(message))
 
 
 class NotPlaced(Exception):
@@ -157,6 +174,21 @@ class NotPlaced(Exception):
         self.student = student
 
 
+def _text(name: str) -> str:
+    """``name`` with the bytes that are not UTF-8 (a file system's surrogate escapes) shown as
+    ``\\xNN``: such a string can be printed and written to JSON, and still says which file."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _show(text: object) -> str:
+    """``text`` as it may reach the instructor's terminal: nothing in it is obeyed."""
+    return for_terminal(_text(str(text)))
+
+
 def format_timestamp(when: float) -> str:
     """``when`` (seconds since the epoch) as nbgrader's exchange writes ``timestamp.txt``."""
     return dt.datetime.fromtimestamp(when, dt.timezone.utc).strftime(_NBGRADER_TIMESTAMP)
@@ -169,13 +201,14 @@ def safe_student_id(raw: str) -> str | None:
     """A student id usable as one directory name, or None when nothing usable is left.
 
     Lower-cased (case-insensitive file systems would merge "SmithJ" and "smithj" anyway) and
-    NFC-normalised (macOS zips spell "é" decomposed).
+    NFC-normalised (macOS zips spell "é" decomposed). What it returns always passes
+    ``untrusted.is_student_id``; a name that is not valid UTF-8 gives None (no LMS writes one).
     """
-    text = unicodedata.normalize("NFC", raw).strip().lower()
-    text = re.sub(r"[^\w.-]+", "_", text).strip("._-")
-    if not text or len(text) > 100:
+    if "\ufffd" in raw or _text(raw) != raw:
         return None
-    return text
+    text = unicodedata.normalize("NFC", unicodedata.normalize("NFC", raw).strip().lower())
+    text = re.sub(r"[^\w.-]+", "_", text).strip("._-")
+    return text if is_student_id(text) else None
 
 
 def _name_key(name: str) -> str:
@@ -229,10 +262,13 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         Unicode(),
         default_value=list(DEFAULT_PATTERNS),
         help=(
-            "Regexes with named groups student_id and file_id (optional: lms_id, timestamp), tried "
-            "in order. Each must fully match the file name, or its last 2, 3, ... path components "
-            "joined with '/'; the first pattern that matches wins. '{assignment}' stands for the "
-            "assignment id. Add your own in front with "
+            "Regexes with named groups student_id and file_id (optional: lms_id, late, timestamp), "
+            "tried in order. Each must fully match the file's path relative to the download "
+            "('/'-separated; below a single wrapping folder that holds nothing but LMS-named "
+            "submissions); the first pattern that matches wins. Only the LMS's own naming may say "
+            "whose a file is: a student_id group must come from the path's first component or a "
+            "flat file's LMS-written prefix. '{assignment}' stands for the assignment id. Add "
+            "your own in front with "
             "c.LmsCollectorPlugin.patterns.prepend([r'...']). "
             "FileNameCollectorPlugin.named_regexp, if set, is tried before these."
         ),
@@ -244,7 +280,9 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         help=(
             "LMS id or LMS student name -> course student id: a dict, or the path (relative to the "
             "course root) of a CSV file with a header row and columns lms_id and student_id. Keys "
-            "are tried in this order: the lms_id group, the student_id group as written."
+            "are tried in this order: the lms_id group, the student_id group as written. Each "
+            "value must be a usable student id (letters, digits, '_', '.', '@', '-'); it is "
+            "lower-cased like every collected id."
         ),
     ).tag(config=True)
 
@@ -310,7 +348,7 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         try:
             found = self.identify(self._relative(submitted_file))
         except NotPlaced as reason:
-            self.log.warning("Skipped %s: %s", submitted_file, reason)
+            self.log.warning("Skipped %s: %s", _show(submitted_file), _show(reason))
             return None
         info = {"student_id": found.student, "file_id": f"{found.notebook}.ipynb"}
         if found.timestamp_text:
@@ -326,6 +364,8 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         """
         parts = relpath.split("/")
         name = parts[-1]
+        if len(relpath) > MAX_PATH_CHARS:
+            raise NotPlaced(f"path longer than {MAX_PATH_CHARS} characters: not a submission")
         if "__MACOSX" in parts[:-1]:
             raise NotPlaced("macOS archive metadata (__MACOSX/), not a submission")
         if name.lower() in _SYSTEM_FILES or name.startswith("._"):
@@ -344,6 +384,16 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
 
         groups = self._match(relpath)
         if groups is None:
+            owner = self._whose(f"{parts[0]}/{name}") if len(parts) > 2 else None
+            if owner is not None:
+                # A student's folder holding folders of its own: their names are the student's
+                # choice, so they decide nothing, and the file is theirs but not placed.
+                inner = "/".join(parts[1:-1])
+                raise NotPlaced(
+                    f"in a subfolder ({inner}/) of {owner}'s folder: only files directly in a "
+                    f"student's folder are placed (collect that folder with --student {owner})",
+                    owner,
+                )
             raise NotPlaced(
                 f"cannot tell whose file this is: no pattern matches '{relpath}' "
                 "(collect it with --student ID, or see LmsCollectorPlugin.patterns)"
@@ -392,30 +442,56 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         return found.student
 
     def _match(self, relpath: str) -> dict | None:
-        parts = relpath.split("/")
+        """The groups of the first pattern matching all of ``relpath``, from its first component.
+
+        Never a tail of it: folder and file names inside a student's submission are theirs to
+        choose, and one named after another student must not make the file that student's.
+        """
+        if len(relpath) > MAX_PATH_CHARS:
+            return None
         regexes = [self.named_regexp] if self.named_regexp else []
         for pattern in regexes + list(self.patterns):
-            regex = _compile(pattern, self._assignment())
-            for k in range(1, len(parts) + 1):
-                if m := regex.fullmatch("/".join(parts[-k:])):
-                    return m.groupdict()
+            if m := _compile(pattern, self._assignment()).fullmatch(relpath):
+                return m.groupdict()
         return None
+
+    def lms_named(self, relpath: str) -> bool:
+        """Whether the LMS's own naming says whose ``relpath`` is (a pattern with an lms_id)."""
+        groups = self._match(relpath)
+        return bool(groups and (groups.get("lms_id") or "").strip())
+
+    def owner(self, relpath: str) -> str | None:
+        """Whose hand-in the file at ``relpath`` is, when its name says so, whatever the file."""
+        return self._whose(relpath)
 
     def _map_student(self, raw: str, lms_id: str | None) -> tuple[str | None, bool]:
         table = self._student_map()
         for key in (lms_id, raw):
             if key and key.lower() in table:
-                return safe_student_id(table[key.lower()]), True
+                return table[key.lower()], True
         return safe_student_id(raw), False
 
     def _student_map(self) -> dict[str, str]:
+        """LMS id or name (lower-cased) -> course student id; raises CollectError for a value that
+        cannot be a student id, rather than turning it into some other student's."""
         if self._map is None:
             source = self.student_id_map
             if isinstance(source, str) and source:
                 source = _read_student_csv(Path(self._root()) / source)
             elif isinstance(source, str):
                 source = {}
-            self._map = {str(k).strip().lower(): str(v).strip() for k, v in source.items()}
+            table = {}
+            for key, value in source.items():
+                value = str(value).strip()
+                student = safe_student_id(value) if is_student_id(value) else None
+                if student is None:
+                    raise CollectError(
+                        f"LmsCollectorPlugin.student_id_map: {value!r} (for {str(key)!r}) is not "
+                        "usable as a student id (letters, digits, '_', '.', '@', '-', starting "
+                        "with a letter or digit, at most 100 characters)"
+                    )
+                table[str(key).strip().lower()] = student
+            self._map = table
         return self._map
 
     def _assignment(self) -> str:
@@ -428,13 +504,37 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
 
     def _relative(self, submitted_file: str) -> str:
         # Under ZipCollectApp, paths are absolute; match below the extraction folder so that the
-        # folders above it are never taken for a student.
+        # folders above it are never taken for a student, and below the folder it unpacks each
+        # archive into ("canvas.zip" into "canvas/"), the one wrapping folder it adds itself.
         extracted = getattr(self.parent, "_format_collect_path", None)
         path = submitted_file
         if extracted is not None:
             base = extracted(self.parent.extracted_directory)
             path = os.path.relpath(submitted_file, base)
+            archives = Path(extracted(self.parent.archive_directory))
+            parts = path.split(os.sep)
+            for depth in range(len(parts) - 1):
+                if _is_archive_folder(archives.joinpath(*parts[:depth]), parts[depth]):
+                    path = os.sep.join(parts[depth + 1 :])
+                    break
         return path.replace(os.sep, "/").lstrip("/")
+
+
+def _is_archive_folder(folder: Path, name: str) -> bool:
+    """Whether ``folder`` holds an archive that nbgrader's extractor unpacks into ``name``/."""
+    try:
+        return any(
+            f.is_file() and f.suffix.lower() in _ARCHIVE_EXTS and _archive_stem(f.name) == name
+            for f in folder.iterdir()
+        )
+    except OSError:
+        return False
+
+
+def _archive_stem(file_name: str) -> str:
+    stem, ext = os.path.splitext(file_name)
+    inner, inner_ext = os.path.splitext(stem)
+    return inner if inner_ext == ".tar" else stem
 
 
 def _as_notebook(relpath: str) -> str:
@@ -530,68 +630,83 @@ class CollectReport:
     nothing_gradable: list[str] = field(default_factory=list)  # students: every file rejected
     ledger: str | None = None  # the collect ledger's path
     warnings: list[str] = field(default_factory=list)
+    wrapper: str | None = None  # the download's one wrapping folder, names matched below it
 
     def format(self) -> str:
+        """The report for a terminal: every name in it (the students chose the file names, and
+        so a part of each reason) is shown with its control characters escaped, so none can
+        forge a line or send an escape sequence."""
+        return self._format(_show)
+
+    def _format(self, show: Callable[[object], str]) -> str:
         def rel(p: str) -> str:
             try:
-                return os.path.relpath(p, self.course_root)
+                return show(os.path.relpath(p, self.course_root))
             except ValueError:
-                return p
+                return show(p)
 
         status = defaultdict(int)
         for p in self.placed:
             status[p.status] += 1
         duplicates = [r for r in self.replaced if r.backup is None]
         lines = [
-            f"collect {self.assignment} from {self.input}",
+            f"collect {show(self.assignment)} from {show(self.input)}",
             f"  {len(self.placed)} placed ("
             + ", ".join(f"{status[s]} {s}" for s in ("new", "replaced", "unchanged") if status[s])
             + f"), {len(duplicates)} duplicate(s) set aside, {len(self.rejected)} rejected",
         ]
+        if self.wrapper:
+            lines.append(
+                f"  names matched below {show(self.wrapper)}/, the folder wrapping the download"
+            )
         if self.placed:
             lines.append("placed:")
-            width = max(len(p.student) for p in self.placed)
+            width = max(len(show(p.student)) for p in self.placed)
             for p in self.placed:
                 lines.append(
-                    f"  {p.student:<{width}}  {p.notebook:<24}  {p.status:<9}  <- {p.source}"
+                    f"  {show(p.student):<{width}}  {show(p.notebook):<24}  {p.status:<9}  "
+                    f"<- {show(p.source)}"
                 )
             for p in self.placed:
                 if p.note:
-                    lines.append(f"  ! {p.student}/{p.notebook}: {p.note}")
+                    lines.append(f"  ! {show(p.student)}/{show(p.notebook)}: {show(p.note)}")
         if self.timestamps:
             late = {p.student for p in self.placed if p.lms_late}
             lines.append(f"submission times ({TIMESTAMP_FILE}):")
-            width = max(len(t.student) for t in self.timestamps)
+            width = max(len(show(t.student)) for t in self.timestamps)
             for t in self.timestamps:
                 what = {
-                    "later": f"replaced {t.previous}",
+                    "later": f"replaced {show(t.previous)}",
                     "kept": "kept: later than this download's",
                 }.get(t.status, t.status)
                 marker = ", marked late by the LMS" if t.student in late else ""
-                lines.append(f"  {t.student:<{width}}  {t.text}  ({t.source}; {what}{marker})")
+                lines.append(
+                    f"  {show(t.student):<{width}}  {show(t.text)}  ({t.source}; {what}{marker})"
+                )
         if self.replaced:
             lines.append("duplicates and replacements:")
             for r in self.replaced:
                 if r.backup:
                     lines.append(
-                        f"  {r.student}/{r.notebook}: {r.kept} replaced the file collected "
-                        f"earlier ({r.reason}); earlier copy kept in {rel(r.backup)}"
+                        f"  {show(r.student)}/{show(r.notebook)}: {show(r.kept)} replaced the "
+                        f"file collected earlier ({show(r.reason)}); earlier copy kept in "
+                        f"{rel(r.backup)}"
                     )
                 else:
                     lines.append(
-                        f"  {r.student}/{r.notebook}: kept {r.kept}, set aside {r.dropped}: "
-                        f"{r.reason}"
+                        f"  {show(r.student)}/{show(r.notebook)}: kept {show(r.kept)}, "
+                        f"set aside {show(r.dropped)}: {show(r.reason)}"
                     )
         if self.rejected:
             lines.append("rejected:")
             for r in self.rejected:
-                lines.append(f"  {r.source}: {r.reason}")
+                lines.append(f"  {show(r.source)}: {show(r.reason)}")
         if self.nothing_gradable:
             lines.append(
                 "nothing gradable handed in (every file rejected; export lists them): "
-                + ", ".join(self.nothing_gradable)
+                + ", ".join(show(s) for s in self.nothing_gradable)
             )
-        lines += [f"warning: {w}" for w in self.warnings]
+        lines += [f"warning: {show(w)}" for w in self.warnings]
         if self.ledger:
             lines.append(f"ledger: {rel(self.ledger)}")
         return "\n".join(lines)
@@ -602,13 +717,23 @@ class CollectReport:
 
 @dataclass
 class _Entry:
-    source: str
+    source: str  # as named in the download, printable (undecodable bytes shown as \xNN)
     relpath: str | None  # None when the name is unsafe
     problem: str | None
     size: int
     mtime: float  # 0.0 when unknown
-    open: Callable[[], IO[bytes]]
+    open: Callable[[], IO[bytes]] | None
     time_source: str = "file time"
+
+
+# What a file that is not a regular file is, by its mode.
+_KINDS = {
+    stat.S_IFLNK: "symbolic link",
+    stat.S_IFIFO: "named pipe (FIFO)",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFSOCK: "socket",
+}
 
 
 def _safe_relpath(name: str) -> str | None:
@@ -646,12 +771,26 @@ def _zip_mtime(info: zipfile.ZipInfo, tz: dt.tzinfo | None) -> float:
         return 0.0
 
 
-def _zip_entries(zf: zipfile.ZipFile, tz: dt.tzinfo | None = None) -> Iterator[_Entry]:
+def _zip_entries(
+    zf: zipfile.ZipFile, tz: dt.tzinfo | None = None, not_utf8: frozenset[bytes] = frozenset()
+) -> Iterator[_Entry]:
+    """The zip's members; ``not_utf8``: raw names flagged UTF-8 that are not (see _open_zip)."""
     for info in zf.infolist():
         if info.is_dir():
             continue
         name = info.filename
-        if not info.flag_bits & 0x800:
+        mtime = _zip_mtime(info, tz)
+        utf8 = bool(info.flag_bits & 0x800)
+        if not utf8 and info.orig_filename.encode("cp437") in not_utf8:
+            # Claimed UTF-8, is not: zipfile would refuse to open it, and its name says nothing
+            # reliable. Whose it is still counts, from the name as far as it is readable.
+            raw = info.filename.encode("cp437")
+            shown = raw.decode("utf-8", "backslashreplace")
+            relpath = _safe_relpath(raw.decode("utf-8", "replace"))
+            problem = "file name in the zip is not valid UTF-8: not read"
+            yield _Entry(shown, relpath, problem, info.file_size, mtime, None, "zip entry time")
+            continue
+        if not utf8:
             # No UTF-8 flag: zipfile decoded cp437, but macOS and most tools really wrote UTF-8.
             try:
                 name = name.encode("cp437").decode("utf-8")
@@ -659,11 +798,13 @@ def _zip_entries(zf: zipfile.ZipFile, tz: dt.tzinfo | None = None) -> Iterator[_
                 pass
         relpath = _safe_relpath(name)
         problem = None
+        kind = stat.S_IFMT(info.external_attr >> 16)
         if relpath is None:
             problem = "unsafe path in archive (absolute or with '..'): not extracted"
-        elif stat.S_ISLNK(info.external_attr >> 16):
+        elif kind == stat.S_IFLNK:
             problem = "symbolic link in archive: not followed"
-        mtime = _zip_mtime(info, tz)
+        elif kind in _KINDS:
+            problem = f"{_KINDS[kind]} in archive, not a file: not read"
         yield _Entry(
             name,
             relpath,
@@ -675,24 +816,171 @@ def _zip_entries(zf: zipfile.ZipFile, tz: dt.tzinfo | None = None) -> Iterator[_
         )
 
 
-def _folder_entries(root: Path) -> Iterator[_Entry]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            relpath = path.relative_to(root).as_posix()
-            problem = "symbolic link: not followed" if path.is_symlink() else None
-            st = path.lstat()
-            yield _Entry(
-                relpath, relpath, problem, st.st_size, st.st_mtime, lambda p=path: p.open("rb")
+class _Overlay(io.RawIOBase):
+    """A read-only view of a file with some bytes changed (the zip's own file is not touched)."""
+
+    def __init__(self, fh: IO[bytes], patches: dict[int, int]):
+        super().__init__()
+        self._fh, self._patches = fh, patches
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def readinto(self, buffer) -> int:
+        start = self._fh.tell()
+        n = self._fh.readinto(buffer)
+        for offset, value in self._patches.items():
+            if start <= offset < start + (n or 0):
+                buffer[offset - start] = value
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _central_directory(fh: IO[bytes]) -> tuple[int, bytes]:
+    """Where the zip's central directory starts, and its bytes; ValueError when not found."""
+    size = fh.seek(0, os.SEEK_END)
+    tail_start = max(0, size - (22 + 0xFFFF + 20 + 56))
+    fh.seek(tail_start)
+    tail = fh.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        raise ValueError("no end of central directory")
+    count, cd_size, cd_offset = struct.unpack_from("<10xHII", tail, at)
+    end = tail_start + at
+    if count == 0xFFFF or 0xFFFFFFFF in (cd_size, cd_offset):  # zip64
+        record = tail[at - 20 - 56 : at - 20]
+        if len(record) != 56 or not record.startswith(b"PK\x06\x06"):
+            raise ValueError("zip64 end record not where expected")
+        (cd_size,) = struct.unpack_from("<Q", record, 40)
+        end = end - 20 - 56
+    fh.seek(end - cd_size)
+    return end - cd_size, fh.read(cd_size)
+
+
+def _open_zip(source: Path) -> tuple[zipfile.ZipFile, frozenset[bytes]]:
+    """The zip, and the raw names of members flagged UTF-8 whose names are not.
+
+    zipfile refuses the whole archive over one such name (UnicodeDecodeError while reading the
+    central directory); here the flag of those names is cleared in a view of the file, so
+    zipfile reads them as cp437 and every other member stays readable.
+    """
+    try:
+        return zipfile.ZipFile(source), frozenset()
+    except UnicodeDecodeError:
+        pass
+    fh = source.open("rb")
+    try:
+        start, directory = _central_directory(fh)
+        patches, bad = {}, set()
+        at = 0
+        while at + 46 <= len(directory) and directory[at : at + 4] == b"PK\x01\x02":
+            flags, name_len, extra_len, comment_len = struct.unpack_from(
+                "<8xH18xHHH", directory, at
             )
-        for name in dirnames:
-            if (Path(dirpath) / name).is_symlink():
-                relpath = (Path(dirpath) / name).relative_to(root).as_posix()
-                yield _Entry(relpath, None, "symbolic link to a folder: not followed", 0, 0.0, None)
+            name = directory[at + 46 : at + 46 + name_len]
+            if flags & 0x800:
+                try:
+                    name.decode("utf-8")
+                except UnicodeDecodeError:
+                    patches[start + at + 9] = (flags >> 8) & ~0x08 & 0xFF
+                    bad.add(name)
+            at += 46 + name_len + extra_len + comment_len
+        zf = zipfile.ZipFile(io.BufferedReader(_Overlay(fh, patches)))
+    except BaseException:
+        fh.close()
+        raise
+    return zf, frozenset(bad)
 
 
-# What reading one zip member can raise: bad CRC, encryption, unknown compression, truncation.
+def _open_regular(path: str, identity: tuple[int, int]) -> IO[bytes]:
+    """The file at ``path``, if it still is the regular file that was walked (no link followed,
+    no FIFO waited on, nothing swapped in since)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != identity:
+            raise OSError(f"{_text(path)}: changed while being collected")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _folder_entries(root: Path) -> list[_Entry]:
+    """Every file under ``root``, walked with lstat and never through a link.
+
+    Links, FIFOs, devices and sockets are entries with the reason they are not read (a FIFO
+    would block the read forever, a link would read what the student pointed it at). So is a
+    regular file with a hard link outside the download: it is someone else's file (/etc/shadow,
+    another student's work) under a name in this folder. One with all its names inside is read.
+    """
+    found: list[tuple[str, str, os.stat_result | None, str | None]] = []
+    stack = [(str(root), "")]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                children = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            found.append((folder, rel or ".", None, f"folder cannot be read ({exc.strerror})"))
+            continue
+        subfolders = []
+        for child in children:
+            child_rel = f"{rel}/{child.name}" if rel else child.name
+            try:
+                st = child.stat(follow_symlinks=False)
+            except OSError as exc:
+                found.append((child.path, child_rel, None, f"cannot be read ({exc.strerror})"))
+                continue
+            kind = stat.S_IFMT(st.st_mode)
+            if kind == stat.S_IFDIR:
+                subfolders.append((child.path, child_rel))
+            elif kind == stat.S_IFLNK:
+                what = "symbolic link to a folder" if os.path.isdir(child.path) else "symbolic link"
+                found.append((child.path, child_rel, st, f"{what}: not followed"))
+            elif kind != stat.S_IFREG:
+                what = _KINDS.get(kind, "special file")
+                found.append((child.path, child_rel, st, f"{what}, not a file: not read"))
+            else:
+                found.append((child.path, child_rel, st, None))
+        stack.extend(reversed(subfolders))
+
+    names = defaultdict(int)
+    for _, _, st, problem in found:
+        if st is not None and problem is None:
+            names[(st.st_dev, st.st_ino)] += 1
+    entries = []
+    for path, rel, st, problem in found:
+        if problem is None and st.st_nlink > names[(st.st_dev, st.st_ino)]:
+            problem = (
+                f"hard link to a file outside the download ({st.st_nlink} names, "
+                f"{names[(st.st_dev, st.st_ino)]} in it): not read"
+            )
+        shown = _text(rel)
+        relpath = _safe_relpath(rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        opener = None
+        if problem is None:
+            opener = functools.partial(_open_regular, path, (st.st_dev, st.st_ino))
+        size, mtime = (st.st_size, st.st_mtime) if st is not None else (0, 0.0)
+        if shown != rel and problem is None:
+            problem = "file name is not valid UTF-8: not read"
+        entries.append(_Entry(shown, relpath, problem, size, mtime, opener))
+    return entries
+
+
+# What reading one file can raise: bad CRC, encryption, unknown compression, truncation.
 _READ_ERRORS = (
     OSError,
     EOFError,
@@ -705,11 +993,18 @@ _READ_ERRORS = (
 
 def _read(entry: _Entry) -> bytes:
     with entry.open() as fh:
-        return fh.read(MAX_FILE_BYTES + 1)
+        data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise NotPlaced(f"larger than {MAX_FILE_BYTES // 2**20} MB: not read")
+    return data
 
 
 def _json_note(data: bytes) -> str:
-    """Empty when ``data`` looks like a notebook, else what is wrong with it."""
+    """Empty when ``data`` looks like a notebook, else what is wrong with it.
+
+    Raises NotPlaced for JSON Python cannot parse at all (nested too deep, a number too long):
+    grading would fail on it the same way, outside any per-file guard.
+    """
     after = "; placed anyway, grading will report it"
     if not data.strip():
         return "empty file" + after
@@ -719,6 +1014,12 @@ def _json_note(data: bytes) -> str:
         return "not UTF-8 text, so not valid JSON" + after
     except json.JSONDecodeError as exc:
         return f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})" + after
+    except RecursionError:
+        raise NotPlaced("JSON nested too deeply for Python to read: not placed") from None
+    except (ValueError, MemoryError) as exc:
+        raise NotPlaced(
+            f"JSON Python cannot read ({type(exc).__name__}: {exc}): not placed"
+        ) from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         return "valid JSON but not a notebook (no list of cells)" + after
     return ""
@@ -780,8 +1081,12 @@ def _why(winner: _Candidate, loser: _Candidate) -> str:
 def _write(dest: Path, data: bytes, mtime: float) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.collect-tmp")
+    tmp.unlink(missing_ok=True)
     try:
-        tmp.write_bytes(data)
+        # A new file of our own, never through a link or a FIFO someone left at that name.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        with os.fdopen(os.open(tmp, flags, 0o644), "wb") as fh:
+            fh.write(data)
         if mtime > 0:
             # The submission's own time travels with it, for whoever later asks "which is newer".
             os.utime(tmp, (mtime, mtime))
@@ -836,6 +1141,7 @@ def collect(
         raise CollectError(str(exc)) from None
     plugin.assignment_id = assignment
     plugin.course_root = str(root)
+    plugin._student_map()  # a bad student_id_map is refused before anything is read or written
     coursedir = CourseDirectory(config=cfg, root=str(root))
     submitted_base = root / coursedir.submitted_directory
     downloaded = cfg.get("ZipCollectApp", {}).get("downloaded_directory", "downloaded")
@@ -846,7 +1152,7 @@ def collect(
         if _inside(real, submitted_base) or _inside(submitted_base, real):
             raise CollectError(f"{path}: the input must not contain or be inside {submitted_base}")
         entries = _folder_entries(real)
-        return _run(_as(student, entries), plugin, coursedir, root, downloaded, report)
+        return _run(entries, student, plugin, coursedir, root, downloaded, report)
     if not source.is_file():
         raise CollectError(f"{path}: no such file or folder")
     is_notebook = source.suffix.lower() in {e.lower() for e in plugin.valid_ext}
@@ -857,54 +1163,124 @@ def collect(
         # One notebook, as a browser saves it from Colab or an LMS: placed by its own name.
         st = source.stat()
         one = _Entry(
-            source.name, source.name, None, st.st_size, st.st_mtime, lambda: source.open("rb")
+            _text(source.name),
+            source.name,
+            None,
+            st.st_size,
+            st.st_mtime,
+            lambda: source.open("rb"),
         )
-        return _run(_as(student, iter([one])), plugin, coursedir, root, downloaded, report)
+        return _run([one], student, plugin, coursedir, root, downloaded, report)
     try:
-        zf = zipfile.ZipFile(source)
+        zf, not_utf8 = _open_zip(source)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
         raise CollectError(f"{path}: not a readable zip file ({exc})") from None
     with zf:
         try:
-            entries = list(_zip_entries(zf, plugin.zip_timezone()))
+            entries = list(_zip_entries(zf, plugin.zip_timezone(), not_utf8))
         except (zipfile.BadZipFile, ValueError) as exc:
             raise CollectError(f"{path}: corrupt zip file ({exc})") from None
-        return _run(_as(student, iter(entries)), plugin, coursedir, root, downloaded, report)
+        return _run(entries, student, plugin, coursedir, root, downloaded, report)
 
 
-def _as(student: str | None, entries: Iterator[_Entry]) -> Iterator[_Entry]:
+def _as(student: str | None, entries: list[_Entry]) -> list[_Entry]:
     """The entries as ``{student}/{file name}`` when the caller says whose they are."""
-    for entry in entries:
-        if student is not None and entry.relpath is not None:
-            name = entry.relpath.rsplit("/", 1)[-1]
-            entry = dataclasses.replace(entry, relpath=f"{student}/{name}")
-        yield entry
+    if student is None:
+        return entries
+    return [
+        dataclasses.replace(e, relpath=f"{student}/{e.relpath.rsplit('/', 1)[-1]}")
+        if e.relpath is not None
+        else e
+        for e in entries
+    ]
 
 
-def _run(entries, plugin, coursedir, root, downloaded, report) -> CollectReport:
-    assignment = report.assignment
-    candidates: list[_Candidate] = []
-    for entry in entries:
-        try:
-            if entry.problem:
-                raise NotPlaced(entry.problem)
-            found = plugin.identify(entry.relpath)
-            if entry.size > MAX_FILE_BYTES:
-                raise NotPlaced(
-                    f"larger than {MAX_FILE_BYTES // 2**20} MB: not read", found.student
-                )
+def _junk(relpath: str) -> bool:
+    parts = relpath.split("/")
+    return parts[0] == "__MACOSX" or parts[-1].lower() in _SYSTEM_FILES or parts[-1][:2] == "._"
+
+
+def _unwrapped(entries: list[_Entry], plugin: LmsCollectorPlugin, report) -> list[_Entry]:
+    """The entries below the download's one wrapping folder, when it has one.
+
+    A folder is taken for a wrapper (added by whoever zipped or unpacked the download) only when
+    it holds everything, its own name is no LMS submission's, and every path below it is named
+    by the LMS (a pattern with an lms_id: Canvas's files, Moodle's folders). A student's own
+    folder holding a folder named like a Moodle submission cannot be told from that, so one
+    student's folder on its own is to be collected with ``--student``.
+    """
+    named = [e.relpath for e in entries if e.relpath is not None and not _junk(e.relpath)]
+    tops = {r.split("/", 1)[0] for r in named}
+    if len(tops) != 1 or any("/" not in r for r in named):
+        return entries
+    [top] = tops
+    if any(plugin.lms_named(r) for r in named):
+        return entries
+    if not all(plugin.lms_named(r.split("/", 1)[1]) for r in named):
+        return entries
+    report.wrapper = top
+    inner = []
+    for e in entries:
+        if e.relpath is not None and e.relpath.startswith(top + "/"):
+            e = dataclasses.replace(e, relpath=e.relpath[len(top) + 1 :])
+        inner.append(e)
+    return inner
+
+
+def _examine(entry: _Entry, plugin: LmsCollectorPlugin) -> _Candidate:
+    """The entry as a candidate for placing; NotPlaced with whose it is, when known, if not."""
+    if entry.problem:
+        raise NotPlaced(entry.problem, plugin.owner(entry.relpath) if entry.relpath else None)
+    found = plugin.identify(entry.relpath)
+    try:
+        if entry.size > MAX_FILE_BYTES:
+            raise NotPlaced(f"larger than {MAX_FILE_BYTES // 2**20} MB: not read")
+        data = _read(entry)
+        return _Candidate(entry, found, hashlib.sha256(data).hexdigest(), _json_note(data))
+    except NotPlaced as reason:
+        raise NotPlaced(str(reason), found.student) from None
+    except _READ_ERRORS as exc:
+        raise NotPlaced(f"corrupt or unreadable ({exc})", found.student) from None
+    except Exception as exc:  # whatever one file does, the others are still collected
+        raise NotPlaced(f"cannot be read ({type(exc).__name__}: {exc})", found.student) from None
+
+
+def _run(entries, student, plugin, coursedir, root, downloaded, report) -> CollectReport:
+    """Place ``entries``; whatever happens, the timestamps and the ledger say what was done."""
+    try:
+        _place(entries, student, plugin, coursedir, root, downloaded, report)
+    finally:
+        for finish in (_write_timestamps, _update_ledger):
             try:
-                data = _read(entry)
-            except _READ_ERRORS as exc:
-                raise NotPlaced(f"corrupt or unreadable ({exc})", found.student) from None
+                finish(report, coursedir, root, downloaded)
+            except Exception as exc:
+                report.warnings.append(
+                    f"{finish.__name__.strip('_').replace('_', ' ')} failed: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+    return report
+
+
+def _place(entries, student, plugin, coursedir, root, downloaded, report) -> None:
+    assignment = report.assignment
+    if student is None:
+        entries = _unwrapped(entries, plugin, report)
+    candidates: list[_Candidate] = []
+    for entry in _as(student, entries):
+        try:
+            candidates.append(_examine(entry, plugin))
         except NotPlaced as reason:
             report.rejected.append(Rejected(entry.source, str(reason), reason.student))
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        candidates.append(_Candidate(entry, found, digest, _json_note(data)))
+        except CollectError:
+            raise
+        except Exception as exc:  # a name no pattern expected: that file only
+            report.rejected.append(
+                Rejected(entry.source, f"cannot be collected ({type(exc).__name__}: {exc})")
+            )
 
     # One display name from two LMS accounts is two people; merging them would let one's
-    # notebook silently "replace" the other's.
+    # notebook silently "replace" the other's. Both stay on the ledger under that name, with
+    # the reason.
     accounts = defaultdict(set)
     for c in candidates:
         if not c.found.mapped and c.found.lms_id:
@@ -919,6 +1295,7 @@ def _run(entries, plugin, coursedir, root, downloaded, report) -> CollectReport:
                     c.entry.source,
                     f"student id '{c.found.student}' is claimed by different LMS ids "
                     f"({', '.join(sorted(ids))}): map them in LmsCollectorPlugin.student_id_map",
+                    c.found.student,
                 )
             )
         else:
@@ -944,11 +1321,17 @@ def _run(entries, plugin, coursedir, root, downloaded, report) -> CollectReport:
         if not _inside(dest.parent, root / coursedir.submitted_directory):
             # Only a symlink planted under submitted/ gets here: the id itself is one safe name.
             report.rejected.append(
-                Rejected(winner.entry.source, f"{dest_dir} leads outside submitted/: not written")
+                Rejected(
+                    winner.entry.source,
+                    f"{dest_dir} leads outside submitted/: not written",
+                    student,
+                )
             )
             continue
         try:
             data = _read(winner.entry)
+            if hashlib.sha256(data).hexdigest() != winner.digest:
+                raise NotPlaced("changed while being collected: not placed")
             status, backup = "new", None
             if dest.is_file() and not dest.is_symlink():
                 old = dest.read_bytes()
@@ -964,9 +1347,16 @@ def _run(entries, plugin, coursedir, root, downloaded, report) -> CollectReport:
                     os.utime(backup, (dest.stat().st_atime, dest.stat().st_mtime))
             if status != "unchanged":
                 _write(dest, data, winner.entry.mtime)
-        except _READ_ERRORS as exc:
+        except NotPlaced as reason:
+            report.rejected.append(Rejected(winner.entry.source, str(reason), student))
+            continue
+        except Exception as exc:  # this file could not be written; the others still are
             report.rejected.append(
-                Rejected(winner.entry.source, f"cannot place it: {exc}", student)
+                Rejected(
+                    winner.entry.source,
+                    f"cannot place it ({type(exc).__name__}: {exc})",
+                    student,
+                )
             )
             continue
         if backup is not None:
@@ -993,9 +1383,6 @@ def _run(entries, plugin, coursedir, root, downloaded, report) -> CollectReport:
                 winner.found.lms_late,
             )
         )
-    _write_timestamps(report, coursedir)
-    _update_ledger(report, coursedir, root, downloaded)
-    return report
 
 
 # ------------------------------------------------------------------------ submission times
@@ -1010,7 +1397,7 @@ def _read_timestamp(path: Path) -> float | None:
         return None
 
 
-def _write_timestamps(report: CollectReport, coursedir: CourseDirectory) -> None:
+def _write_timestamps(report: CollectReport, coursedir: CourseDirectory, *_: object) -> None:
     """Each student's timestamp.txt: the latest time of the files placed for them this run."""
     latest: dict[str, Placed] = {}
     for p in report.placed:
@@ -1060,8 +1447,8 @@ def read_ledger(path: str | os.PathLike) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable collect ledger ({exc})") from None
+    except (OSError, UnicodeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a readable collect ledger ({exc!r})") from None
     if not isinstance(data, dict) or not isinstance(data.get("students", {}), dict):
         raise ValueError(f"{path}: not a collect ledger (no object of students)")
     return data
@@ -1089,10 +1476,26 @@ def _update_ledger(
         ledger = {}
     ledger.setdefault("assignment", assignment)
     students = ledger.setdefault("students", {})
-    source = os.path.basename(report.input.rstrip("/" + os.sep)) or report.input
+    source = _text(os.path.basename(report.input.rstrip("/" + os.sep)) or report.input)
+
+    def entry_of(student: str, key: str, kind: type) -> Any:
+        # An entry an earlier run (or a hand edit) left malformed is started again, not a crash
+        # after the files were placed.
+        entry = students.get(student)
+        if not isinstance(entry, dict):
+            if entry is not None:
+                report.warnings.append(f"{LEDGER}: malformed entry for {student} started again")
+            entry = students[student] = {}
+        if key and not isinstance(entry.get(key, kind()), kind):
+            report.warnings.append(f"{LEDGER}: malformed {key} of {student} started again")
+            entry[key] = kind()
+        if key:
+            entry.setdefault(key, kind())
+        return entry
+
     for p in report.placed:
-        entry = students.setdefault(p.student, {})
-        entry.setdefault("notebooks", {})[p.notebook] = {
+        entry = entry_of(p.student, "notebooks", dict)
+        entry["notebooks"][p.notebook] = {
             "input": source,
             "source": p.source,
             "time": format_timestamp(p.time) if p.time is not None else None,
@@ -1100,18 +1503,17 @@ def _update_ledger(
             "lms_late": p.lms_late,
         }
     for r in attributed:
-        entry = students.setdefault(r.student, {})
-        rejected = entry.setdefault("rejected", [])
-        item = {"input": source, "source": r.source, "reason": r.reason}
+        rejected = entry_of(r.student, "rejected", list)["rejected"]
+        item = {"input": source, "source": _text(r.source), "reason": _text(r.reason)}
         if item not in rejected:
             rejected.append(item)
     for t in report.timestamps:
-        students.setdefault(t.student, {})["timestamp"] = t.text
+        entry_of(t.student, "", dict)["timestamp"] = t.text
     for student in sorted({r.student for r in attributed}):
         folder = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment))
         if not students[student].get("notebooks") and not any(folder.glob("*.ipynb")):
             report.nothing_gradable.append(student)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(ledger, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-    _write(path, text.encode("utf-8"), 0)
+    _write(path, text.encode("utf-8", "backslashreplace"), 0)
     report.ledger = str(path)
