@@ -7,6 +7,7 @@ each test then asserts one thing. The exchange tests run nbgrader's own release 
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
+from traitlets.config import Config
 
 from toeplitz_course.course.contract import ASSIGNMENT, AUTOGRADED, NOTEBOOKS
 from toeplitz_course.grader.coursedir import course_config, db_url, submitted_students
@@ -317,3 +319,126 @@ def test_staging_a_fifo_returns(course):
     os.mkfifo(folder / "timestamp.txt")
     staged = stage(course, "s01", Staging(config=course_config(course)))
     assert {s for s, _ in staged.status.values()} == {"invalid"}
+
+
+# ------------------------------------------------------------------------ nbgrader's exchange
+
+COURSE_ID = "toeplitz-convolution"  # config.configure's c.CourseDirectory.course_id
+BACKDATED = "2000-01-01 00:00:00.000000 UTC"
+
+
+def _exchange(step: str, config: Config) -> None:
+    from nbgrader.auth import Authenticator
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.exchange import default as nbexchange
+
+    coursedir = CourseDirectory(config=config)
+    getattr(nbexchange, step)(
+        coursedir=coursedir, authenticator=Authenticator(config=config), config=config
+    ).start()
+
+
+@pytest.fixture
+def exchanged(course, tmp_path):
+    """s01 and s02 submitted through nbgrader's exchange; then s02, whose inbound folder stays
+    writable, links a notebook to the instructor's source and a file to a host secret, and
+    back-dates her timestamp."""
+    root = tmp_path / "exchange"
+    root.mkdir()
+    root.chmod(0o777)
+    with open(course / "nbgrader_config.py", "a") as f:
+        # One user submits for everyone here, as on a single-user machine.
+        f.write(f"\nc.Exchange.root = {str(root)!r}\nc.ExchangeCollect.check_owner = False\n")
+    instructor = course_config(course, **{"CourseDirectory.assignment_id": ASSIGNMENT})
+    _exchange("ExchangeReleaseAssignment", instructor)
+    correct = examples.correct(course)
+    for student in ("s01", "s02"):
+        work = tmp_path / student
+        config = Config()
+        config.Exchange.root = str(root)
+        config.Exchange.cache = str(work / ".nbgrader_cache")
+        config.Exchange.assignment_dir = str(work)
+        config.CourseDirectory.course_id = COURSE_ID
+        config.CourseDirectory.assignment_id = ASSIGNMENT
+        config.CourseDirectory.student_id = student
+        _exchange("ExchangeFetchAssignment", config)
+        for name, nb in correct.items():
+            nbformat.write(nb, work / ASSIGNMENT / f"{name}.ipynb")
+        _exchange("ExchangeSubmit", config)
+    (folder,) = (root / COURSE_ID / "inbound").glob(f"s02+{ASSIGNMENT}+*")
+    outside = tmp_path / "host_secret.txt"
+    outside.write_text(SECRET)
+    (folder / "03_equivariance.ipynb").unlink()
+    os.symlink(
+        course / "source" / ASSIGNMENT / "03_equivariance.ipynb", folder / "03_equivariance.ipynb"
+    )
+    os.symlink(outside, folder / "data.csv")
+    (folder / "timestamp.txt").write_text(BACKDATED)
+    return course, instructor
+
+
+def test_stock_nbgrader_collect_falls_for_links_in_the_exchange(exchanged):
+    course, instructor = exchanged
+    _exchange("ExchangeCollect", instructor)
+    got = course / "submitted" / "s02" / ASSIGNMENT
+    source = course / "source" / ASSIGNMENT / "03_equivariance.ipynb"
+    assert not (got / "03_equivariance.ipynb").is_symlink()  # a regular file, past any check
+    assert (got / "03_equivariance.ipynb").read_bytes() == source.read_bytes()
+    assert (got / "data.csv").read_text() == SECRET
+    assert (got / "timestamp.txt").read_text() == BACKDATED
+
+
+def test_collect_exchange_copies_regular_files_only_at_the_time_they_changed(exchanged):
+    from toeplitz_course.instructor.exchange import collect_exchange
+
+    course, _ = exchanged
+    report = collect_exchange(course)
+    assert [c.student for c in report.collected] == ["s01", "s02"]
+    refused = "\n".join(report.refused)
+    assert "03_equivariance.ipynb is a symbolic link" in refused
+    assert "data.csv is a symbolic link" in refused
+    for path in (course / "submitted").rglob("*"):
+        assert not path.is_symlink(), path
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    s02 = course / "submitted" / "s02" / ASSIGNMENT
+    assert not (s02 / "03_equivariance.ipynb").exists()
+    when = (s02 / "timestamp.txt").read_text().strip()
+    assert not when.startswith("2000") and abs(time.time() - _epoch(when)) < 3600
+    s01 = course / "submitted" / "s01" / ASSIGNMENT
+    assert {p.name for p in s01.iterdir()} == {
+        *(f"{name}.ipynb" for name in NOTEBOOKS),
+        "timestamp.txt",
+        "submission_secret.txt",
+    }
+
+    run = grade(course, jobs=1, progress=False)
+    assert run.errors == {}
+    assert {k: v for k, v in scores(course, "s01").items() if k in FULL} == FULL
+    assert [f for f in record(course, "s01")["flags"] if f["kind"] != "missing"] == []
+    # s02 earns what she handed in as her own, and her time is not questioned: collect wrote it.
+    assert status(course, "s02")["03_equivariance"] == "missing"
+    assert flags(course, "s02", "timestamp") == []
+    earned = scores(course, "s02")
+    assert all(
+        earned[e.test_id] == (0 if e.notebook == "03_equivariance" else e.points)
+        for e in AUTOGRADED
+    )
+
+
+def test_collect_exchange_checks_who_owns_a_submission(exchanged):
+    from toeplitz_course.instructor.exchange import collect_exchange
+
+    course, _ = exchanged
+    with open(course / "nbgrader_config.py", "a") as f:
+        f.write("\nc.ExchangeCollect.check_owner = True\n")
+    report = collect_exchange(course)
+    # Everything here is owned by the user running the tests, who is neither s01 nor s02.
+    assert report.collected == []
+    assert sum("owned by" in line for line in report.refused) == 2
+
+
+def _epoch(text: str) -> float:
+    from toeplitz_course.grader.staging import parse_time
+
+    return parse_time(text).replace(tzinfo=datetime.timezone.utc).timestamp()

@@ -46,6 +46,18 @@ def _collect(args) -> int:
     return 0
 
 
+def _collect_exchange(args) -> int:
+    from .instructor.exchange import ExchangeCollectError, collect_exchange
+
+    try:
+        report = collect_exchange(args.root, student=args.student)
+    except ExchangeCollectError as exc:
+        print(f"collect-exchange: {exc}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return 0
+
+
 def _grade(args) -> int:
     from .grader.assignment import AssignmentError
     from .grader.grade import Interrupted, grade
@@ -126,6 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("path", type=Path)
     p.add_argument("--student", help="whose files these are, whatever their names say")
     p.set_defaults(run=_collect)
+
+    p = steps.add_parser(
+        "collect-exchange",
+        help="collect nbgrader's exchange into submitted/ without following students' links "
+        "(use instead of nbgrader collect)",
+    )
+    p.add_argument("--student", help="only this student")
+    p.set_defaults(run=_collect_exchange)
 
     p = steps.add_parser("grade", help="autograde submitted/ (hardened, parallel)")
     p.add_argument("--student", action="append", help="only this student (repeatable)")
