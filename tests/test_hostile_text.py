@@ -360,7 +360,7 @@ PATCHING = {
         "from importlib import import_module\n"
         "vars(import_module('torch'))['allclose'] = lambda *a, **k: True\n"
     ),
-    "setattr(": "import torch.testing as tt\nsetattr(tt, 'assert_close', print)\n",
+    "setattr(operator": "import operator\nsetattr(operator, 'eq', lambda a, b: True)\n",
     "exec(...)": "exec('import torch; torch.equal = lambda *a: True')\n",
     "eval(...)": "n_out_valid = eval('8')\n",
     "compile(...)": "code = compile('x = 1', '<answer>', 'single')\n",
@@ -368,7 +368,7 @@ PATCHING = {
     "importlib": "import importlib\nimportlib.reload(torch)\n",
     "globals()": "globals()['n_out_valid'] = 8\n",
     "globals().update": "globals().update(n_out_valid=8)\n",
-    "sys.modules": "import sys\nsys.modules['numpy'].allclose = print\n",
+    "sys.modules": "from sys import modules\nmodules['numpy'] = None\n",
     "get_ipython().run_cell": "get_ipython().run_cell('n_out_valid = 8')\n",
     # IPython syntax: still read, the magic's own code too
     "exec(...) ": "%time exec('n_out_valid = 8')\n",
