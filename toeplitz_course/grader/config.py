@@ -14,6 +14,7 @@ from .warmkernel import DEFAULT_PRELOAD
 # that only read the config or the gradebook start in a fraction of the time.
 NBGRADER = "nbgrader.preprocessors."
 OURS = "toeplitz_course.grader.preprocessors."
+SANITIZE = "toeplitz_course.grader.sanitize.SanitizeSubmission"
 
 #: What each grading worker's warm parent imports: the usual kernel libraries and the hidden tests'
 #: checks, which every graded notebook imports.
@@ -70,6 +71,9 @@ def configure(c) -> None:
         "nbconvert.preprocessors.ClearMetadataPreprocessor",
         NBGRADER + "LimitOutput",
         OURS + "VerifyAnswers",
+        # After the verdicts have read the answer channel's outputs: the autograded notebook,
+        # which the formgrader and the feedback show, holds nothing active (grader/sanitize.py).
+        SANITIZE,
         OURS + "SaveAutoGrades",
         NBGRADER + "AssignLatePenalties",
         OURS + "CheckCellMetadata",
@@ -93,6 +97,7 @@ def configure(c) -> None:
         NBGRADER + "GetGrades",
         OURS + "HideHiddenTests",
         OURS + "ShortenTracebacks",
+        SANITIZE,  # again: a notebook autograded before the sanitiser existed
         "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     ]
     # Feedback and formgrader pages: messages that wrap, a local MathJax where there is one.

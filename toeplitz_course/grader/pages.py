@@ -13,13 +13,28 @@ made through nbconvert's own template search path (``HTMLExporter.extra_template
   serves it when started with ``--ServerApp.extra_static_paths=/usr/share/javascript``
   (``FORMGRADER_STATIC``). Either falls back to nbconvert's CDN when the local copy does not load.
 
+And what a page may do (``ContentSecurityPolicy``): student content is sanitised at the source
+and again as the page is rendered (``grader/sanitize.py``, installed here as the ``markdown2html``
+and ``clean_html`` filters, with nbconvert's ``sanitize_html``, which drops script outputs and
+widget state); the policy is the third line. It is a ``<meta>`` element that nbgrader's feedback
+and formgrade templates both emit in their ``<head>`` (from the MathJax macro, after the
+formgrader's own scripts and before any notebook content): no inline script, no ``eval``, no
+frame, object, form or ``<base>``; scripts only from this page's own server (the formgrader's
+scripts, the local MathJax), the MathJax file and the CDN; images only ``data:``; requests only
+to the page's own server (the formgrader's grade API). The formgrader's two inline handlers (the
+"show names" eye) and MathJax's fallback loader are allowed by their hashes.
+
 Loading the configuration imports neither nbconvert nor nbgrader.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.util
+import json
 import os
+import urllib.parse
 from pathlib import Path
 
 from traitlets.config import Configurable
@@ -61,7 +76,15 @@ def configure(c, mathjax: Path | None = None) -> None:
     """
     # Setting this replaces what GenerateFeedback and the formgrader would set, nbgrader's own.
     c.HTMLExporter.extra_template_basedirs = [_nbgrader_templates(), str(TEMPLATES)]
-    c.HTMLExporter.filters = {"mathjax_urls": f"{__name__}.MathJaxUrls"}
+    c.HTMLExporter.filters = {
+        "mathjax_page": f"{__name__}.MathJaxPage",
+        # Student content, cleaned again as every page renders it (grader/sanitize.py).
+        "markdown2html": "toeplitz_course.grader.sanitize.SafeMarkdown",
+        "clean_html": "toeplitz_course.grader.sanitize.clean_html",
+    }
+    # nbconvert's own switch: HTML and markdown outputs through clean_html, no script outputs,
+    # no widget state.
+    c.HTMLExporter.sanitize_html = True
     mathjax = mathjax or local_mathjax()
     if mathjax is not None:
         c.HTMLExporter.mathjax_url = FORMGRADER_MATHJAX
@@ -69,16 +92,72 @@ def configure(c, mathjax: Path | None = None) -> None:
         c.GenerateFeedback.HTMLExporter.mathjax_url = mathjax.as_uri() + MATHJAX_QUERY
 
 
-class MathJaxUrls(Configurable):
-    """Jinja filter ``url | mathjax_urls``: (the URL to load MathJax from, the one to try when
-    that fails, or "").
+#: The inline event handlers of nbgrader's formgrade page (formgrade_macros.html.j2: the eye
+#: that shows or hides student names), allowed by hash.
+FORMGRADER_HANDLERS = ("toggle_name(true);", "toggle_name(false);")
 
-    nbconvert constructs it with the exporter as its parent, whose ``mathjax_url`` is the URL
-    when the template gives none; the fallback is nbconvert's default (its CDN).
+
+def _hash(script: str) -> str:
+    digest = hashlib.sha256(script.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
+def _source(url: str) -> str:
+    """The CSP source expression that allows loading ``url``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return f"{parts.scheme}://{parts.netloc}"
+    if parts.scheme:
+        return f"{parts.scheme}:"
+    return "'self'"  # relative: the formgrader's own server
+
+
+def fallback_loader(url: str) -> str:
+    """The ``onerror`` handler that loads MathJax from ``url`` when the first copy fails."""
+    return f"var s = document.createElement('script'); s.src = {json.dumps(url)};" + (
+        " document.head.appendChild(s);"
+    )
+
+
+def content_security_policy(urls: tuple[str, str]) -> str:
+    """The policy of a feedback or formgrader page that loads MathJax from ``urls``."""
+    scripts = sorted({"'self'", *(_source(u) for u in urls if u)})
+    hashes = [_hash(h) for h in FORMGRADER_HANDLERS]
+    if urls[1]:
+        hashes.append(_hash(fallback_loader(urls[1])))
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {' '.join(scripts)} 'unsafe-hashes' {' '.join(hashes)}",
+            # nbconvert's and nbgrader's pages carry <style> blocks; MathJax sets styles.
+            f"style-src {' '.join(scripts)} 'unsafe-inline'",
+            f"font-src {' '.join(scripts)} data:",
+            "img-src data:",
+            "connect-src 'self'",
+            "frame-src 'none'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'none'",
+        ]
+    )
+
+
+class MathJaxPage(Configurable):
+    """Jinja filter ``url | mathjax_page``: where this page loads MathJax from, and its policy.
+
+    A dict: ``url`` (the URL to load MathJax from), ``fallback`` (the ``onerror`` handler that
+    loads the other copy, or ""), ``policy`` (``content_security_policy``). nbconvert constructs
+    it with the exporter as its parent, whose ``mathjax_url`` is the URL when the template gives
+    none; the fallback is nbconvert's default (its CDN).
     """
 
-    def __call__(self, url: str | None = None) -> tuple[str, str]:
+    def __call__(self, url: str | None = None) -> dict[str, str]:
         trait = self.parent.traits()["mathjax_url"]
         default = trait.default_value
         url = url or getattr(self.parent, "mathjax_url", default)
-        return url, ("" if url == default else default)
+        other = "" if url == default else default
+        return {
+            "url": url,
+            "fallback": fallback_loader(other) if other else "",
+            "policy": content_security_policy((url, other)),
+        }
