@@ -169,26 +169,26 @@ def test_both_students_are_graded_as_earned(course):
             assert scores == expected, student
 
 
-def _settle_and_check(browser, listener, page_title: str) -> None:
+def _settle_and_check(driver, listener, page_title: str) -> None:
     time.sleep(SETTLE)
     # Click what a person might click: a javascript: link must not survive to be clicked.
-    links = browser.execute_script(
+    links = driver.execute_script(
         "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"
         ".filter(h => h.toLowerCase().startsWith('javascript:'))"
     )
     assert links == []
-    handlers = browser.execute_script(
+    handlers = driver.execute_script(
         "return Array.from(document.querySelectorAll('#notebook-container *'))"
         ".flatMap(e => Array.from(e.attributes).map(a => a.name))"
         ".filter(n => n.startsWith('on'))"
     )
     assert handlers == []
-    frames = browser.execute_script(
+    frames = driver.execute_script(
         "return document.querySelectorAll('iframe, object, embed').length"
     )
     assert frames == 0
     assert listener.hits == []
-    assert browser.title == page_title
+    assert driver.title == page_title
 
 
 def _open_formgrader(browser, server, course: Path, notebook: str) -> None:  # noqa: F811
