@@ -351,8 +351,7 @@ def ledger_time(root: Path, student: str) -> dt.datetime | None:
     """The time ``collect`` (or ``collect-exchange``) wrote into the student's timestamp.txt, as
     its ledger ``downloaded/toeplitz/collected.json`` remembers it (``students.{id}.timestamp``);
     None when it has none or cannot be read."""
-    cfg = course_config(root)
-    downloaded = cfg.ZipCollectApp.get("downloaded_directory", "downloaded")
+    downloaded = _config(root).ZipCollectApp.get("downloaded_directory", "downloaded")
     try:
         ledger = json.loads((root / downloaded / ASSIGNMENT / "collected.json").read_bytes())
         return parse_time(ledger["students"][student]["timestamp"])
@@ -414,8 +413,19 @@ def _submission_time(
 # -------------------------------------------------------------------------------- staging
 
 
+def _config(root: Path):
+    """The course's configuration; nbgrader's defaults where there is no nbgrader_config.py."""
+    from traitlets.config import Config
+    from traitlets.config.loader import ConfigFileNotFound
+
+    try:
+        return course_config(root)
+    except ConfigFileNotFound:
+        return Config()
+
+
 def settings_of(root: Path) -> Staging:
-    return Staging(config=course_config(root))
+    return Staging(config=_config(root))
 
 
 def stage(root: Path, student: str, settings: Staging | None = None) -> Staged:
