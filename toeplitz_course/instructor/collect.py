@@ -42,6 +42,30 @@ else the zip entry's modification time (its Info-ZIP UTC field when the zip has 
 time, read in ``c.LmsCollectorPlugin.archive_timezone``), else the file's. An existing, later
 timestamp is kept (a download holding only some files does not move it back).
 
+Everything a student hands in is hostile (issue 20), and so is every name in the download below
+the LMS's own:
+
+* Whose a file is comes only from the name the LMS gives the submission: the patterns must match
+  the whole path from the download's root (the first component: Moodle's
+  ``Name_id_assignsubmission_file_/`` folder, a student's folder; or a flat file's
+  ``login_userid_subid_`` prefix, Canvas's), never a tail of it, so folders and file names inside
+  a submission (another student's Moodle folder, ``victim/toeplitz/``, a Canvas upload named like
+  another user's hand-in) decide nothing. A single folder wrapping the whole download is looked
+  through only when everything below it is LMS-named and it is not a submission itself.
+* Nothing is followed or waited on: a folder download is walked with lstat, never through a
+  symlinked folder; a symlink, FIFO, device or socket is refused with its kind as the reason, and
+  so is a file with a hard link outside the download (another file's content under a name here;
+  hard links whose every name is inside are read). Files are opened with O_NOFOLLOW|O_NONBLOCK
+  and read only if fstat shows the regular file that was walked. Zip members whose mode says
+  link, FIFO or device are refused. Tar files are not read at all.
+* One file never stops the run: JSON Python cannot parse (nested too deep, a huge number), a zip
+  member name flagged UTF-8 that is not, a folder file name that is not UTF-8, a path longer
+  than ``MAX_PATH_CHARS``: each rejects that file with the reason. Whatever fails after files are
+  placed, the timestamps and the ledger are still written (a failure is a report warning).
+* Text out is clean: the report and every CollectError go through ``untrusted.for_terminal``;
+  every student id collect makes passes ``untrusted.is_student_id``, and a
+  ``student_id_map`` value that does not is a CollectError.
+
 ``downloaded/{assignment}/collected.json``, the collect ledger, remembers across runs what each
 student handed in and what of it was rejected, with the LMS's own lateness marker (Canvas's
 ``_LATE_``). ``export`` reads it, so a student whose every file was rejected still gets a row in
