@@ -27,7 +27,7 @@ from nbgrader.api import Gradebook
 from test_formgrader import CHROMEDRIVER, CHROMIUM, WAIT, browser, server  # noqa: F401
 
 from toeplitz_course.course.contract import ASSIGNMENT
-from toeplitz_course.grader import sanitize
+from toeplitz_course.grader import pages, sanitize
 from toeplitz_course.grader.coursedir import db_url
 from toeplitz_course.grader.grade import grade
 from toeplitz_course.instructor import examples
@@ -294,3 +294,19 @@ def test_control_the_attacks_run_where_nothing_protects(tmp_path, browser, liste
     assert {"img-onerror", "script", "srcdoc", "out-js", "remote-image"} <= {
         h.strip("/") for h in listener.hits
     }
+
+
+def test_the_policy_leaves_the_pages_working(course, browser):  # noqa: F811
+    """Under the policy, a feedback page opened from disk still typesets its formulas."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if pages.local_mathjax() is None:
+        pytest.skip("no local MathJax (Debian's libjs-mathjax); the CDN may be unreachable here")
+    browser.get((course / "feedback" / HONEST / ASSIGNMENT / f"{WRITTEN_NB}.html").as_uri())
+    WebDriverWait(browser, WAIT).until(
+        lambda d: d.execute_script("return document.querySelectorAll('.MathJax_CHTML').length > 0")
+    )
+    policy = browser.execute_script(
+        "return document.querySelector('meta[http-equiv=\"Content-Security-Policy\"]').content"
+    )
+    assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
