@@ -1472,7 +1472,7 @@ def read_ledger(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeError, ValueError, RecursionError) as exc:
-        raise ValueError(f"{path}: not a readable collect ledger ({exc!r})") from None
+        raise ValueError(f"{path}: not a readable collect ledger ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("students", {}), dict):
         raise ValueError(f"{path}: not a collect ledger (no object of students)")
     return data
