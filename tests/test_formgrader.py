@@ -295,3 +295,14 @@ def test_mathjax_comes_from_this_machine(course, server, browser):
         ".filter(n => n.includes('MathJax.js'))"
     )
     assert loaded and all(n.startswith(f"{base}/static/{local.parent.name}/") for n in loaded)
+
+
+def test_the_written_answer_is_near_the_top(course, server, browser):
+    """The self-checks machinery takes one line: ex3_4's score box is within two screens."""
+    _open(browser, server, course, WRITTEN.notebook)
+    top, screen, height = browser.execute_script(
+        f"return [document.getElementById('{WRITTEN.answer_id}').getBoundingClientRect().top"
+        " + window.scrollY, window.innerHeight, document.body.scrollHeight]"
+    )
+    print(f"ex3_4's score box at y = {top:.0f} px of {height} (screen {screen} px)")
+    assert top < 2 * screen

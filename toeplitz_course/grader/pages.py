@@ -85,6 +85,8 @@ def configure(c, mathjax: Path | None = None) -> None:
     # nbconvert's own switch: HTML and markdown outputs through clean_html, no script outputs,
     # no widget state.
     c.HTMLExporter.sanitize_html = True
+    # The formgrader's page shows the cells a person grades first (grader/formgrade.py).
+    c.HTMLExporter.preprocessors = ["toeplitz_course.grader.formgrade.HandGradedFirst"]
     mathjax = mathjax or local_mathjax()
     if mathjax is not None:
         c.HTMLExporter.mathjax_url = FORMGRADER_MATHJAX
