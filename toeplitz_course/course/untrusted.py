@@ -7,9 +7,11 @@ so there is one rule per sink:
 
 ``for_terminal(text)``
     every control character (C0, C1, DEL: the start of every escape sequence), every Unicode
-    line/paragraph separator and every bidirectional override shown as a visible escape
-    (``\\x1b``, ``\\u202e``), so nothing a student wrote can move the cursor, hide text, forge a
-    line or reorder what the instructor reads. Newlines are kept only with ``lines=True``.
+    line/paragraph separator, every invisible format character (bidirectional overrides,
+    zero-width spaces, soft hyphens) and every lone surrogate (which a terminal's encoder
+    refuses) shown as a visible escape (``\\x1b``, ``\\u202e``, ``\\udcff``), so nothing a
+    student wrote can move the cursor, hide text, forge a line, reorder or disguise what the
+    instructor reads, or stop the printing. Newlines are kept only with ``lines=True``.
 ``csv_cell(value)``
     a string a spreadsheet would read as a formula (first character ``=``, ``+``, ``-``, ``@``,
     tab or carriage return: OWASP's "CSV Injection") prefixed with ``'``; numbers unchanged.
@@ -24,10 +26,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-#: Bidirectional formatting characters (Trojan Source, CVE-2021-42574): they reorder what a
-#: terminal or a browser shows.
-_BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 _STUDENT_ID = re.compile(r"[^\W_][\w.@-]{0,99}")
@@ -41,13 +39,15 @@ def _visible(char: str) -> str:
 def _unsafe(char: str, lines: bool) -> bool:
     if char == "\n":
         return not lines
-    return char in _BIDI or unicodedata.category(char) in ("Cc", "Zl", "Zp")
+    # Cf: bidi overrides, zero-width characters, soft hyphens; Cs: a lone surrogate (a file name
+    # that was not UTF-8, decoded with surrogateescape), which print() cannot encode.
+    return unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp")
 
 
 def for_terminal(text: object, lines: bool = False) -> str:
     """``text`` (anything; ``str()`` of it) with every control character shown, not obeyed."""
     text = str(text)
-    if text.isprintable() and not (_BIDI & set(text)):  # the common case: nothing to do
+    if text.isprintable():  # the common case: nothing to do (Cc, Cf, Cs, Zl, Zp are not printable)
         return text
     return "".join(_visible(c) if _unsafe(c, lines) else c for c in text)
 
@@ -61,6 +61,4 @@ def csv_cell(value: object) -> object:
 
 def is_student_id(text: str) -> bool:
     """Whether ``text`` is safe as a student id (a folder name, a CSV cell, a terminal word)."""
-    return (
-        bool(_STUDENT_ID.fullmatch(text)) and unicodedata.normalize("NFC", text) == text
-    )
+    return bool(_STUDENT_ID.fullmatch(text)) and unicodedata.normalize("NFC", text) == text
