@@ -197,12 +197,14 @@ class HandIn:
     refused: dict[str, Refused] = field(default_factory=dict)  # name -> why it was not read
     folder: Refused | None = None  # why the whole folder was not read
     renamed: list[str] = field(default_factory=list)  # regular files no step reads
+    # when the collect ledger says collect wrote the student's timestamp.txt (``ledger_time``)
+    ledger: dt.datetime | None = None
 
 
 def read_hand_in(root: Path, student: str, settings: Staging) -> HandIn:
     """The files ``grade`` uses of ``submitted/{student}/toeplitz/``: the assignment's notebooks
     and the exchange's files, each a regular file in real folders and under its cap."""
-    hand_in = HandIn()
+    hand_in = HandIn(ledger=ledger_time(root, student))
     try:
         base = os.open(root / "submitted", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -373,7 +375,7 @@ def _submission_time(
     timestamp.txt reached ``submitted/``. No timestamp.txt and no ledger: no time, as nbgrader.
     """
     data = hand_in.files.get(TIMESTAMP)
-    recorded = ledger_time(root, student)
+    recorded = hand_in.ledger
     skew = dt.timedelta(seconds=settings.timestamp_skew)
     claimed, problem = None, ""
     if TIMESTAMP in hand_in.refused:
@@ -428,7 +430,11 @@ def settings_of(root: Path) -> Staging:
     return Staging(config=_config(root))
 
 
-def stage(root: Path, student: str, settings: Staging | None = None) -> Staged:
+def stage(
+    root: Path, student: str, settings: Staging | None = None, hand_in: HandIn | None = None
+) -> Staged:
+    """Stage ``submitted/{student}/toeplitz/``, or ``hand_in`` when it was read elsewhere (a
+    cluster worker grades a copy: the refusals, times and ledger travel in the HandIn)."""
     settings = settings or settings_of(root)
     staged_root = root / STAGING / student
     if staged_root.exists():
@@ -436,7 +442,8 @@ def stage(root: Path, student: str, settings: Staging | None = None) -> Staged:
     dest = staged_root / "submitted" / student / ASSIGNMENT
     dest.mkdir(parents=True)
     staged = Staged(student, staged_root / "submitted")
-    hand_in = read_hand_in(root, student, settings)
+    if hand_in is None:
+        hand_in = read_hand_in(root, student, settings)
     if hand_in.folder is not None:
         detail = str(hand_in.folder)
         staged.flags.append({"notebook": "", "kind": hand_in.folder.kind, "detail": detail})
