@@ -251,16 +251,17 @@ def read_hand_in(root: Path, student: str, settings: Staging) -> HandIn:
 
 
 def _depth(value: object, limit: int) -> int:
-    """The nesting depth of JSON ``value``, counted without recursion up to ``limit`` + 1."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if deepest > limit:
-                return deepest
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+    """The nesting depth of JSON ``value``, counted level by level (no recursion), up to
+    ``limit`` + 1. Only containers are kept per level: 20 MB of ``[]`` costs about what
+    ``json.loads`` of it does."""
+    level, deepest = ([value] if type(value) is list or type(value) is dict else []), 0
+    while level and deepest <= limit:
+        deepest += 1
+        deeper = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            deeper.extend([c for c in children if type(c) is list or type(c) is dict])
+        level = deeper
     return deepest
 
 
