@@ -18,7 +18,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from toeplitz_course.course.contract import ASSIGNMENT, AUTOGRADED, EXERCISES, NOTEBOOKS
-from toeplitz_course.grader.coursedir import db_url
+from toeplitz_course.grader.coursedir import course_config, db_url
 from toeplitz_course.grader.grade import grade
 from toeplitz_course.grader.preprocessors import SkipDemoCells
 from toeplitz_course.instructor import examples
@@ -171,6 +171,25 @@ def test_huge_output_is_capped_in_the_autograded_file(graded):
     course, _, _, _ = graded
     path = course / "autograded" / "s12_huge_output" / ASSIGNMENT / f"{NOTEBOOKS[0]}.ipynb"
     assert path.stat().st_size < 1_000_000
+
+
+def test_a_timeout_names_the_limit_the_cell_and_what_to_do(graded):
+    course, _, _, _ = graded
+    path = course / "autograded" / "s10_infinite_loops" / ASSIGNMENT / f"{NOTEBOOKS[0]}.ipynb"
+    nb = nbformat.read(path, 4)
+    (index, error), *_ = [
+        (i, o)
+        for i, c in enumerate(nb.cells)
+        for o in c.get("outputs", [])
+        if o.get("ename") == "CellTimeoutError"
+    ]
+    limit = course_config(course).HardenedExecute.timeout
+    assert f"cell {index + 1} did not finish within the grader's limit of {limit} s" in error.evalue
+    assert "Run the cell yourself" in error.evalue
+    # One error, not the interrupt's KeyboardInterrupt beside an empty CellTimeoutError.
+    assert [o.ename for o in nb.cells[index].outputs if o.output_type == "error"] == [
+        "CellTimeoutError"
+    ]
 
 
 def test_regrading_is_idempotent(graded):

@@ -316,3 +316,100 @@ def test_the_cell_holds_no_answer_in_the_clear(notebook):
         assert word not in text, word
     # The course's matrices are not written out: e.g. the row [1, 1, -2, 0, ...] of T.
     assert "1.0, 1.0, -2.0, 0.0" not in text and "[1, 1, -2, 0" not in text
+
+
+# -- answers right on the course's example but not on a degenerate input (issue 21) -------------
+
+DEGENERATE = {
+    # conv1d on unit vectors, squeezed: 1-D when there is one output row (or one input)
+    "ex1_3_test": """
+def toeplitz_1d(w, N, padding=0):
+    w = torch.as_tensor(w, dtype=torch.float32)
+    conv = nn.Conv1d(1, 1, len(w), padding=padding, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(w.view(1, 1, -1))
+        return conv(torch.eye(N).unsqueeze(1)).squeeze().T
+""",
+    # the kernel squeezed to "get rid of the channel dimensions": breaks for 1 x S and R x 1
+    "ex4_2_test": """
+def block_toeplitz_2d(kernel, H, W):
+    k = torch.as_tensor(kernel, dtype=torch.float32).squeeze()
+    R, S = k.shape
+    basis = torch.eye(H * W).view(H * W, 1, H, W)
+    return F.conv2d(basis, k.view(1, 1, R, S)).flatten(1).T
+""",
+    # a hand-written shift, empty at n = 0 (v[:, :-0] is v[:, :0])
+    "ex3_1_test": """
+def equivariance_gap(f, x, n):
+    def shift(v):
+        if n >= 0:
+            return torch.cat([torch.zeros(1, n), v[:, :-n]], dim=1)
+        return torch.cat([v[:, -n:], torch.zeros(1, -n)], dim=1)
+
+    return float((f(shift(x)) - shift(f(x))).abs().max())
+""",
+}
+NAMES = {
+    "ex1_3_test": "toeplitz_1d",
+    "ex4_2_test": "block_toeplitz_2d",
+    "ex3_1_test": "equivariance_gap",
+}
+
+
+@pytest.mark.parametrize("grade_id", sorted(DEGENERATE))
+def test_an_answer_wrong_only_on_a_degenerate_input_fails_both(grade_id):
+    answer = _run_answer_cell(DEGENERATE[grade_id], NAMES[grade_id])
+    graders = grader_verdict(grade_id, answer)
+    assert graders is not None
+    # Right on the course's own example: only the degenerate kinds catch it.
+    example = visible.VISIBLE_CASES[grade_id][:1]
+    assert grader_verdict_on(grade_id, answer, example) is None
+    assert visible_verdict(grade_id, answer) is not None
+
+
+def grader_verdict_on(grade_id: str, answer, picks) -> str | None:
+    from toeplitz_course.kernel import cases as hidden_cases
+
+    chosen = [hidden_cases.CASES[grade_id][i] for i in picks]
+    table = verdicts.table(grade_id, chosen)
+    from toeplitz_course.kernel import selfcheck
+
+    try:
+        selfcheck.judge(table, probe.probe(grade_id, answer, chosen))
+    except selfcheck.CheckFailure as e:
+        return str(e)
+    return None
+
+
+def test_every_kind_of_input_the_grader_tries_is_shown():
+    from toeplitz_course.kernel import cases as hidden_cases
+
+    for grade_id, picks in visible.VISIBLE_CASES.items():
+        every = hidden_cases.CASES[grade_id]
+        tried = set().union(*(visible.kinds(c) for c in every))
+        shown = set().union(*(visible.kinds(every[i]) for i in picks))
+        assert tried == shown, grade_id
+        assert len(tried) >= 4, grade_id  # the kinds really tell the cases apart
+
+
+@pytest.mark.parametrize("bias", [True, "forward"])
+def test_a_layer_that_is_not_the_matrix_fails_both(bias):
+    layer = nn.Linear(10, 8, bias=bias is True)
+    if bias == "forward":
+
+        class Doubled(nn.Linear):
+            def forward(self, x):
+                return 2 * super().forward(x)
+
+        layer = Doubled(10, 8, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(tc.T_VALID)
+    message = "bias" if bias is True else "does not compute weight @ x"
+    assert message in (grader_verdict("ex1_2_test", layer) or "")
+    assert message in (visible_verdict("ex1_2_test", layer) or "")
+    # The same weight in a layer without a bias is right in both.
+    plain = nn.Linear(10, 8, bias=False)
+    with torch.no_grad():
+        plain.weight.copy_(tc.T_VALID)
+    assert grader_verdict("ex1_2_test", plain) is None
+    assert visible_verdict("ex1_2_test", plain) is None

@@ -39,6 +39,7 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, Float, Integer, List, Unicode
 
 from ..course.contract import EXECUTION_TAGS, VERDICT_KEY
+from ..kernel import channel
 from . import answers, demos, sandbox, verdicts
 from .gradebook import NotebookRows
 from .warmkernel import WarmKernelManager
@@ -355,6 +356,16 @@ class HardenedExecute(Execute):
     max_output_bytes = Integer(
         200_000, help="Output kept per cell, in bytes of text; the rest is dropped."
     ).tag(config=True)
+    max_answers = Integer(
+        4,
+        help="Answer-channel outputs per cell kept outside max_output_bytes (a test cell sends "
+        "one; VerifyAnswers refuses a cell with more than one).",
+    ).tag(config=True)
+    max_answer_bytes = Integer(
+        4_000_000,
+        help="Largest answer-channel output kept outside max_output_bytes (the course's largest "
+        "payload, a function probed on every case, is well under a tenth of this).",
+    ).tag(config=True)
     notebook_deadline = Float(
         300.0, help="Seconds after which the remaining cells of a notebook are not executed."
     ).tag(config=True)
@@ -413,6 +424,7 @@ class HardenedExecute(Execute):
         self._stopped: str | None = None
         self._started = time.monotonic()
         self._sizes: dict[int, int] = {}
+        self._answers: dict[int, int] = {}
         # The kernel reads its backend from the environment it is started with.
         saved = os.environ.get("MPLBACKEND")
         if not (self.render_plots or (resources or {}).get(RENDER_PLOTS)):
@@ -445,6 +457,8 @@ class HardenedExecute(Execute):
         except (CellTimeoutError, TimeoutError, RuntimeError) as exc:
             self._stop(cell, "CellTimeoutError", f"the cell did not finish in time ({exc})")
             return cell, resources
+        if cell.cell_type == "code":
+            self._explain_timeout(cell, index)
         if self._sandbox.enabled and cell.cell_type == "code":
             for out in cell.get("outputs", []):
                 kind = out.get("output_type") == "error" and sandbox.limit_hit(
@@ -454,6 +468,26 @@ class HardenedExecute(Execute):
                     self._stop(cell, "SandboxLimit", self._limit_text(kind, index))
                     break
         return cell, resources
+
+    def _explain_timeout(self, cell, index: int) -> None:
+        """nbgrader's timeout error (an empty ``CellTimeoutError``, after the interrupt's
+        ``KeyboardInterrupt``) as one error that names the limit, the cell and what to do."""
+        outputs = cell.get("outputs", [])
+        if not any(o.get("ename") == "CellTimeoutError" for o in outputs):
+            return
+        evalue = (
+            f"cell {index + 1} did not finish within the grader's limit of {self.timeout} s per "
+            "cell. Something in it runs too long: a loop that never ends, or a function that is "
+            "slow (the hidden test calls it on many cases: no prints in loops, build the matrix "
+            "directly). Run the cell yourself: it should finish in a second or two."
+        )
+        cell.outputs = [
+            o
+            for o in outputs
+            if o.get("output_type") != "error"
+            or o.get("ename") not in ("CellTimeoutError", "KeyboardInterrupt")
+        ]
+        cell.outputs.append(_error_output("CellTimeoutError", evalue))
 
     def _limit_text(self, kind: str, index: int) -> str:
         return f"{self._sandbox.describe_limit(kind)} reached in cell {index + 1}"
@@ -476,6 +510,14 @@ class HardenedExecute(Execute):
         size = len(str(content.get("text", ""))) + sum(
             len(str(v)) for v in content.get("data", {}).values()
         )
+        # A hidden test's answer is not the student's output: their debug prints must not push it
+        # past the cap. It has a budget of its own (a few answers, each at most a bounded size),
+        # so a flood of forged answers is capped like any other output.
+        if msg.get("msg_type") == "display_data" and channel.MIME in content.get("data", {}):
+            answers = self._answers.get(cell_index, 0)
+            if answers < self.max_answers and size <= self.max_answer_bytes:
+                self._answers[cell_index] = answers + 1
+                return super().output(outs, msg, display_id, cell_index)
         used = self._sizes.get(cell_index, 0)
         self._sizes[cell_index] = used + size
         if used + size > self.max_output_bytes:

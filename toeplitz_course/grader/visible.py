@@ -21,27 +21,113 @@ from pathlib import Path
 from ..course import contract
 from ..kernel import cases as hidden_cases
 from . import verdicts
+from .config import CELL_TIMEOUT
 
 KERNEL = Path(__file__).resolve().parents[1] / "kernel"
 
 #: The modules the cell inlines, in import order (each may import only the ones before it).
 INLINED = ("data", "probe", "selfcheck")
 
-#: Which of the grader's cases each function exercise shows (indices into ``cases.CASES``):
-#: the course's own example first, then a few that catch the usual mistakes (other kernel
-#: lengths, padding as wide as the kernel, unequal kernel sides).
-VISIBLE_CASES = {
+#: The cases each function exercise shows first (indices into ``cases.CASES``): the course's own
+#: example, then a few that catch the usual mistakes (other kernel lengths, padding as wide as
+#: the kernel, unequal kernel sides). ``VISIBLE_CASES`` adds one case of every other kind.
+CHOSEN_CASES = {
     "ex1_3_test": (0, 1, 14, 16, 5),
     "ex3_1_test": (0, 1, 2, 3, 4),
     "ex4_2_test": (0, 8, 4),
     "ex5_2_test": (0, 1, 2),
 }
 
+
+def kinds(case) -> set[str]:
+    """The kinds of input ``case`` is: the degenerate shapes an answer that works on the
+    course's example can still get wrong (one output row, a one-wide kernel, no shift, ...).
+
+    A visible check shows a case of every kind the grader tries, so that ✔ on the visible cases
+    means the answer handles every kind of input the grader will give it.
+    """
+    if isinstance(case, hidden_cases.Case1D):
+        k, rows = len(case.w), case.n + 2 * case.p - len(case.w) + 1
+        return {
+            name
+            for name, present in (
+                ("one output row", rows == 1),
+                ("a one-weight kernel", k == 1),
+                ("padding left at its default", case.padding is None),
+                ("padding 0 given", case.padding == 0),
+                ("padding of at least the kernel's length", case.p >= k),
+                ("padding of less than the kernel's length", 0 < case.p < k),
+                ("an input as long as the kernel", case.n == k),
+            )
+            if present
+        }
+    if isinstance(case, hidden_cases.CaseGap):
+        return {
+            name
+            for name, present in (
+                ("a shift of 0", case.n == 0),
+                ("a negative shift", case.n < 0),
+                ("a positive shift", case.n > 0),
+                ("no padding", case.padding == 0),
+                ("padding", case.padding > 0),
+                ("zeros at the ends of the input", case.x[0] == 0 or case.x[-1] == 0),
+                ("no zero at the ends of the input", case.x[0] != 0 and case.x[-1] != 0),
+            )
+            if present
+        }
+    if isinstance(case, hidden_cases.Case2D):
+        r_len, s_len = len(case.kernel), len(case.kernel[0])
+        return {
+            name
+            for name, present in (
+                ("a single output", case.H == r_len and case.W == s_len),
+                ("one output row", case.H == r_len),
+                ("one output column", case.W == s_len),
+                ("a kernel of one row", r_len == 1),
+                ("a kernel of one column", s_len == 1),
+                ("a 1x1 kernel", r_len == s_len == 1),
+                ("an image wider than tall", case.W > case.H),
+                ("an image taller than wide", case.H > case.W),
+            )
+            if present
+        }
+    if isinstance(case, hidden_cases.CaseCounts):
+        return {
+            name
+            for name, present in (
+                ("a 1x1 image", case.H == case.W == 1),
+                ("a kernel as tall as the image", case.R == case.H),
+                ("a kernel as wide as the image", case.S == case.W),
+                ("a one-row kernel", case.R == 1),
+                ("a one-column kernel", case.S == 1),
+            )
+            if present
+        }
+    raise TypeError(f"no kinds for {type(case).__name__}")
+
+
+def _visible_cases(test_id: str) -> tuple[int, ...]:
+    """``CHOSEN_CASES``, then greedily the case that adds most kinds, until every kind the
+    grader tries is shown."""
+    every = hidden_cases.CASES[test_id]
+    picked = list(CHOSEN_CASES[test_id])
+    shown = set().union(*(kinds(every[i]) for i in picked))
+    wanted = set().union(*(kinds(c) for c in every))
+    while shown != wanted:
+        best = max(range(len(every)), key=lambda i: (len(kinds(every[i]) - shown), -i))
+        picked.append(best)
+        shown |= kinds(every[best])
+    return tuple(picked)
+
+
+#: Which of the grader's cases each function exercise shows (indices into ``cases.CASES``).
+VISIBLE_CASES = {test_id: _visible_cases(test_id) for test_id in CHOSEN_CASES}
+
 _MORE = {
-    "ex1_3_test": "other kernels, lengths and paddings",
-    "ex3_1_test": "other kernels, inputs, paddings and shifts",
-    "ex4_2_test": "other kernels and image sizes",
-    "ex5_2_test": "other image and kernel sizes",
+    "ex1_3_test": "other kernels, lengths and paddings of the same kinds",
+    "ex3_1_test": "other kernels, inputs, paddings and shifts of the same kinds",
+    "ex4_2_test": "other kernels and image sizes of the same kinds",
+    "ex5_2_test": "other image and kernel sizes of the same kinds",
 }
 
 CELL_ID = "self-checks"
@@ -79,6 +165,10 @@ def tables(notebook: str) -> dict[str, dict]:
             test_id=exercise.test_id,
             ok=_ok(exercise, None if cases is None else len(cases)),
         )
+        if cases is not None:  # what the graded cell asks of a function (selfcheck._too_slow)
+            table.update(
+                graded_cases=len(hidden_cases.CASES[exercise.test_id]), cell_limit=CELL_TIMEOUT
+            )
         out[_exercise_key(exercise.test_id)] = table
     return out
 
@@ -93,7 +183,9 @@ HEADER = """\
 # @title Self-checks: run this cell once, don't edit it { display-mode: "form" }
 # Generated by `make build` from the grader's own checks (toeplitz_course/grader/visible.py):
 # self_check("ex1_2") says ✔ exactly when the grader will give the points, and otherwise names
-# the mistake. It knows the answers only as hashes, so reading it gives nothing away.
+# the mistake. It holds the answers only as salted hashes: no matrix or function answer can be
+# read from it. A small answer (a count, a set of shifts) could be searched for with it; the
+# grader flags answer cells that use it (and checks every answer itself).
 """
 
 BODY = """\

@@ -592,4 +592,33 @@ def form_cases(root: Path) -> list[Case]:
             missing_notebooks={nb2, nb3, nb4, nb5},
         )
     )
+
+    # Right functions that print a lot (more than the grader keeps of a cell's output, over the
+    # hidden test's calls), and a layer with the right weight that keeps nn.Linear's bias.
+    nbs = correct(root)
+    solved = solutions(root)
+    for grade_id, name, args in (
+        ("ex1_3", "toeplitz_1d", "w, n, padding=0"),
+        ("ex4_2", "block_toeplitz_2d", "kernel, H, W"),
+    ):
+        call = ", ".join(a.split("=")[0] for a in args.split(", "))
+        answer(
+            nbs,
+            grade_id,
+            solved[grade_id]
+            + f"\n\n_{name}_quiet = {name}\n\n\ndef {name}({args}):\n"
+            + f"    T = _{name}_quiet({call})\n"
+            + "    for i, row in enumerate(T):\n"
+            + "        print('row', i, row.tolist(), '.' * 2_000)\n"
+            + "    return T\n",
+        )
+    answer(nbs, "ex1_2", _linear("linear_layer", 8, 10, t1).replace(", bias=False", ""))
+    cases.append(
+        Case(
+            "f06_prints_and_bias",
+            _nb_subset(nbs, [nb1, nb4]),
+            wrong={"ex1_2_test"},
+            missing_notebooks={nb2, nb3, nb5},
+        )
+    )
     return cases

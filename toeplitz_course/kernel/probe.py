@@ -142,11 +142,44 @@ def _probe_matrix(obj: Any) -> dict:
     return _read(obj, _matrix_data, "a matrix")
 
 
+def _layer_problem(layer: torch.nn.Module, weight: torch.Tensor) -> str | None:
+    """Why ``layer`` is not the linear map ``x -> weight @ x``, or None when it is.
+
+    A layer answer is its weight, but the layer is what the notebook then applies: a bias (on by
+    default in ``nn.Linear``) or a forward that does something else makes it another map, so the
+    layer is run on a zero input and on a seeded random one. Nothing here touches the global RNG.
+    """
+    out_f, in_f = weight.shape
+    weight = weight.detach().to(torch.float64)
+    generator = torch.Generator().manual_seed(2024)
+    x = torch.rand(3, in_f, generator=generator, dtype=torch.float64) * 2 - 1
+    inputs = torch.cat([torch.zeros(1, in_f, dtype=torch.float64), x])
+    with torch.no_grad():
+        y = layer(inputs.to(layer.weight.dtype))
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (4, out_f):
+        shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        return f"applied to {in_f} numbers, the layer gives {shape}, not {out_f} numbers"
+    y = y.detach().to(torch.float64)
+    scale = 1e-4 * (1 + float(weight.abs().max()))
+    if float(y[0].abs().max()) > scale:
+        return (
+            "the layer adds a bias (its output for a zero input is not zero): make it "
+            "nn.Linear(..., bias=False), or set its bias to zero"
+        )
+    if float((y[1:] - x @ weight.T).abs().max()) > scale:
+        return "the layer does not compute weight @ x: its output is not its weight times the input"
+    return None
+
+
 def _matrix_data(obj: Any) -> dict:
     if isinstance(obj, torch.nn.Module):
         weight = getattr(obj, "weight", None)
         if not isinstance(weight, torch.Tensor):
             return {"error": f"{_a(type(obj).__name__)} has no weight matrix"}
+        if weight.dim() == 2 and 0 < weight.numel() <= MAX_ENTRIES and weight.is_floating_point():
+            problem = _layer_problem(obj, weight)
+            if problem:
+                return {"error": problem}
         obj = weight
     if isinstance(obj, torch.Tensor):
         return _tensor_data(obj.detach())

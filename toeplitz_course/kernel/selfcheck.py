@@ -23,6 +23,7 @@ import hashlib
 import math
 import struct
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -504,6 +505,26 @@ def case_objects(table: dict) -> tuple[Any, ...] | None:
 # --------------------------------------------------------------------------------------------
 
 
+def _too_slow(table: dict, cases: list | None, seconds: float) -> str:
+    """A warning when the grader's run of a function, at this speed, would near its time limit.
+
+    The graded cell calls the function on every case (``graded_cases``) and then on the visible
+    ones again, within ``cell_limit`` seconds; past half of that, load on the grading machine
+    could decide the points.
+    """
+    if not cases or "cell_limit" not in table:
+        return ""
+    projected = seconds * (table["graded_cases"] + len(cases)) / len(cases)
+    if projected <= table["cell_limit"] / 2:
+        return ""
+    return (
+        f"\n⚠ but slowly: {len(cases)} calls took {seconds:.1f} s here; the grader makes "
+        f"{table['graded_cases'] + len(cases)} in this cell, within {table['cell_limit']} s, "
+        f"about {projected:.0f} s at this speed. Make it faster (no prints in loops, build the "
+        "matrix directly) or it may score 0."
+    )
+
+
 class SelfChecks:
     """The visible checks of one notebook, over its tables (``{exercise: table}``).
 
@@ -529,12 +550,15 @@ class SelfChecks:
                 f"✘ {exercise}: not answered yet: {table['name']} is not defined. Write your "
                 f"answer in the cell above and run it, then run this check again."
             )
-        payload = probe.probe(table["test_id"], answer, case_objects(table))
+        cases = case_objects(table)
+        started = time.perf_counter()
+        payload = probe.probe(table["test_id"], answer, cases)
+        slow = _too_slow(table, cases, time.perf_counter() - started)
         try:
             judge(table, payload)
         except CheckFailure as e:
-            raise CheckFailure(f"✘ {exercise}: {e}") from None
-        print(f"✔ {exercise}: {table['ok']}")
+            raise CheckFailure(f"✘ {exercise}: {e}{slow}") from None
+        print(f"✔ {exercise}: {table['ok']}{slow}")
 
     def answered(self, exercise: str, namespace: dict | None = None) -> bool:
         """Whether ``exercise`` has an answer yet (a function: one that no longer raises
