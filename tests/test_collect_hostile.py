@@ -646,3 +646,19 @@ def test_a_collect_error_message_is_safe_for_a_terminal(course, tmp_path):
     with pytest.raises(CollectError) as err:
         collect(bad, course)
     assert "\x1b" not in str(err.value) and "\\x1b[2J" in str(err.value)
+
+
+def test_an_existing_timestamp_is_read_without_following_a_link_or_waiting_on_a_fifo(tmp_path):
+    from toeplitz_course.instructor.collect import _read_timestamp, _timestamp_text
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("2000-01-01 00:00:00.000000 UTC\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(secret)
+    fifo = tmp_path / "fifo.txt"
+    os.mkfifo(fifo)
+    plain = tmp_path / "timestamp.txt"
+    plain.write_text("2024-03-01 10:00:00.000000 UTC\n")
+    assert _timestamp_text(link) is None and _read_timestamp(link) is None
+    assert _timestamp_text(fifo) is None  # returns at once: opened non-blocking, then refused
+    assert _read_timestamp(plain) is not None

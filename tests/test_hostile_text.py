@@ -468,3 +468,31 @@ def test_the_brute_force_is_flagged_in_the_report_and_the_summary(graded) -> Non
     assert "s_brute_force:" in text and "uses_selfcheck" in text
     honest = run.records["s_honest"]["flags"]
     assert not [f for f in honest if f["kind"] in CHEATS], honest
+
+
+@pytest.mark.parametrize("depth", [900, 100_000])
+def test_a_cell_nested_past_the_parser_is_read_not_a_grader_error(depth) -> None:
+    # ast.parse raises RecursionError past its depth, ast.unparse below it: neither may escape.
+    source = "import torch\ntorch" + ".b" * depth + " = 1\nexec('x')\n"
+    found = integrity.findings(source, modules={"torch"})
+    assert ("patching", "exec(...)") in found or any(k == "patching" for k, _ in found)
+
+
+def test_export_counts_only_real_folders_of_notebooks_as_handed_in(tmp_path) -> None:
+    from toeplitz_course.instructor.export import _has_notebooks
+
+    sub = tmp_path / "submitted"
+    (sub / "s01" / "toeplitz").mkdir(parents=True)
+    (sub / "s01" / "toeplitz" / "01_conv1d_toeplitz.ipynb").write_text("{}")
+    other = tmp_path / "elsewhere" / "toeplitz"
+    other.mkdir(parents=True)
+    (other / "01_conv1d_toeplitz.ipynb").write_text("{}")
+    (sub / "s02").symlink_to(tmp_path / "elsewhere")  # a linked student folder
+    (sub / "s03" / "toeplitz").mkdir(parents=True)  # a linked notebook
+    (sub / "s03" / "toeplitz" / "01_conv1d_toeplitz.ipynb").symlink_to(
+        other / "01_conv1d_toeplitz.ipynb"
+    )
+    assert _has_notebooks(tmp_path, "s01", "toeplitz")
+    assert not _has_notebooks(tmp_path, "s02", "toeplitz")
+    assert not _has_notebooks(tmp_path, "s03", "toeplitz")
+    assert not _has_notebooks(tmp_path, "../elsewhere", "toeplitz")

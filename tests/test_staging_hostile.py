@@ -263,6 +263,8 @@ def test_folders_that_are_no_student_id_are_refused_in_one_printable_line(graded
     assert any("\\xff" in line for line in refused)
     graded_names = set(run.records) | {p.stem for p in (course / "grading").glob("*.json")}
     assert not graded_names & set(BAD_NAMES)
+    # grade's own summary names each refused folder, printably, under its first line.
+    assert set(refused) <= set(run.format().splitlines()[1:])
 
 
 def test_a_timestamp_in_the_future_is_not_trusted(graded):

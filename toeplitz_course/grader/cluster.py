@@ -43,6 +43,7 @@ from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..course.contract import ASSIGNMENT, NOTEBOOKS
+from . import staging
 from .coursedir import LOGS, course_config, db_url
 from .gradebook import apply_autograde, autograde_rows, copy_assignment, open_gradebook
 
@@ -96,12 +97,11 @@ def bundle(root: Path, sandbox: bool) -> dict[str, Any]:
     }
 
 
-def hand_in(root: Path, student: str) -> dict[str, bytes]:
-    """The files of ``submitted/{student}/toeplitz/`` (its subfolders are not graded anyway)."""
-    folder = root / "submitted" / student / ASSIGNMENT
-    if not folder.is_dir():
-        return {}
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+def hand_in(root: Path, student: str) -> staging.HandIn:
+    """What grading reads of ``submitted/{student}/toeplitz/``, read here as staging reads it
+    (regular files only, never through a link, under the caps): the worker grades this copy,
+    and the refusals, file times and collect's recorded time travel with it."""
+    return staging.read_hand_in(root, student, staging.settings_of(root))
 
 
 def grade_on_cluster(
@@ -204,7 +204,7 @@ def _scratch() -> str | None:
         return None
 
 
-def grade_task(student: str, files: dict[str, bytes], shared: dict[str, Any]) -> dict[str, Any]:
+def grade_task(student: str, handed_in: staging.HandIn, shared: dict[str, Any]) -> dict[str, Any]:
     """Grade one student on this worker, in a scratch course that is deleted afterwards."""
     from .grade import grade_student
     from .sandbox import Sandbox, check_support
@@ -221,11 +221,11 @@ def grade_task(student: str, files: dict[str, bytes], shared: dict[str, Any]) ->
         (root / "gradebook.db").write_bytes(shared["gradebook"])
         folder = root / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
-        for name, data in files.items():
+        for name, data in handed_in.files.items():
             (folder / name).write_bytes(data)
         if shared["sandbox"]:
             check_support(Sandbox(config=course_config(root)))
-        record = grade_student(root, student, shared["sandbox"])
+        record = grade_student(root, student, shared["sandbox"], hand_in=handed_in)
         autograded_dir = root / "autograded" / student / ASSIGNMENT
         out_files = {}
         if autograded_dir.is_dir():

@@ -38,13 +38,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from ..course.contract import ASSIGNMENT, EXERCISES, NOTEBOOKS, VERDICT_KEY
-from ..course.untrusted import for_terminal
+from ..course.untrusted import for_terminal, is_student_id
 from . import handgrades, integrity
 from .assignment import ensure_assignment
 from .coursedir import LOGS, RECORDS, course_config, db_url, submitted_students
@@ -272,12 +272,16 @@ UNCONFINED = {
 }
 
 
-def grade_student(root: Path | str, student: str, sandbox: bool | None = None) -> dict:
-    """Grade every notebook of one student; never raises for anything the submission contains."""
+def grade_student(
+    root: Path | str, student: str, sandbox: bool | None = None, hand_in=None
+) -> dict:
+    """Grade every notebook of one student; never raises for anything the submission contains.
+
+    ``hand_in``: a ``staging.HandIn`` read elsewhere (a cluster worker grades a copy)."""
     root = Path(root).resolve()
     sandboxed = sandbox_enabled(root, sandbox)
     log = _logger(root, student)
-    staged = stage(root, student)
+    staged = stage(root, student, hand_in=hand_in)
     record: dict[str, Any] = {"student": student, "notebooks": {}, "flags": list(staged.flags)}
     record["sandboxed"] = sandboxed
     if not sandboxed:
@@ -418,6 +422,7 @@ class GradeRun:
     students: int = 0  # how many the batch was to grade
     logs: Path | None = None  # the folder of the students' logs
     interrupted: bool = False  # stopped by Ctrl-C: ``records`` holds who was graded before
+    refused: list[str] = field(default_factory=list)  # folders not graded, one printable line each
 
     def format(self) -> str:
         if self.interrupted:
@@ -425,7 +430,7 @@ class GradeRun:
                 f"interrupted: {len(self.records)} of {self.students} students graded; "
                 f"run grade again to grade the rest (it grades all {self.students} again)"
             )
-        lines = [f"graded {len(self.records)} students in {self.seconds:.1f} s"]
+        lines = [f"graded {len(self.records)} students in {self.seconds:.1f} s", *self.refused]
         for student, record in sorted(self.records.items()):
             bad = [
                 f"{nb}: {entry['status']}"
@@ -640,7 +645,18 @@ def grade(
     scheduler = configured_scheduler(root) if scheduler is None else scheduler
     if sandbox and not scheduler:
         check_support(Sandbox(config=course_config(root)))
-    students = sorted(students) if students else submitted_students(root)
+    # Folder names that are no student id (a formula, escape sequences) are refused, each named
+    # in one line of the summary; so is a --student that is not one.
+    refused: list[str] = []
+    if students:
+        refused = [
+            f"{for_terminal(s)}: not graded, not a student id"
+            for s in students
+            if not is_student_id(s)
+        ]
+        students = sorted(s for s in students if is_student_id(s))
+    else:
+        students = submitted_students(root, refused)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(students) or 1))
     # nbgrader creates course rows check-then-insert; create them before workers race for them.
     prepare(root)
@@ -659,12 +675,16 @@ def grade(
             _grade_in_pool(root, students, jobs, sandbox, records, errors, bar.step)
     except KeyboardInterrupt:
         bar.close()
-        run = GradeRun(records, errors, time.monotonic() - start, len(students), root / LOGS, True)
+        run = GradeRun(
+            records, errors, time.monotonic() - start, len(students), root / LOGS, True, refused
+        )
         raise Interrupted(run) from None
     finally:
         if signal.getsignal(signal.SIGINT) is not on_ctrl_c and _main_thread():
             signal.signal(signal.SIGINT, on_ctrl_c)
-    return GradeRun(records, errors, time.monotonic() - start, len(students), root / LOGS)
+    return GradeRun(
+        records, errors, time.monotonic() - start, len(students), root / LOGS, refused=refused
+    )
 
 
 def _main_thread() -> bool:

@@ -163,14 +163,16 @@ def _transform_ipython(source: str) -> str | None:
 def _parse(source: str) -> ast.AST | None:
     try:
         return ast.parse(source)
-    except (SyntaxError, ValueError):  # IPython syntax, broken code, NUL bytes
+    # IPython syntax, broken code, NUL bytes; a cell nested deeper than the parser goes (the
+    # word search below still reads it) must not make the student a grader error.
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         pass
     transformed = _transform_ipython(source)
     if transformed is None:
         return None
     try:
         return ast.parse(transformed)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
 
@@ -443,7 +445,10 @@ def findings(
     ``uses_selfcheck``, ``nbgrader_env``. ``modules``: names the student's cells bind to
     modules (``setattr`` on one is patching); ``self_checks``: the release cell's names."""
     names = self_checks or SelfCheckNames()
-    analysis = _analyse(source)
+    try:
+        analysis = _analyse(source)
+    except RecursionError:  # a tree too deep to unparse: read as words, as unparsable code is
+        analysis = None
     if analysis is None:
         found = []
         for kind, pattern, form in _FALLBACK:

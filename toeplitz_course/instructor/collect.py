@@ -1412,10 +1412,25 @@ def _place(entries, student, plugin, coursedir, root, downloaded, report) -> Non
 # ------------------------------------------------------------------------ submission times
 
 
+def _timestamp_text(path: Path) -> str | None:
+    """An existing timestamp.txt's text, if it is a small regular file: never through a link,
+    never waiting on a FIFO left at that name."""
+    try:
+        fd = os.open(
+            path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        )
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return fh.read(4096).decode("utf-8", errors="replace").strip()
+
+
 def _read_timestamp(path: Path) -> float | None:
     """An existing timestamp.txt as seconds since the epoch; None if absent or unreadable."""
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        text = _timestamp_text(path)
         return parse_utc(text).replace(tzinfo=dt.timezone.utc).timestamp() if text else None
     except (OSError, UnicodeError, ValueError, OverflowError):
         return None
@@ -1430,9 +1445,7 @@ def _write_timestamps(report: CollectReport, coursedir: CourseDirectory, *_: obj
     for student, p in sorted(latest.items()):
         path = Path(p.dest).parent / TIMESTAMP_FILE
         text = format_timestamp(p.time)
-        previous = (
-            path.read_text(encoding="utf-8", errors="replace").strip() if path.is_file() else None
-        )
+        previous = _timestamp_text(path)
         existing = _read_timestamp(path)
         if existing is not None and existing > p.time:
             report.timestamps.append(Stamped(student, previous, p.time_source, "kept"))

@@ -33,6 +33,7 @@ import io
 import json
 import os
 import re
+import stat
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..course import contract
-from ..course.untrusted import csv_cell, for_terminal
+from ..course.untrusted import csv_cell, for_terminal, is_student_id
 
 GRADES_CSV = "grades.csv"
 SUMMARY_HTML = "summary.html"
@@ -194,6 +195,23 @@ def export(
     _write_atomically(result.html_path, _html_page(result, assignment))
     print(result.summary)
     return result
+
+
+def _has_notebooks(root: Path, student: str, assignment: str) -> bool:
+    """Whether ``submitted/{student}/{assignment}/`` holds a notebook: real folders and regular
+    files only, as staging reads them (a link there is no hand-in)."""
+    if not is_student_id(student):
+        return False
+    folder = root / "submitted"
+    for name in (student, assignment):
+        folder = folder / name
+        try:
+            if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                return False
+        except OSError:
+            return False
+    with os.scandir(folder) as entries:
+        return any(e.name.endswith(".ipynb") and e.is_file(follow_symlinks=False) for e in entries)
 
 
 def gather(
@@ -405,7 +423,7 @@ def _with_ledger(
             isinstance(nb, dict) and nb.get("lms_late") is True for nb in notebooks.values()
         )
         row = by_id.get(student)
-        handed_in = notebooks or any((root / "submitted" / student / assignment).glob("*.ipynb"))
+        handed_in = notebooks or _has_notebooks(root, str(student), assignment)
         rejected: tuple[tuple[str, str], ...] = ()
         if not handed_in and (row is None or not row.submitted):
             rejected = tuple(
