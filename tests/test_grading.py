@@ -253,6 +253,19 @@ def test_records_are_json_with_a_diagnosis_per_failed_cell(graded):
     assert record["total"] == sum(cases["s03_mistakes"].expected().values())
 
 
+def test_a_blank_answer_reads_not_answered_yet_not_a_name_error(graded):
+    """What the self-check says of a blank answer, the grader says too (issue 21)."""
+    course, _, _, _ = graded
+    record = json.loads((course / "grading" / "s02_blank.json").read_text())
+    messages = [
+        cell["message"]
+        for notebook in record["notebooks"].values()
+        for cell in notebook.get("cells", {}).values()
+    ]
+    assert messages and all("not answered yet" in m for m in messages), messages
+    assert not any("NameError" in m for m in messages)
+
+
 def _demo_outputs(course: Path, student: str, notebook: str) -> list[str]:
     """The text each demonstration cell of an autograded notebook shows."""
     nb = nbformat.read(

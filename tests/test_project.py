@@ -67,7 +67,9 @@ def test_exercise_contract_holds_exactly(exercise):
     assert tmeta["points"] == exercise.points
     hidden = re.search(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", test.source, re.S)
     assert hidden, "every test cell has hidden tests"
-    assert f'hidden.check("{exercise.test_id}", {exercise.name})' in hidden.group(1)
+    # The answer by name: one never defined is None ("not answered yet"), not a NameError.
+    call = f'hidden.check("{exercise.test_id}", globals().get("{exercise.name}"))'
+    assert call in hidden.group(1)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -244,7 +244,23 @@ ISSUE_MISTAKES = [
     ("ex5_2_test", lambda: lambda *a: tuple(reversed(tc.counts_tuple(*a))), "wrong order"),
     ("ex1_2_test", lambda: None, "not answered yet"),
     ("ex1_3_test", lambda: tc._not_implemented, "not answered yet"),
+    # issue 21's messages: as precise as the mistake
+    ("ex1_2_test", lambda: _columns_0_1_wrong(tc.T_VALID), "; row 0 (output y[0])"),
+    ("ex4_1_test", lambda: _hidden_by_the_image(tc.T_2D), "; row 0 (output y[0, 0])"),
+    ("ex5_1b_test", lambda: (1 - 0.55) * 120, "53.99999999999999 is not a whole number (a float"),
+    ("ex5_1a_test", lambda: tc.COUNTS["ex5_1a_test"] + 6, "adds a bias per output"),
 ]
+
+
+def _hidden_by_the_image(m: torch.Tensor) -> torch.Tensor:
+    """One entry wrong in a column where the notebook's image is zero: its output cannot tell."""
+    from toeplitz_course.kernel.data import IMG_2D
+
+    flat = [v for row in IMG_2D for v in row]
+    column = flat.index(0)
+    wrong = m.clone()
+    wrong[0, column] += 1.0
+    return wrong
 
 
 @pytest.mark.parametrize(

@@ -366,7 +366,9 @@ def _table_ex2_1() -> dict:
 def _table_ex5_1a() -> dict:
     dense, nonzero, kernel_size = _course_2d()
     inputs = len(reference.IMG_2D) * len(reference.IMG_2D[0])
+    outputs = dense // inputs
     known = {
+        dense + outputs: "that adds a bias per output; count only the weights (no bias here)",
         inputs * inputs: "that is a square layer; the convolution has fewer outputs than inputs",
         nonzero: "that counts only the nonzero entries; a dense layer trains every entry",
         kernel_size: "that is the kernel's size; a dense layer has its own weight everywhere",
@@ -375,7 +377,7 @@ def _table_ex5_1a() -> dict:
         "n_params_dense",
         dense,
         "a dense (fully connected) layer from the image to the output has one weight for every "
-        "(output, input) pair: think of the shape of fc2d",
+        "(output, input) pair: think of the shape of its weight matrix",
         known,
     )
 

@@ -1,4 +1,7 @@
-"""What a hidden test cell calls: ``hidden.check("ex1_2_test", linear_layer)``.
+"""What a hidden test cell calls: ``hidden.check("ex1_2_test", globals().get("linear_layer"))``.
+
+(An answer that was never defined arrives as None: "not answered yet", as the visible check says,
+not a NameError.)
 
 It probes the answer (plain data) and sends it on the answer channel; the grader's own process
 gives the verdict (``VerifyAnswers``), out of reach of student code.

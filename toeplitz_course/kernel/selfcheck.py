@@ -117,7 +117,10 @@ def _plural(count: int, one: str, many: str) -> str:
 
 
 def no_answer(name: str) -> CheckFailure:
-    return CheckFailure(f"not answered yet: {name} has no value (it is None or ...)")
+    return CheckFailure(
+        f"not answered yet: {name} has no value (not defined yet, None or ...): write your "
+        "answer in its cell and run that cell"
+    )
 
 
 def common(payload: Any, name: str) -> None:
@@ -155,6 +158,11 @@ def read_count(payload: Any, name: str) -> int:
     if not math.isfinite(value):
         raise CheckFailure(f"{name}: is NaN or infinite; a count is a whole number")
     if value != int(value):
+        if abs(value - round(value)) < 1e-6:  # 53.99999999999999 from (1 - 0.55) * 120
+            raise CheckFailure(
+                f"{name}: {value!r} is not a whole number (a float from arithmetic, which "
+                f"prints as {_fmt(value)}); a count is: compute it with whole numbers, or round()"
+            )
         raise CheckFailure(f"{name}: {_fmt(value)} is not a whole number; a count is")
     if value < 0:
         raise CheckFailure(f"{name}: a count cannot be negative")
@@ -253,9 +261,14 @@ def matrix_problem(table: dict, shape: list[int], m: list[list[float]] | None) -
                 return text
         x = table.get("x")
         if x is not None and key("v", matvec(m, x)) == table["xy"]:
-            return table["x_text"]
+            # Right where the example can see, wrong where it cannot: say where, too.
+            return f"{table['x_text']}; {_first_wrong_row(table, m)}"
         if len(m) > 1 and all(row == m[0] for row in m):
             return table["same_rows"]
+    return _first_wrong_row(table, m)
+
+
+def _first_wrong_row(table: dict, m: list[list[float]]) -> str:
     for r, row in enumerate(m):
         if key("r", r, row) != table["rows"][r] or not all(_on_grid(v) for v in row):
             return row_text(r, table.get("w_out"))
