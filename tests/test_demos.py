@@ -83,6 +83,10 @@ DEMO = "W = a\nprint(W)"
         (["a = 1", "q = a", "W = q", "print(W)"], {"q = a", "W = q"}, set()),  # a chain
         (["a = 1", "q = a", "W = q", "print(a)"], {"q = a", "W = q"}, {1, 2}),
         (["x = eval('a')", "print(x)"], {"x = eval('a')"}, set()),  # a demo it cannot read
+        # a test cell reads an answer by name: a read of that name, not an unknown one
+        (["a = 1", DEMO, 'check(globals().get("W"))'], {DEMO}, set()),
+        (["a = 1", DEMO, 'check(globals().get("a"))'], {DEMO}, {1}),
+        (["a = 1", DEMO, 'check(globals().get("a"), globals())'], {DEMO}, set()),  # unknown
     ],
 )
 def test_skippable(cells, demo_sources, expected):

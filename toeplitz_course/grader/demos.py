@@ -145,11 +145,38 @@ def _code(node: ast.AST, sure: set[str], reads: set[str], binds: set[str]) -> se
     except (SyntaxError, ValueError, RecursionError) as exc:
         raise Unknown from exc
     read, bound = _global_names(table)
+    looked_up = _literal_lookups(node)
+    if looked_up is not None:  # every globals() here is globals().get("name"): reads of names
+        read = (read - {"globals"}) | looked_up
     if read & DYNAMIC:
         raise Unknown
     reads |= read - sure
     binds |= bound
     return bound
+
+
+def _literal_lookups(node: ast.AST) -> set[str] | None:
+    """The names ``node`` reads as ``globals().get("name")`` (how a test cell reads an answer that
+    may not be defined), when that is the only way it uses ``globals``; else None."""
+    names, lookups, uses = set(), 0, 0
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name) and n.id == "globals":
+            uses += 1
+        elif (
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and n.func.attr == "get"
+            and isinstance(n.func.value, ast.Call)
+            and isinstance(n.func.value.func, ast.Name)
+            and n.func.value.func.id == "globals"
+            and not n.func.value.args
+            and len(n.args) >= 1
+            and isinstance(n.args[0], ast.Constant)
+            and isinstance(n.args[0].value, str)
+        ):
+            names.add(n.args[0].value)
+            lookups += 1
+    return names if uses and uses == lookups else None
 
 
 def _targets(target: ast.AST, sure: set[str], reads: set[str]) -> set[str]:
