@@ -798,6 +798,7 @@ def test_moodle_zip_times_are_the_downloads_a_folders_file_times_are_kept(course
 def test_the_first_known_time_is_kept_unless_a_better_source_comes(course, tmp_path):
     """Adjusted (issue 22): a later download (or a hand fix) used to move a file-time stamp
     later; now the first known time stays, and only the LMS's own record replaces it."""
+
     def folder_zip(name, member, when):
         path = tmp_path / name
         with zipfile.ZipFile(path, "w") as zf:
@@ -828,7 +829,10 @@ def test_the_first_known_time_is_kept_unless_a_better_source_comes(course, tmp_p
     )
     assert read_stamp(course, "doej") == dt.datetime(2024, 3, 4, 9, 0, 0)
     assert report.read == [
-        ("doej/toeplitz/timestamp.txt", "the exchange's submission time 2024-03-04 09:00:00.000000 UTC")
+        (
+            "doej/toeplitz/timestamp.txt",
+            "the exchange's submission time 2024-03-04 09:00:00.000000 UTC",
+        )
     ]
 
 

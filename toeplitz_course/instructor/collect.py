@@ -683,7 +683,7 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
                 )
             who, lms = self.owner_identity(relpath)
             if who and re.search(
-                r"(?:_assignsubmission_onlinetext_?/onlinetext|_text)\.html$", relpath
+                r"(?:_assignsubmission_onlinetext_?/?onlinetext|_text)\.html$", relpath
             ):
                 raise NotPlaced(
                     "online text (Moodle onlinetext.html, Canvas _text.html), not a "
