@@ -374,3 +374,29 @@ def test_names_reach_nbgraders_gradebook(course, tmp_path):
             "aanderson@uni.example",
             "1001",
         )
+
+
+def test_a_receipt_forged_inside_a_students_upload_decides_nothing(course, tmp_path):
+    """mallory uploads "victim_attempt_2026-01-01-00-00-00.txt" (Blackboard prefixes it with her
+    own attempt) saying it is victim's, and a notebook named to follow it: both stay hers."""
+    import zipfile
+
+    real = "Toeplitz_mallory_attempt_2026-12-01-10-00-00"
+    z = tmp_path / "bb.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr(
+            f"{real}.txt",
+            "Name: Mal Lory (mallory)\nAssignment: Toeplitz\n"
+            "Date Submitted: Tuesday, December 1, 2026 10:00:00 AM UTC\n",
+        )
+        zf.writestr(
+            f"{real}_victim_attempt_2026-01-01-00-00-00.txt",
+            "Name: Vic Tim (victim)\nDate Submitted: Friday, January 1, 2026 12:00:00 AM UTC\n",
+        )
+        zf.writestr(f"{real}_victim_attempt_2026-01-01-00-00-00_{NB1}.ipynb", nb("mallory"))
+    report = collect(z, course, config=utc())
+    assert report.placed == []
+    assert {r.student for r in report.rejected} == {"mallory"} and len(report.rejected) == 2
+    assert [s for s, _ in report.read] == [f"{real}.txt"]
+    assert "victim" not in ledger(course)["students"]
+    assert ledger(course)["students"]["mallory"]["lms"]["user_id"] == "mallory"

@@ -36,11 +36,25 @@ where a grader listing student folders would take it for a student).
 When each student handed in: ``submitted/{student}/{assignment}/timestamp.txt``, in the format
 nbgrader's exchange writes (``2024-03-01 14:24:00.000000 UTC``), which ``nbgrader autograde``
 (and so ``grade``) records as the submission's timestamp, and from which it computes lateness
-against the assignment's due date and applies ``AssignLatePenalties``. The time is the latest of
-the student's collected files: a ``timestamp`` group of the file name where a pattern has one,
-else the zip entry's modification time (its Info-ZIP UTC field when the zip has one, else its DOS
-time, read in ``c.LmsCollectorPlugin.archive_timezone``), else the file's. An existing, later
-timestamp is kept (a download holding only some files does not move it back).
+against the assignment's due date and applies ``AssignLatePenalties``. Only a true submission
+time is written, never the download's; each student's time has a source (``TIME_SOURCES``, best
+first): ``worksheet`` (the LMS's record, ``collect --times``: Moodle's grading worksheet, Canvas's
+submissions JSON), ``receipt`` (Blackboard's per-attempt .txt), ``exchange`` (its
+timestamp.txt or inbound folder name), ``folder-name`` (Brightspace), ``file-name`` (a
+``timestamp`` group, Blackboard's attempt time), ``lms-marker`` (Canvas: its ``_LATE_`` marker
+says late or not, no time), ``file`` (a plain folder's or Drive zip's file times) and
+``download`` (Canvas's and Moodle's zip entries carry the time the zip was made: no
+timestamp.txt, lateness unknown). When every file of several students carries one time, that
+is the download's too (a warning). Names' times are read in ``archive_timezone``. The first time
+known for a student is kept: a second download or a hand fix never moves it; only a better
+source replaces it, or the LMS's own record of a later resubmission with new files.
+
+Who each student is, for the LMS: the ledger's ``lms`` block per student (system, user_id,
+name, email, anonymous), from the download's names (Canvas user id or anonymous id, Moodle
+participant id and full name, Blackboard username and receipt name, Brightspace and Classroom
+display names) and the ``--times`` file (Moodle's worksheet adds e-mails); ``record_names``
+writes them into nbgrader's gradebook when the course has one. Anonymous downloads (Canvas
+``anon_...``, Moodle ``Participant_N``) are placed under those ids.
 
 Everything a student hands in is hostile (issue 20), and so is every name in the download below
 the LMS's own:
@@ -399,8 +413,8 @@ _RECEIPT_DATE = re.compile(
 
 def _parse_receipt(relpath: str, data: bytes, tz: dt.tzinfo | None) -> _Receipt | None:
     m = _RECEIPT.fullmatch(relpath)
-    if not m:
-        return None
+    if not m or len(re.findall(r"_attempt_\d{4}(?:-\d\d){5}", m.group("prefix"))) != 1:
+        return None  # one attempt in the name, Blackboard's: "..._victim_attempt_..." is a file
     lines = data.decode("utf-8", "replace").splitlines()[:4]
     who = _RECEIPT_NAME.fullmatch(lines[0].strip()) if lines else None
     if who is None or not m.group("prefix").endswith(
