@@ -183,9 +183,12 @@ def test_every_lms_naming_is_placed_or_rejected_with_its_reason(course, lms_zip,
     students = {s for s, _, _ in EXPECTED_PLACED}
     assert set(tree(course)) == (
         {f"submitted/{s}/toeplitz/{n}.ipynb" for s, n, _ in EXPECTED_PLACED}
-        | {f"submitted/{s}/toeplitz/timestamp.txt" for s in students}
+        # Canvas's and Moodle's zip entry times are the download's: no timestamp.txt for their
+        # students (was: one for every student, from the download time); kimr's is a folder's
+        | {"submitted/kimr/toeplitz/timestamp.txt"}
         | {"downloaded/toeplitz/collected.json"}
     )
+    assert students >= {"kimr"}
     # nothing escaped, the input is untouched
     assert set(tree(tmp_path)) == {"downloads/lms.zip"} | {f"course/{p}" for p in tree(course)}
     assert not Path("/tmp/abs/evil").exists()
@@ -229,7 +232,9 @@ def test_second_run_is_idempotent(course, lms_zip):
     ]
     assert second.rejected == first.rejected
     assert second.replaced == first.replaced  # the same in-download duplicates, no backups
-    assert {t.status for t in second.timestamps} == {"unchanged"}
+    # kimr's folder time is unchanged; Canvas's and Moodle's students have none (the download's)
+    assert {t.student: t.status for t in second.timestamps}["kimr"] == "unchanged"
+    assert {t.status for t in second.timestamps} == {"unchanged", "unknown"}
     assert sorted(p.relative_to(course).as_posix() for p in (course / "downloaded").rglob("*")) == [
         "downloaded/toeplitz",
         "downloaded/toeplitz/collected.json",
@@ -713,7 +718,10 @@ def ut_field(when: dt.datetime) -> bytes:
     return struct.pack("<HHBi", 0x5455, 5, 1, int(when.timestamp()))
 
 
-def test_canvas_late_markers_and_zip_times_become_timestamp_txt(course, tmp_path):
+def test_canvas_late_markers_are_kept_and_zip_times_are_not_submission_times(course, tmp_path):
+    """Adjusted (issue 22): this test took Canvas's zip entry times for submission times. They
+    are the time of the download (canvas-lms content_zipper.rb writes each entry when the zip is
+    made): no timestamp.txt, lateness is Canvas's own LATE marker's."""
     c = Config()
     c.LmsCollectorPlugin.archive_timezone = "America/New_York"
     z = canvas_zip(
@@ -723,7 +731,7 @@ def test_canvas_late_markers_and_zip_times_become_timestamp_txt(course, tmp_path
                 nb("jane 1"),
                 (2024, 3, 1, 23, 59, 30),
             ),
-            # resubmission "-1": it wins, and its (later) time is the submission time
+            # resubmission "-1": it wins
             "smithjane_LATE_123456_7891011_02_padding.ipynb": (nb("jane 2"), (2024, 3, 1, 9, 0, 0)),
             "smithjane_LATE_123456_7891011_02_padding-1.ipynb": (
                 nb("jane 2 again"),
@@ -734,77 +742,105 @@ def test_canvas_late_markers_and_zip_times_become_timestamp_txt(course, tmp_path
     )
     report = collect(z, course, config=c)
 
-    assert {(p.student, p.notebook, p.lms_late) for p in report.placed} == {
-        ("smithjane", NB1, True),
-        ("smithjane", NB2, True),
-        ("doej", NB1, False),
+    assert {(p.student, p.notebook, p.lms_late, p.time_source) for p in report.placed} == {
+        ("smithjane", NB1, True, "lms-marker"),
+        ("smithjane", NB2, True, "lms-marker"),
+        ("doej", NB1, False, "lms-marker"),
     }
-    # the DOS times are New York wall-clock times: 5 hours behind UTC in March
-    assert read_stamp(course, "smithjane") == utc(2024, 3, 2, 0, 0, 18, tz="America/New_York")
-    assert read_stamp(course, "doej") == utc(2024, 3, 1, 20, 0, 0, tz="America/New_York")
-    text = (course / "submitted" / "smithjane" / "toeplitz" / "timestamp.txt").read_text()
-    assert text == "2024-03-02 05:00:18.000000 UTC\n"  # what nbgrader's exchange writes
+    assert not list((course / "submitted").rglob("timestamp.txt"))
     out = report.format()
-    assert "smithjane  2024-03-02 05:00:18.000000 UTC  (zip entry time; new, marked late" in out
+    assert "time unknown" in out and "marked late by the LMS" in out
+    assert "Canvas's zip entry times are the time of the download" in out
 
     ledger = json.loads((course / "downloaded" / "toeplitz" / "collected.json").read_text())
     jane = ledger["students"]["smithjane"]
     assert jane["notebooks"][NB2]["source"] == "smithjane_LATE_123456_7891011_02_padding-1.ipynb"
     assert jane["notebooks"][NB2]["lms_late"] is True
     assert ledger["students"]["doej"]["notebooks"][NB1]["lms_late"] is False
-    assert jane["timestamp"] == text.strip()
+    assert "timestamp" not in jane and jane["time_source"] == "lms-marker"
+    assert jane["lms"] == {
+        "system": "canvas",
+        "user_id": "123456",
+        "name": None,
+        "email": None,
+        "anonymous": False,
+    }
 
 
-def test_moodle_times_from_the_utc_field_or_the_file(course, tmp_path):
-    """Moodle's zip (folder per submission) carries an Info-ZIP UTC time: it beats the DOS time,
-    whatever the time zone setting; a downloaded folder gives the files' own times."""
+def test_moodle_zip_times_are_the_downloads_a_folders_file_times_are_kept(course, tmp_path):
+    """Adjusted (issue 22): Moodle's zip carries an Info-ZIP UTC time, but it is the download's
+    (Moodle's ZipStream writer: "Defaults to current time"), so no timestamp.txt; a folder of a
+    student's own files gives their times."""
     when = dt.datetime(2024, 3, 1, 12, 30, 5, tzinfo=dt.timezone.utc)
     z = tmp_path / "moodle.zip"
     with zipfile.ZipFile(z, "w") as zf:
         info = zipfile.ZipInfo(
             "Jane Smith_1234567_assignsubmission_file_/02_padding.ipynb",
-            date_time=(2024, 3, 1, 13, 30, 5),  # the server's local time (CET), no zone given
+            date_time=(2024, 3, 1, 13, 30, 5),
         )
         info.extra = ut_field(when)
         zf.writestr(info, nb("moodle jane"))
-    c = Config()
-    c.LmsCollectorPlugin.archive_timezone = "Pacific/Auckland"  # wrong on purpose: not used
-    collect(z, course, config=c)
-    assert read_stamp(course, "jane_smith") == when.replace(tzinfo=None)
+    [placed] = collect(z, course).placed
+    assert (placed.time, placed.time_source) == (None, "download")
+    assert not (course / "submitted" / "jane_smith" / "toeplitz" / "timestamp.txt").exists()
 
     down = tmp_path / "extracted"
-    f = down / "Ann Lee_7654321_assignsubmission_file_" / "03_equivariance.ipynb"
+    f = down / "annlee" / "03_equivariance.ipynb"
     f.parent.mkdir(parents=True)
-    f.write_bytes(nb("moodle ann"))
+    f.write_bytes(nb("folder ann"))
     mtime = dt.datetime(2024, 3, 3, 8, 0, 0, tzinfo=dt.timezone.utc).timestamp()
     os.utime(f, (mtime, mtime))
     [placed] = collect(down, course).placed
-    assert (placed.time, placed.time_source) == (mtime, "file time")
-    assert read_stamp(course, "ann_lee") == dt.datetime(2024, 3, 3, 8, 0, 0)
+    assert (placed.time, placed.time_source) == (mtime, "file")
+    assert read_stamp(course, "annlee") == dt.datetime(2024, 3, 3, 8, 0, 0)
 
 
-def test_a_later_timestamp_is_kept_an_earlier_one_replaced(course, tmp_path):
-    c = Config()
-    c.LmsCollectorPlugin.archive_timezone = "UTC"
-    early = {"doej_2_3_01_conv1d_toeplitz.ipynb": (nb("v1"), (2024, 3, 1, 10, 0, 0))}
-    late = {"doej_2_3_02_padding.ipynb": (nb("p"), (2024, 3, 4, 10, 0, 0))}
-    collect(canvas_zip(tmp_path / "late.zip", late), course, config=c)
-    report = collect(canvas_zip(tmp_path / "early.zip", early), course, config=c)
-    assert [t.status for t in report.timestamps] == ["kept"]
+def test_the_first_known_time_is_kept_unless_a_better_source_comes(course, tmp_path):
+    """Adjusted (issue 22): a later download (or a hand fix) used to move a file-time stamp
+    later; now the first known time stays, and only the LMS's own record replaces it."""
+
+    def folder_zip(name, member, when):
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr(zipfile.ZipInfo(member, date_time=when), nb(name))
+        return path
+
+    collect(folder_zip("a.zip", "doej/02_padding.ipynb", (2024, 3, 4, 10, 0, 0)), course)
     assert read_stamp(course, "doej") == dt.datetime(2024, 3, 4, 10, 0, 0)
+    for name, when in (("b.zip", (2024, 3, 1, 10, 0, 0)), ("c.zip", (2024, 3, 5, 10, 0, 0))):
+        report = collect(folder_zip(name, "doej/02_padding.ipynb", when), course)
+        assert [t.status for t in report.timestamps] == ["kept"]
+        assert read_stamp(course, "doej") == dt.datetime(2024, 3, 4, 10, 0, 0)
 
-    later = {"doej_2_3_03_equivariance.ipynb": (nb("e"), (2024, 3, 5, 10, 0, 0))}
-    report = collect(canvas_zip(tmp_path / "later.zip", later), course, config=c)
+    # the exchange's own timestamp.txt is a better source than a file's time
+    exchange = make_zip(
+        tmp_path / "x.zip",
+        {
+            "doej/toeplitz/02_padding.ipynb": nb("x"),
+            "doej/toeplitz/timestamp.txt": b"2024-03-04 09:00:00.000000 UTC\n",
+        },
+    )
+    report = collect(exchange, course)
     [stamp] = report.timestamps
-    assert (stamp.status, stamp.previous) == ("later", "2024-03-04 10:00:00.000000 UTC")
-    assert read_stamp(course, "doej") == dt.datetime(2024, 3, 5, 10, 0, 0)
+    assert (stamp.status, stamp.source, stamp.previous) == (
+        "better",
+        "exchange",
+        "2024-03-04 10:00:00.000000 UTC",
+    )
+    assert read_stamp(course, "doej") == dt.datetime(2024, 3, 4, 9, 0, 0)
+    assert report.read == [
+        (
+            "doej/toeplitz/timestamp.txt",
+            "the exchange's submission time 2024-03-04 09:00:00.000000 UTC",
+        )
+    ]
 
 
 def test_no_time_no_timestamp_and_bad_timezone(course, tmp_path):
     # a zip tool that writes no time leaves the DOS epoch: no submission time, no timestamp.txt
     z = make_zip(tmp_path / "e.zip", {"doej_2_3_01_conv1d_toeplitz.ipynb": nb("x")}, _DOS_EPOCH)
     report = collect(z, course)
-    assert report.placed[0].time is None and report.timestamps == []
+    assert report.placed[0].time is None and [t.text for t in report.timestamps] == [None]
     assert not (course / "submitted" / "doej" / "toeplitz" / "timestamp.txt").exists()
     c = Config()
     c.LmsCollectorPlugin.archive_timezone = "Mars/Olympus_Mons"

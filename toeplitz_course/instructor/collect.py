@@ -36,11 +36,25 @@ where a grader listing student folders would take it for a student).
 When each student handed in: ``submitted/{student}/{assignment}/timestamp.txt``, in the format
 nbgrader's exchange writes (``2024-03-01 14:24:00.000000 UTC``), which ``nbgrader autograde``
 (and so ``grade``) records as the submission's timestamp, and from which it computes lateness
-against the assignment's due date and applies ``AssignLatePenalties``. The time is the latest of
-the student's collected files: a ``timestamp`` group of the file name where a pattern has one,
-else the zip entry's modification time (its Info-ZIP UTC field when the zip has one, else its DOS
-time, read in ``c.LmsCollectorPlugin.archive_timezone``), else the file's. An existing, later
-timestamp is kept (a download holding only some files does not move it back).
+against the assignment's due date and applies ``AssignLatePenalties``. Only a true submission
+time is written, never the download's; each student's time has a source (``TIME_SOURCES``, best
+first): ``worksheet`` (the LMS's record, ``collect --times``: Moodle's grading worksheet, Canvas's
+submissions JSON), ``receipt`` (Blackboard's per-attempt .txt), ``exchange`` (its
+timestamp.txt or inbound folder name), ``folder-name`` (Brightspace), ``file-name`` (a
+``timestamp`` group, Blackboard's attempt time), ``lms-marker`` (Canvas: its ``_LATE_`` marker
+says late or not, no time), ``file`` (a plain folder's or Drive zip's file times) and
+``download`` (Canvas's and Moodle's zip entries carry the time the zip was made: no
+timestamp.txt, lateness unknown). When every file of several students carries one time, that
+is the download's too (a warning). Names' times are read in ``archive_timezone``. The first time
+known for a student is kept: a second download or a hand fix never moves it; only a better
+source replaces it, or the LMS's own record of a later resubmission with new files.
+
+Who each student is, for the LMS: the ledger's ``lms`` block per student (system, user_id,
+name, email, anonymous), from the download's names (Canvas user id or anonymous id, Moodle
+participant id and full name, Blackboard username and receipt name, Brightspace and Classroom
+display names) and the ``--times`` file (Moodle's worksheet adds e-mails); ``record_names``
+writes them into nbgrader's gradebook when the course has one. Anonymous downloads (Canvas
+``anon_...``, Moodle ``Participant_N``) are placed under those ids.
 
 Everything a student hands in is hostile (issue 20), and so is every name in the download below
 the LMS's own:
@@ -121,8 +135,12 @@ __all__ = [
     "canonical_notebook",
     "collect",
     "format_timestamp",
+    "plain_name",
     "read_ledger",
+    "read_times",
+    "record_names",
     "safe_student_id",
+    "split_name",
 ]
 
 #: Tried in order; the first that fully matches the file's path below the download's root wins
@@ -130,24 +148,83 @@ __all__ = [
 #: whose file it is comes only from the name the LMS gives the submission (the first path
 #: component, or a flat file's prefix), never from folder or file names inside it, which the
 #: student chose. ``{assignment}`` stands for the escaped assignment id.
+#:
+#: Groups: ``student_id`` and ``file_id`` (required); ``lms_id`` (the LMS's own id of the
+#: student); ``late`` (the LMS's late marker); ``name`` (the display name); ``anon`` (empty: an
+#: anonymous id); a time: ``timestamp`` (nbgrader's parse_utc, or ``YYYY-MM-DD-HH-MM-SS``, UTC),
+#: ``bb_time`` (``YYYY-MM-DD-HH-MM-SS``) or ``d2l_time`` (``Nov 29, 2026 415 AM``), both in
+#: ``archive_timezone``; and an empty ``sys_<lms>`` group naming the LMS (canvas, moodle,
+#: blackboard, brightspace, classroom, exchange, folder) for the ledger's ``lms`` block.
 DEFAULT_PATTERNS = [
+    # Moodle, blind marking: "Participant_1234567_assignsubmission_file/..." (the id is Moodle's
+    # assign_user_mapping id, the worksheet's "Participant 1234567"; mod/assign/classes/
+    # downloader.php, get_student_prefix: get_string('participant') . '_' . get_uniqueid_for_user)
+    r"(?P<sys_moodle>)(?P<anon>)(?P<student_id>Participant_(?P<lms_id>\d+))"
+    r"_assignsubmission_[a-z]+_?/(?:[^/]+/)*(?P<file_id>[^/]+)",
     # Moodle, a folder per submission: "Jane Smith_12345_assignsubmission_file_/02_padding.ipynb"
-    # (real downloads end the folder name with "_"), its files possibly in subfolders of their own
+    # (3.x ends the folder name with "_", 4.x does not: downloader.php, clean_filename($prefix .
+    # '_' . $subtype . '_' . $type)), its files possibly in subfolders of their own
     # ("..._file_/my work/05_parameter_counts.ipynb": the student is the Moodle folder's).
-    r"(?P<student_id>[^/]+?)_(?P<lms_id>\d+)_assignsubmission_[a-z]+_?/(?:[^/]+/)*(?P<file_id>[^/]+)",
-    # Canvas: "smithj_LATE_12345_678_01_conv1d_toeplitz-1.ipynb" (login, LATE when Canvas found
-    # it late, user id, submission id). Before Moodle's flat names: the student's own file name
-    # follows Canvas's prefix, and one uploaded as "victim_999_assignsubmission_file_x.ipynb"
-    # would otherwise read as Moodle user 999's.
-    r"(?P<student_id>[^/_]+)(?:_(?P<late>(?i:late)))?_(?P<lms_id>\d+)_\d+_(?P<file_id>[^/]+)",
-    # Moodle, flat: "Jane Smith_12345_assignsubmission_file_02_padding.ipynb" (the lazy name stops
-    # at the first "_id_assignsubmission_", which is Moodle's, before the student's file name)
-    r"(?P<student_id>[^/]+?)_(?P<lms_id>\d+)_assignsubmission_[a-z]+_(?P<file_id>[^/]+)",
-    # nbgrader exchange-like "smithj/toeplitz/01_conv1d_toeplitz.ipynb"
-    r"(?P<student_id>[^/]+)/{assignment}/(?P<file_id>[^/]+)",
+    r"(?P<sys_moodle>)(?P<student_id>(?P<name>[^/]+?))_(?P<lms_id>\d+)_assignsubmission_[a-z]+_?/"
+    r"(?:[^/]+/)*(?P<file_id>[^/]+)",
+    # Canvas, anonymous grading: "[LATE_]anon_<anonymous id>_<file id>_<file name>" (canvas-lms
+    # lib/content_zipper.rb, get_filename: "anon_#{submission.anonymous_id}", no user name).
+    r"(?P<sys_canvas>)(?:(?P<late>LATE)_)?(?P<student_id>anon_(?P<lms_id>[A-Za-z0-9]+))(?P<anon>)"
+    r"_\d+_(?P<file_id>[^/]+)",
+    # Canvas: "smithj_LATE_12345_678_01_conv1d_toeplitz-1.ipynb" (sortable name without
+    # punctuation, LATE when Canvas found it late, user id, file id; content_zipper.rb). Before
+    # Moodle's flat names: the student's own file name follows Canvas's prefix, and one uploaded
+    # as "victim_999_assignsubmission_file_x.ipynb" would otherwise read as Moodle user 999's.
+    r"(?P<sys_canvas>)(?P<student_id>[^/_]+)(?:_(?P<late>(?i:late)))?_(?P<lms_id>\d+)_\d+_"
+    r"(?P<file_id>[^/]+)",
+    # Moodle, flat (download not as folders): blind, then named:
+    # "Jane Smith_12345_assignsubmission_file_02_padding.ipynb" (the lazy name stops at the
+    # first "_id_assignsubmission_", which is Moodle's, before the student's file name)
+    r"(?P<sys_moodle>)(?P<anon>)(?P<student_id>Participant_(?P<lms_id>\d+))"
+    r"_assignsubmission_[a-z]+_(?P<file_id>[^/]+)",
+    r"(?P<sys_moodle>)(?P<student_id>(?P<name>[^/]+?))_(?P<lms_id>\d+)_assignsubmission_[a-z]+_"
+    r"(?P<file_id>[^/]+)",
+    # Blackboard Learn "Assignment File Download": "Toeplitz_aanderson_attempt_2026-12-02-04-15-02_
+    # 01_conv1d_toeplitz.ipynb", beside a receipt "..._attempt_2026-12-02-04-15-02.txt" (its
+    # "Name: Alice Anderson (aanderson)" settles a username with "_" in it, see _Receipt)
+    r"(?P<sys_blackboard>)(?P<bb_prefix>[^/]+?_(?P<student_id>[^/_]+)_attempt_"
+    r"(?P<bb_time>\d{4}(?:-\d\d){5}))_(?P<file_id>[^/]+)",
+    # Brightspace (D2L): a folder per submission "123457-790101 - Anderson, Alice - Nov 29, 2026
+    # 415 AM/", or flat "... 415 AM - 01_conv1d_toeplitz.ipynb"; the numbers change with every
+    # submission, so the student is the name (d2lmf's parse_submission_dirname reads it so)
+    r"(?P<sys_brightspace>)\d+-\d+ - (?P<student_id>(?P<name>[^/]+?)) - "
+    r"(?P<d2l_time>[A-Z][a-z]{2} \d{1,2}, \d{4} \d{1,2}:?\d\d [AP]M)(?:/(?:[^/]+/)*| - )"
+    r"(?P<file_id>[^/]+)",
+    # nbgrader's exchange inbound "smithj+toeplitz+2024-03-01 14:24:00.000000 UTC+x/01.ipynb"
+    r"(?P<sys_exchange>)(?P<student_id>[^/+]+)\+{assignment}\+(?P<timestamp>[^/+]+)"
+    r"(?:\+[^/+]*)?/(?P<file_id>[^/]+)",
+    # nbgrader exchange-like "smithj/toeplitz/01_conv1d_toeplitz.ipynb" (timestamp.txt beside)
+    r"(?P<sys_exchange>)(?P<student_id>[^/]+)/{assignment}/(?P<file_id>[^/]+)",
+    # Google Classroom ("Make a copy for each student": "Alice Anderson - 01_conv1d_toeplitz"),
+    # the assignment's Drive folder downloaded as a zip: one wrapping folder, unwrapped
+    r"(?P<sys_classroom>)(?P<student_id>(?P<name>[^/]+?)) - (?P<file_id>[^/]+)",
     # a folder per student, also Colab downloads: "smithj/Copy of 01_conv1d_toeplitz (1).ipynb"
-    r"(?P<student_id>[^/]+)/(?P<file_id>[^/]+)",
+    r"(?P<sys_folder>)(?P<student_id>[^/]+)/(?P<file_id>[^/]+)",
 ]
+
+#: Where each LMS's zip entry times come from: the time the download was made (Canvas's
+#: rubyzip ``get_output_stream``, Moodle's ZipStream ``addFileFromStream``: "Defaults to current
+#: time"), never a submission's.
+DOWNLOAD_TIMED = {"canvas", "moodle"}
+#: Time sources, best first; a student's recorded time is replaced only by a better source (or,
+#: from the LMS's own record, by a later resubmission). "lms-marker" and "download" carry no time.
+TIME_SOURCES = (
+    "worksheet",
+    "receipt",
+    "exchange",
+    "folder-name",
+    "file-name",
+    "lms-marker",
+    "file",
+    "download",
+)
+_RANK = {s: len(TIME_SOURCES) - i for i, s in enumerate(TIME_SOURCES)}
+_TRUSTED = {"worksheet", "receipt", "exchange", "folder-name", "file-name"}
 
 #: A member larger than this is not read; notebooks of this course are well under 1 MB.
 MAX_FILE_BYTES = 100 * 1024 * 1024
@@ -193,9 +270,10 @@ class NotPlaced(Exception):
     names).
     """
 
-    def __init__(self, reason: str, student: str | None = None):
+    def __init__(self, reason: str, student: str | None = None, lms: dict | None = None):
         super().__init__(reason)
         self.student = student
+        self.lms = lms  # the LMS's identity of the student, when the name carries it
 
 
 def _text(name: str) -> str:
@@ -263,6 +341,198 @@ def canonical_notebook(file_name: str, notebooks: list[str] | tuple[str, ...]):
     return (notebook, (lms, copy)) if notebook else None
 
 
+# ------------------------------------------------------------------------ what the LMS wrote
+
+_DASHED_TIME = re.compile(r"\d{4}(?:-\d\d){5}")
+_D2L_TIME = re.compile(r"([A-Z][a-z]{2}) (\d{1,2}), (\d{4}) (\d{1,2}):?(\d\d) ([AP]M)")
+# What a name shown as HTML or in a spreadsheet must not carry (nbgrader's formgrader prints
+# student names into its pages unescaped).
+_NOT_IN_NAMES = set("<>&\"'")
+
+
+def plain_name(text: str | None) -> str | None:
+    """A display name as plain text: no control or invisible format characters, none of
+    ``<>&"'``, spaces collapsed, at most 200 characters; None when nothing is left."""
+    if text is None:
+        return None
+    out = []
+    for c in unicodedata.normalize("NFC", _text(text)):
+        kind = unicodedata.category(c)
+        if c in "\t\n\r" or kind in ("Zl", "Zp"):
+            out.append(" ")
+        elif c not in _NOT_IN_NAMES and kind not in ("Cc", "Cf", "Cs", "Co"):
+            out.append(c)
+    kept = "".join(out)
+    kept = " ".join(kept.split())[:200].strip()
+    return kept or None
+
+
+def split_name(name: str | None) -> tuple[str | None, str | None]:
+    """(first, last) of a display name: "Anderson, Alice" (Brightspace, Canvas's sortable name)
+    or "Alice Anderson" (Moodle, Blackboard, Classroom: the last word is the last name)."""
+    if not name:
+        return None, None
+    if "," in name:
+        last, _, first = name.partition(",")
+        return (first.strip() or None), (last.strip() or None)
+    first, _, last = name.rpartition(" ")
+    return (first or None), last or None
+
+
+def _d2l_time(text: str) -> dt.datetime:
+    """Brightspace's "Nov 29, 2026 415 AM" (a colon is not allowed in its folder names, so
+    4:15 is "415"; older downloads wrote "4:15 PM", d2lmf reads it so) as a naive datetime."""
+    m = _D2L_TIME.fullmatch(text)
+    if not m:
+        raise ValueError("not Brightspace's 'Mon D, YYYY HMM AM'")
+    month, day, year, hour, minute, half = m.groups()
+    return dt.datetime.strptime(f"{month} {day} {year} {hour}:{minute} {half}", "%b %d %Y %I:%M %p")
+
+
+@dataclass(frozen=True)
+class _Receipt:
+    """Blackboard Learn's per-attempt receipt "{assignment}_{user}_attempt_{time}.txt" in the
+    Assignment File Download: "Name: Alice Anderson (aanderson)", "Assignment: ...", "Date
+    Submitted: Wednesday, December 2, 2026 4:15:02 AM EST", then the student's text, comments
+    and files (the layout blackboard-analysis-tools and BBGradebookOrganiser parse). Only the
+    first lines, Blackboard's own, are read: the rest holds what the student wrote."""
+
+    username: str
+    name: str | None
+    date_text: str | None
+    when: float | None
+
+
+_RECEIPT = re.compile(r"(?P<prefix>[^/]+_attempt_\d{4}(?:-\d\d){5})\.txt")
+_RECEIPT_NAME = re.compile(r"Name: (?P<name>.*) \((?P<user>[^()\s]+)\)")
+_RECEIPT_DATE = re.compile(
+    r"Date Submitted: (?:[A-Za-z]+, )?(?P<date>[A-Za-z]+ \d{1,2}, \d{4} \d{1,2}:\d\d(?::\d\d)?"
+    r" [AP]M)(?: (?P<zone>[A-Za-z]{1,6}))?"
+)
+
+
+def _parse_receipt(relpath: str, data: bytes, tz: dt.tzinfo | None) -> _Receipt | None:
+    m = _RECEIPT.fullmatch(relpath)
+    if not m or len(re.findall(r"_attempt_\d{4}(?:-\d\d){5}", m.group("prefix"))) != 1:
+        return None  # one attempt in the name, Blackboard's: "..._victim_attempt_..." is a file
+    lines = data.decode("utf-8", "replace").splitlines()[:4]
+    who = _RECEIPT_NAME.fullmatch(lines[0].strip()) if lines else None
+    if who is None or not m.group("prefix").endswith(
+        f"_{who.group('user')}_attempt_{m.group('prefix')[-19:]}"
+    ):
+        return None  # not Blackboard's, or about another file than its name says
+    when = text = None
+    for line in lines[1:]:
+        if d := _RECEIPT_DATE.fullmatch(line.strip()):
+            text = d.group("date")
+            fmt = "%B %d, %Y %I:%M:%S %p" if text.count(":") == 2 else "%B %d, %Y %I:%M %p"
+            try:
+                naive = dt.datetime.strptime(text, fmt)
+            except ValueError:
+                break
+            zone = dt.timezone.utc if (d.group("zone") or "") in ("UTC", "GMT", "Z") else tz
+            when = naive.replace(tzinfo=zone).timestamp()
+            break
+    return _Receipt(who.group("user"), plain_name(who.group("name")), text, when)
+
+
+@dataclass(frozen=True)
+class LmsRecord:
+    """One student's row of the LMS's own record of the submissions (``collect --times``)."""
+
+    system: str
+    user_id: str
+    when: float | None
+    name: str | None = None
+    email: str | None = None
+    late: bool | None = None
+
+
+_MOODLE_DATES = ("%A, %d %B %Y, %I:%M %p", "%d %B %Y, %I:%M %p", "%A, %B %d, %Y, %I:%M %p")
+
+
+def read_times(path: str | os.PathLike, tz: dt.tzinfo | None = None) -> list[LmsRecord]:
+    """The LMS's record of when each student submitted, from a file the instructor downloads:
+
+    * Moodle's grading worksheet (Assignment > "Download grading worksheet", a CSV with
+      "Identifier" = "Participant 1234567", "Full name", "Email address" and "Last modified
+      (submission)" written with userdate(): "Wednesday, 2 December 2026, 4:15 AM" in the
+      downloading user's time zone, read in ``archive_timezone``; "-" when none);
+    * Canvas's submissions, as its REST API lists them (``GET /api/v1/courses/:course/
+      assignments/:assignment/submissions``, saved as JSON: a list of objects with ``user_id``,
+      ``submitted_at`` in ISO 8601 UTC, ``late`` and, under anonymous grading,
+      ``anonymous_id``).
+
+    Raises CollectError naming the file when it is neither.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CollectError(f"--times {path}: {exc.strerror or exc}") from None
+    text = raw.decode("utf-8-sig", "replace")
+    if text.lstrip().startswith(("[", "{")):
+        return _canvas_times(path, text)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows or not {"Identifier", "Last modified (submission)"} <= set(rows[0]):
+        raise CollectError(
+            f"--times {path}: neither Moodle's grading worksheet (columns Identifier, "
+            "Last modified (submission)) nor Canvas's submissions JSON"
+        )
+    records = []
+    for row in rows:
+        ident = re.fullmatch(r"\D*?(\d+)", (row.get("Identifier") or "").strip())
+        if not ident:
+            continue
+        value, when = (row.get("Last modified (submission)") or "").strip(), None
+        for fmt in _MOODLE_DATES:
+            try:
+                when = dt.datetime.strptime(value, fmt).replace(tzinfo=tz).timestamp()
+                break
+            except ValueError:
+                continue
+        records.append(
+            LmsRecord(
+                "moodle",
+                ident.group(1),
+                when,
+                plain_name(row.get("Full name")),
+                plain_name(row.get("Email address")),
+            )
+        )
+    return records
+
+
+def _canvas_times(path: Path, text: str) -> list[LmsRecord]:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise CollectError(f"--times {path}: not readable JSON ({exc})") from None
+    if isinstance(data, dict):
+        data = data.get("submissions", [])
+    if not isinstance(data, list):
+        raise CollectError(f"--times {path}: not a list of Canvas submissions")
+    records = []
+    for item in data:
+        if not isinstance(item, dict) or item.get("user_id") is None:
+            continue
+        when = None
+        if isinstance(item.get("submitted_at"), str):
+            try:
+                when = dt.datetime.fromisoformat(item["submitted_at"].replace("Z", "+00:00"))
+                when = when.replace(tzinfo=when.tzinfo or dt.timezone.utc).timestamp()
+            except ValueError:
+                when = None
+        late = item.get("late") if isinstance(item.get("late"), bool) else None
+        user = item.get("user")
+        name = plain_name(user.get("name")) if isinstance(user, dict) else None
+        email = plain_name(user.get("email")) if isinstance(user, dict) else None
+        for key in (item.get("user_id"), item.get("anonymous_id")):
+            if isinstance(key, (int, str)) and str(key).strip():
+                records.append(LmsRecord("canvas", str(key).strip(), when, name, email, late))
+    return records
+
+
 # ------------------------------------------------------------------------------------- plugin
 
 
@@ -273,9 +543,26 @@ class Identified:
     lms_id: str | None  # the LMS's own user id, when the name carries one
     mapped: bool  # the student id came from student_id_map
     revision: tuple[int, int]  # (Canvas "-N", download copy "(N)")
-    timestamp: float | None  # from a ``timestamp`` group, seconds since the epoch
+    timestamp: float | None  # from a time group of the name, seconds since the epoch
     timestamp_text: str | None
     lms_late: bool = False  # the LMS marked the file late (a ``late`` group: Canvas's "_LATE_")
+    system: str = (
+        "folder"  # canvas | moodle | blackboard | brightspace | classroom | exchange | folder
+    )
+    name: str | None = None  # the LMS's display name, plain text
+    anonymous: bool = False  # lms_id is an anonymous id (Canvas anonymous grading, Moodle blind)
+    time_source: str | None = None  # of ``timestamp``: file-name | folder-name | receipt | exchange
+    prefix: str | None = None  # Blackboard's "{assignment}_{user}_attempt_{time}" of the file
+
+    def lms(self) -> dict:
+        """The ledger's ``lms`` block for this file's student."""
+        return {
+            "system": self.system,
+            "user_id": self.lms_id,
+            "name": self.name,
+            "email": None,
+            "anonymous": self.anonymous,
+        }
 
 
 class LmsCollectorPlugin(FileNameCollectorPlugin):
@@ -334,6 +621,9 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
     # Set by the driver; under ZipCollectApp they come from the parent app.
     assignment_id = Unicode("")
     course_root = Unicode("")
+    # Blackboard's receipts in the download, by "{assignment}_{user}_attempt_{time}" (the driver
+    # reads them first; nbgrader's zip_collect has none, and names alone decide there)
+    receipts = Dict()
 
     @observe("student_id_map")
     def _forget_map(self, change):
@@ -375,8 +665,9 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
             self.log.warning("Skipped %s: %s", _show(submitted_file), _show(reason))
             return None
         info = {"student_id": found.student, "file_id": f"{found.notebook}.ipynb"}
-        if found.timestamp_text:
-            info["timestamp"] = found.timestamp_text
+        if found.timestamp is not None:
+            # as a time nbgrader's parse_utc reads right ("2026-12-02-04-15-02" it misreads)
+            info["timestamp"] = format_timestamp(found.timestamp)
         return info
 
     # -- the mapping ------------------------------------------------------------------------
@@ -404,7 +695,17 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
                     "extract it and collect that folder",
                     self._whose(relpath),
                 )
-            raise NotPlaced(f"not a notebook ({ext or 'no extension'})", self._whose(relpath))
+            who, lms = self.owner_identity(relpath)
+            if who and re.search(
+                r"(?:_assignsubmission_onlinetext_?/?onlinetext|_text)\.html$", relpath
+            ):
+                raise NotPlaced(
+                    "online text (Moodle onlinetext.html, Canvas _text.html), not a "
+                    "notebook: read it in the LMS",
+                    who,
+                    lms,
+                )
+            raise NotPlaced(f"not a notebook ({ext or 'no extension'})", who, lms)
 
         groups = self._match(relpath)
         if groups is None:
@@ -425,6 +726,26 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         raw_student = (groups.get("student_id") or "").strip()
         lms_id = (groups.get("lms_id") or "").strip() or None
         file_id = os.path.basename((groups.get("file_id") or "").strip())
+        system = next(
+            (k[4:] for k, v in groups.items() if k.startswith("sys_") and v is not None), "folder"
+        )
+        name = plain_name(groups.get("name"))
+        anonymous = groups.get("anon") is not None
+        prefix = groups.get("bb_prefix")
+        receipt = self.receipts.get(prefix) if prefix else None
+        if receipt is not None:
+            # Blackboard's receipt names the user whose attempt this is: "HW_1_j_doe_attempt_..."
+            # is j_doe's, not "doe"'s of assignment "HW_1_j"
+            raw_student, lms_id, name = receipt.username, receipt.username, receipt.name or name
+        elif system == "blackboard":
+            lms_id = raw_student
+        identity = {
+            "system": system,
+            "user_id": lms_id,
+            "name": name,
+            "email": None,
+            "anonymous": anonymous,
+        }
 
         student, mapped = self._map_student(raw_student, lms_id)
         if student is None:
@@ -438,32 +759,76 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         canonical = canonical_notebook(file_id, self.notebooks)
         if canonical is None:
             raise NotPlaced(
-                f"renamed or unknown notebook '{file_id}' for student {student}", student
+                f"renamed or unknown notebook '{file_id}' for student {student}",
+                student,
+                identity,
             )
         notebook, revision = canonical
 
-        timestamp_text = (groups.get("timestamp") or "").strip() or None
-        timestamp = None
-        if timestamp_text:
+        timestamp, timestamp_text, time_source = None, None, None
+        for group, source in (
+            ("timestamp", "file-name"),
+            ("bb_time", "file-name"),
+            ("d2l_time", "folder-name"),
+        ):
+            text = (groups.get(group) or "").strip()
+            if not text:
+                continue
             try:
-                stamp = parse_utc(timestamp_text)
+                timestamp = self._name_time(group, text)
             except (ValueError, OverflowError) as exc:
                 raise NotPlaced(
-                    f"unreadable timestamp '{timestamp_text}' ({exc})", student
+                    f"unreadable timestamp '{text}' ({exc})", student, identity
                 ) from None
-            timestamp = stamp.replace(tzinfo=dt.timezone.utc).timestamp()
+            timestamp_text, time_source = text, source
+            if system == "exchange":
+                time_source = "exchange"
+            elif system == "brightspace" and "/" not in relpath:
+                time_source = "file-name"
+            break
+        if receipt is not None and receipt.when is not None:
+            timestamp, timestamp_text, time_source = receipt.when, receipt.date_text, "receipt"
         lms_late = bool(groups.get("late"))
         return Identified(
-            student, notebook, lms_id, mapped, revision, timestamp, timestamp_text, lms_late
+            student,
+            notebook,
+            lms_id,
+            mapped,
+            revision,
+            timestamp,
+            timestamp_text,
+            lms_late,
+            system,
+            name,
+            anonymous,
+            time_source,
+            prefix,
         )
+
+    def _name_time(self, group: str, text: str) -> float:
+        """Seconds since the epoch of a time written in a file or folder name."""
+        if _DASHED_TIME.fullmatch(text):
+            # "2026-12-02-04-15-02": nbgrader's parse_utc takes "-04-15-02" for a UTC offset
+            stamp = dt.datetime.strptime(text, "%Y-%m-%d-%H-%M-%S")
+        elif group == "d2l_time":
+            stamp = _d2l_time(text)
+        else:
+            return parse_utc(text).replace(tzinfo=dt.timezone.utc).timestamp()
+        if group == "timestamp":
+            return stamp.replace(tzinfo=dt.timezone.utc).timestamp()
+        return stamp.replace(tzinfo=self.zip_timezone()).timestamp()
 
     def _whose(self, relpath: str) -> str | None:
         """The course student a file that is no notebook belongs to, when its name says so."""
+        return self.owner_identity(relpath)[0]
+
+    def owner_identity(self, relpath: str) -> tuple[str | None, dict | None]:
+        """Whose hand-in ``relpath`` is and the LMS's identity of them, whatever the file."""
         try:
             found = self.identify(_as_notebook(relpath))
         except NotPlaced as reason:
-            return reason.student
-        return found.student
+            return reason.student, reason.lms
+        return found.student, found.lms()
 
     def _match(self, relpath: str) -> dict | None:
         """The groups of the first pattern matching all of ``relpath``, from its first component.
@@ -480,9 +845,19 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         return None
 
     def lms_named(self, relpath: str) -> bool:
-        """Whether the LMS's own naming says whose ``relpath`` is (a pattern with an lms_id)."""
+        """Whether an LMS's own naming says whose ``relpath`` is (a pattern with an lms_id, or
+        one of an LMS: not a plain or exchange-like folder)."""
         groups = self._match(relpath)
-        return bool(groups and (groups.get("lms_id") or "").strip())
+        if not groups:
+            return False
+        system = next(
+            (k[4:] for k, v in groups.items() if k.startswith("sys_") and v is not None), None
+        )
+        return bool((groups.get("lms_id") or "").strip()) or system not in (
+            None,
+            "folder",
+            "exchange",
+        )
 
     def owner(self, relpath: str) -> str | None:
         """Whose hand-in the file at ``relpath`` is, when its name says so, whatever the file."""
@@ -610,8 +985,9 @@ class Placed:
     status: str = "new"  # new | unchanged | replaced
     note: str = ""  # e.g. not valid JSON: placed anyway, grading reports it
     time: float | None = None  # when it was handed in, seconds since the epoch, if known
-    time_source: str = ""  # "file name" | "zip entry time" | "file time"
+    time_source: str = ""  # one of TIME_SOURCES
     lms_late: bool = False  # the LMS's own marker (Canvas "_LATE_")
+    lms: dict | None = None  # the ledger's lms block: system, user_id, name, email, anonymous
 
 
 @dataclass(frozen=True)
@@ -619,16 +995,19 @@ class Rejected:
     source: str
     reason: str
     student: str | None = None  # whose hand-in it was, when known
+    lms: dict | None = None  # the LMS's identity of that student, when the name carries it
 
 
 @dataclass(frozen=True)
 class Stamped:
-    """A student's ``timestamp.txt`` after this run."""
+    """A student's submission time (``timestamp.txt``) after this run."""
 
     student: str
-    text: str  # its content
-    source: str  # where the time came from
-    status: str  # new | unchanged | later (replaced an earlier one) | kept (the existing is later)
+    text: str | None  # its content; None: no time known (the download's only), no timestamp.txt
+    source: str  # where the time came from, one of TIME_SOURCES
+    # new | unchanged | later (the LMS says: resubmitted later) | better (a better source) |
+    # kept (the time recorded before stays) | unknown (no time: lateness unknown)
+    status: str
     previous: str | None = None  # what the file held before, when it changed
 
 
@@ -655,6 +1034,8 @@ class CollectReport:
     ledger: str | None = None  # the collect ledger's path
     warnings: list[str] = field(default_factory=list)
     wrapper: str | None = None  # the download's one wrapping folder, names matched below it
+    read: list[tuple[str, str]] = field(default_factory=list)  # LMS files read, not placed: why
+    notes: list[str] = field(default_factory=list)  # about the download as a whole
 
     def format(self) -> str:
         """The report for a terminal: every name in it (the students chose the file names, and
@@ -694,19 +1075,25 @@ class CollectReport:
             for p in self.placed:
                 if p.note:
                     lines.append(f"  ! {show(p.student)}/{show(p.notebook)}: {show(p.note)}")
+        if self.read:
+            lines.append("read, not placed (the LMS's own files):")
+            for source, what in self.read:
+                lines.append(f"  {show(source)}: {show(what)}")
         if self.timestamps:
             late = {p.student for p in self.placed if p.lms_late}
             lines.append(f"submission times ({TIMESTAMP_FILE}):")
             width = max(len(show(t.student)) for t in self.timestamps)
             for t in self.timestamps:
                 what = {
-                    "later": f"replaced {show(t.previous)}",
-                    "kept": "kept: later than this download's",
+                    "later": f"resubmitted, replaced {show(t.previous)}",
+                    "better": f"replaced {show(t.previous)}",
+                    "kept": "kept: the time recorded before",
+                    "unknown": "no timestamp.txt: lateness unknown",
                 }.get(t.status, t.status)
                 marker = ", marked late by the LMS" if t.student in late else ""
-                lines.append(
-                    f"  {show(t.student):<{width}}  {show(t.text)}  ({t.source}; {what}{marker})"
-                )
+                text = show(t.text) if t.text else "time unknown".ljust(30)
+                lines.append(f"  {show(t.student):<{width}}  {text}  ({t.source}; {what}{marker})")
+        lines += [f"note: {show(n)}" for n in self.notes]
         if self.replaced:
             lines.append("duplicates and replacements:")
             for r in self.replaced:
@@ -1058,17 +1445,34 @@ class _Candidate:
     found: Identified
     digest: str
     note: str
+    time: float | None = None  # the submission time, when known (see _times)
+    time_source: str = "file"
+    record: LmsRecord | None = None  # the LMS's own record of this student (--times)
 
     @property
     def when(self) -> float:
+        """What orders two copies of a file: the name's time, else the entry's."""
         return self.found.timestamp if self.found.timestamp is not None else self.entry.mtime
-
-    @property
-    def time_source(self) -> str:
-        return "file name" if self.found.timestamp is not None else self.entry.time_source
 
     def rank(self):
         return (self.found.revision, self.when, self.entry.source)
+
+    def lms(self) -> dict:
+        lms = self.found.lms()
+        if self.record is not None:
+            lms["name"] = lms["name"] or self.record.name
+            lms["email"] = self.record.email
+        return lms
+
+
+@dataclass
+class _Context:
+    """What one run knows besides the files: the ledger as it was, the LMS's record (--times),
+    the exchange's timestamp.txt files in the download."""
+
+    prior: dict = field(default_factory=dict)  # the ledger's students before this run
+    records: dict = field(default_factory=dict)  # (system, user id) -> LmsRecord
+    exchange_times: dict = field(default_factory=dict)  # raw folder name -> (time, text)
 
 
 def _load_config(root: Path, config: Config | None) -> Config:
@@ -1141,6 +1545,7 @@ def collect(
     config: Config | None = None,
     assignment: str = ASSIGNMENT,
     student: str | None = None,
+    times: str | os.PathLike | None = None,
 ) -> CollectReport:
     """Place the notebooks of an LMS download (a zip file, a folder, or one notebook) in
     ``submitted/``.
@@ -1150,6 +1555,9 @@ def collect(
     ``{course_root}/nbgrader_config.py`` when it exists, with ``config`` merged over them. Raises
     CollectError when the input or the configuration is unusable; problems with single files are
     in the report instead.
+
+    ``times``: the LMS's own record of when each student submitted (``read_times``: Moodle's
+    grading worksheet CSV, Canvas's submissions JSON); its times beat every other source.
     """
     root = Path(course_root).resolve()
     source = Path(path)
@@ -1171,12 +1579,22 @@ def collect(
     downloaded = cfg.get("ZipCollectApp", {}).get("downloaded_directory", "downloaded")
 
     report = CollectReport(str(path), assignment, str(root))
+    ctx = _Context()
+    if times is not None:
+        for record in read_times(times, plugin.zip_timezone()):
+            ctx.records[(record.system, record.user_id)] = record
+    try:
+        ctx.prior = read_ledger(root / downloaded / assignment / LEDGER).get("students", {})
+    except ValueError:
+        ctx.prior = {}
+    if not isinstance(ctx.prior, dict):
+        ctx.prior = {}
     if source.is_dir():
         real = Path(os.path.realpath(source))
         if _inside(real, submitted_base) or _inside(submitted_base, real):
             raise CollectError(f"{path}: the input must not contain or be inside {submitted_base}")
         entries = _folder_entries(real)
-        return _run(entries, student, plugin, coursedir, root, downloaded, report)
+        return _run(entries, student, plugin, coursedir, root, downloaded, report, ctx)
     if not source.is_file():
         raise CollectError(f"{path}: no such file or folder")
     is_notebook = source.suffix.lower() in {e.lower() for e in plugin.valid_ext}
@@ -1194,7 +1612,7 @@ def collect(
             st.st_mtime,
             lambda: source.open("rb"),
         )
-        return _run([one], student, plugin, coursedir, root, downloaded, report)
+        return _run([one], student, plugin, coursedir, root, downloaded, report, ctx)
     try:
         zf, not_utf8 = _open_zip(source)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
@@ -1204,7 +1622,7 @@ def collect(
             entries = list(_zip_entries(zf, plugin.zip_timezone(), not_utf8))
         except (zipfile.BadZipFile, ValueError) as exc:
             raise CollectError(f"{path}: corrupt zip file ({exc})") from None
-        return _run(entries, student, plugin, coursedir, root, downloaded, report)
+        return _run(entries, student, plugin, coursedir, root, downloaded, report, ctx)
 
 
 def _as(student: str | None, entries: list[_Entry]) -> list[_Entry]:
@@ -1233,9 +1651,13 @@ def _unwrapped(entries: list[_Entry], plugin: LmsCollectorPlugin, report) -> lis
     folder holding a folder named like a Moodle submission cannot be told from that, so one
     student's folder on its own is to be collected with ``--student``.
     """
-    named = [e.relpath for e in entries if e.relpath is not None and not _junk(e.relpath)]
+    named = [
+        e.relpath
+        for e in entries
+        if e.relpath is not None and not _junk(e.relpath) and not _side_name(e.relpath)
+    ]
     tops = {r.split("/", 1)[0] for r in named}
-    if len(tops) != 1 or any("/" not in r for r in named):
+    if not named or len(tops) != 1 or any("/" not in r for r in named):
         return entries
     [top] = tops
     if any(plugin.lms_named(r) for r in named):
@@ -1254,7 +1676,8 @@ def _unwrapped(entries: list[_Entry], plugin: LmsCollectorPlugin, report) -> lis
 def _examine(entry: _Entry, plugin: LmsCollectorPlugin) -> _Candidate:
     """The entry as a candidate for placing; NotPlaced with whose it is, when known, if not."""
     if entry.problem:
-        raise NotPlaced(entry.problem, plugin.owner(entry.relpath) if entry.relpath else None)
+        who, lms = plugin.owner_identity(entry.relpath) if entry.relpath else (None, None)
+        raise NotPlaced(entry.problem, who, lms)
     found = plugin.identify(entry.relpath)
     try:
         if entry.size > MAX_FILE_BYTES:
@@ -1262,21 +1685,23 @@ def _examine(entry: _Entry, plugin: LmsCollectorPlugin) -> _Candidate:
         data = _read(entry)
         return _Candidate(entry, found, hashlib.sha256(data).hexdigest(), _json_note(data))
     except NotPlaced as reason:
-        raise NotPlaced(str(reason), found.student) from None
+        raise NotPlaced(str(reason), found.student, found.lms()) from None
     except _READ_ERRORS as exc:
-        raise NotPlaced(f"corrupt or unreadable ({exc})", found.student) from None
+        raise NotPlaced(f"corrupt or unreadable ({exc})", found.student, found.lms()) from None
     except Exception as exc:  # whatever one file does, the others are still collected
-        raise NotPlaced(f"cannot be read ({type(exc).__name__}: {exc})", found.student) from None
+        raise NotPlaced(
+            f"cannot be read ({type(exc).__name__}: {exc})", found.student, found.lms()
+        ) from None
 
 
-def _run(entries, student, plugin, coursedir, root, downloaded, report) -> CollectReport:
+def _run(entries, student, plugin, coursedir, root, downloaded, report, ctx) -> CollectReport:
     """Place ``entries``; whatever happens, the timestamps and the ledger say what was done."""
     try:
-        _place(entries, student, plugin, coursedir, root, downloaded, report)
+        _place(entries, student, plugin, coursedir, root, downloaded, report, ctx)
     finally:
-        for finish in (_write_timestamps, _update_ledger):
+        for finish in (_write_timestamps, _update_ledger, record_names):
             try:
-                finish(report, coursedir, root, downloaded)
+                finish(report, coursedir, root, downloaded, ctx)
             except Exception as exc:
                 report.warnings.append(
                     f"{finish.__name__.strip('_').replace('_', ' ')} failed: "
@@ -1285,22 +1710,118 @@ def _run(entries, student, plugin, coursedir, root, downloaded, report) -> Colle
     return report
 
 
-def _place(entries, student, plugin, coursedir, root, downloaded, report) -> None:
+def _side_name(relpath: str) -> bool:
+    """Whether ``relpath`` may be a file the LMS adds beside the submissions (read, not placed):
+    Blackboard's receipts, Brightspace's index.html, the exchange's timestamp.txt."""
+    parts = relpath.split("/")
+    return (
+        len(parts) == 1 and (parts[0] == "index.html" or bool(_RECEIPT.fullmatch(parts[0])))
+    ) or (len(parts) == 3 and parts[2] == TIMESTAMP_FILE)
+
+
+def _side_files(entries, plugin, ctx, report) -> list[_Entry]:
+    """The entries but the LMS's own side files, which are read here: Blackboard's receipts
+    (whose attempt, when), the exchange-like ``{student}/{assignment}/timestamp.txt``, and
+    Brightspace's ``index.html`` (its table of the download: nothing to place)."""
+    rest = []
+    tz = plugin.zip_timezone()
+    for e in entries:
+        rel = e.relpath
+        if e.problem or rel is None or not _side_name(rel) or e.size > 64 * 1024:
+            rest.append(e)
+            continue
+        parts = rel.split("/")
+        try:
+            data = _read(e)
+        except Exception:  # unreadable: examined (and rejected with its reason) like any file
+            rest.append(e)
+            continue
+        if rel == "index.html":
+            report.read.append((e.source, "Brightspace's index of the download (nothing to place)"))
+        elif len(parts) == 3:
+            if parts[1] != plugin._assignment():
+                rest.append(e)
+                continue
+            try:
+                text = data.decode("utf-8").strip()
+                when = parse_utc(text).replace(tzinfo=dt.timezone.utc).timestamp()
+            except Exception:
+                rest.append(e)
+                continue
+            ctx.exchange_times[parts[0]] = when
+            report.read.append(
+                (e.source, f"the exchange's submission time {format_timestamp(when)}")
+            )
+        elif receipt := _parse_receipt(rel, data, tz):
+            plugin.receipts[_RECEIPT.fullmatch(rel).group("prefix")] = receipt
+            when = f", submitted {format_timestamp(receipt.when)}" if receipt.when else ""
+            report.read.append(
+                (e.source, f"Blackboard's receipt of {receipt.username}'s attempt{when}")
+            )
+        else:
+            rest.append(e)
+    return rest
+
+
+def _times(candidates: list[_Candidate], ctx: _Context, report: CollectReport) -> None:
+    """Each candidate's submission time and where it comes from (TIME_SOURCES), never the
+    download's time: Canvas's and Moodle's zip entries carry the time the zip was made."""
+    systems = set()
+    for c in candidates:
+        f = c.found
+        systems.add(f.system)
+        key = (f.system, f.lms_id) if f.lms_id else None
+        c.record = ctx.records.get(key) if key else None
+        top = c.entry.relpath.split("/", 1)[0] if c.entry.relpath else ""
+        if c.record is not None and c.record.when is not None:
+            c.time, c.time_source = c.record.when, "worksheet"
+        elif f.system == "exchange" and f.timestamp is None and top in ctx.exchange_times:
+            c.time, c.time_source = ctx.exchange_times[top], "exchange"
+        elif f.timestamp is not None:
+            c.time, c.time_source = f.timestamp, f.time_source or "file-name"
+        elif f.system == "canvas":
+            c.time, c.time_source = None, "lms-marker"  # _LATE_ or not: Canvas's word
+        elif f.system in DOWNLOAD_TIMED:
+            c.time, c.time_source = None, "download"
+        else:
+            c.time, c.time_source = (c.entry.mtime or None), "file"
+    for system in sorted(systems & DOWNLOAD_TIMED):
+        report.notes.append(
+            f"{system.capitalize()}'s zip entry times are the time of the download, not of any "
+            "submission: "
+            + ("lateness is Canvas's LATE marker's" if system == "canvas" else "lateness unknown")
+            + " unless the LMS's own record is added (collect --times)"
+        )
+    by_file = [c for c in candidates if c.time_source == "file" and c.time is not None]
+    students = {c.found.student for c in by_file}
+    if len(students) > 1 and len({c.time for c in by_file}) == 1:
+        for c in by_file:
+            c.time, c.time_source = None, "download"
+        report.warnings.append(
+            f"all {len(by_file)} files of {len(students)} students carry the same time "
+            f"({format_timestamp(by_file[0].entry.mtime)}): the download's, not a submission's; "
+            "no timestamp.txt written, lateness unknown (add the LMS's record with --times)"
+        )
+
+
+def _place(entries, student, plugin, coursedir, root, downloaded, report, ctx) -> None:
     assignment = report.assignment
     if student is None:
         entries = _unwrapped(entries, plugin, report)
+        entries = _side_files(entries, plugin, ctx, report)
     candidates: list[_Candidate] = []
     for entry in _as(student, entries):
         try:
             candidates.append(_examine(entry, plugin))
         except NotPlaced as reason:
-            report.rejected.append(Rejected(entry.source, str(reason), reason.student))
+            report.rejected.append(Rejected(entry.source, str(reason), reason.student, reason.lms))
         except CollectError:
             raise
         except Exception as exc:  # a name no pattern expected: that file only
             report.rejected.append(
                 Rejected(entry.source, f"cannot be collected ({type(exc).__name__}: {exc})")
             )
+    _times(candidates, ctx, report)
 
     # One display name from two LMS accounts is two people; merging them would let one's
     # notebook silently "replace" the other's. Both stay on the ledger under that name, with
@@ -1402,9 +1923,12 @@ def _place(entries, student, plugin, coursedir, root, downloaded, report) -> Non
                 str(dest),
                 status,
                 winner.note,
-                winner.when if winner.when > 0 else None,
+                winner.time if winner.time and winner.time > 0 else None,
                 winner.time_source,
-                winner.found.lms_late,
+                winner.found.lms_late
+                if winner.record is None or winner.record.late is None
+                else winner.record.late,
+                winner.lms(),
             )
         )
 
@@ -1436,29 +1960,70 @@ def _read_timestamp(path: Path) -> float | None:
         return None
 
 
-def _write_timestamps(report: CollectReport, coursedir: CourseDirectory, *_: object) -> None:
-    """Each student's timestamp.txt: the latest time of the files placed for them this run."""
-    latest: dict[str, Placed] = {}
+def _prior_source(entry: Any, path: Path) -> str | None:
+    """Where the time recorded before for a student came from (None: no time recorded)."""
+    if isinstance(entry, dict):
+        if entry.get("time_source") in _RANK:
+            return entry["time_source"]
+        if isinstance(entry.get("exchange"), dict):
+            return "exchange"
+        if entry.get("timestamp"):
+            return "file"  # an earlier collect's time, of a source it did not record
+    return "file" if _read_timestamp(path) is not None else None
+
+
+def _write_timestamps(
+    report: CollectReport, coursedir: CourseDirectory, root, downloaded, ctx
+) -> None:
+    """Each student's timestamp.txt, from the best source of this run's placed files.
+
+    The first time known is kept: a second download or a hand fix never moves it. It is replaced
+    only by a better source (the LMS's record over a file's time), or, from the LMS's own record
+    (a receipt, a name's time, the worksheet), by a later time when the student's files changed
+    (a resubmission). A time only the download gives is no time: no timestamp.txt, lateness
+    unknown.
+    """
+    best: dict[str, Placed] = {}
+    changed: set[str] = set()
     for p in report.placed:
-        if p.time is not None and (p.student not in latest or p.time > latest[p.student].time):
-            latest[p.student] = p
-    for student, p in sorted(latest.items()):
+        if p.status != "unchanged":
+            changed.add(p.student)
+        key = (_RANK.get(p.time_source, 0), p.time or 0.0)
+        if p.student not in best or key > (
+            _RANK.get(best[p.student].time_source, 0),
+            best[p.student].time or 0.0,
+        ):
+            best[p.student] = p
+    for student, p in sorted(best.items()):
         path = Path(p.dest).parent / TIMESTAMP_FILE
-        text = format_timestamp(p.time)
         previous = _timestamp_text(path)
         existing = _read_timestamp(path)
-        if existing is not None and existing > p.time:
-            report.timestamps.append(Stamped(student, previous, p.time_source, "kept"))
+        prior = _prior_source(ctx.prior.get(student), path)
+        if p.time is None:
+            if existing is not None:
+                report.timestamps.append(Stamped(student, previous, prior or "file", "kept"))
+            else:
+                report.timestamps.append(Stamped(student, None, p.time_source, "unknown"))
             continue
+        text = format_timestamp(p.time)
         if previous == text:
             report.timestamps.append(Stamped(student, text, p.time_source, "unchanged"))
+            continue
+        new, old = _RANK[p.time_source], _RANK.get(prior, 0) if existing is not None else 0
+        if existing is None:
+            status = "new"
+        elif new > old:
+            status = "better"
+        elif new == old and p.time_source in _TRUSTED and student in changed and p.time > existing:
+            status = "later"
+        else:
+            report.timestamps.append(Stamped(student, previous, prior or "file", "kept"))
             continue
         if previous is not None and existing is None:
             report.warnings.append(
                 f"{path}: unreadable timestamp {previous[:60]!r}, replaced by {text}"
             )
         _write(path, (text + "\n").encode("utf-8"), 0)
-        status = "new" if previous is None else "later"
         report.timestamps.append(Stamped(student, text, p.time_source, status, previous))
 
 
@@ -1492,7 +2057,7 @@ def read_ledger(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _update_ledger(
-    report: CollectReport, coursedir: CourseDirectory, root: Path, downloaded: str
+    report: CollectReport, coursedir: CourseDirectory, root: Path, downloaded: str, ctx=None
 ) -> None:
     """Add this run's placed and rejected files, per student, to the ledger.
 
@@ -1539,13 +2104,33 @@ def _update_ledger(
             "time_source": p.time_source,
             "lms_late": p.lms_late,
         }
+    clashing = {r.student for r in attributed if "is claimed by different LMS ids" in r.reason}
+    identities = [(r.student, r.lms) for r in attributed] + [
+        (p.student, p.lms) for p in report.placed
+    ]
+    for student, lms in identities:
+        if lms and student not in clashing:
+            entry = entry_of(student, "", dict)
+            old = entry.get("lms") if isinstance(entry.get("lms"), dict) else {}
+            entry["lms"] = {
+                "system": lms["system"],
+                "user_id": lms["user_id"] or old.get("user_id"),
+                "name": plain_name(lms["name"]) or old.get("name"),
+                "email": plain_name(lms["email"]) or old.get("email"),
+                "anonymous": bool(lms["anonymous"]),
+            }
     for r in attributed:
         rejected = entry_of(r.student, "rejected", list)["rejected"]
         item = {"input": source, "source": _text(r.source), "reason": _text(r.reason)}
         if item not in rejected:
             rejected.append(item)
     for t in report.timestamps:
-        entry_of(t.student, "", dict)["timestamp"] = t.text
+        entry = entry_of(t.student, "", dict)
+        if t.status in ("new", "better", "later", "unchanged"):
+            entry["timestamp"], entry["time_source"] = t.text, t.source
+        elif t.status == "unknown" and not entry.get("timestamp"):
+            entry["time_source"] = t.source
+            entry.pop("timestamp", None)
     for student in sorted({r.student for r in attributed}):
         folder = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment))
         if not students[student].get("notebooks") and not any(folder.glob("*.ipynb")):
@@ -1554,3 +2139,39 @@ def _update_ledger(
     text = json.dumps(ledger, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     _write(path, text.encode("utf-8", "backslashreplace"), 0)
     report.ledger = str(path)
+
+
+# ---------------------------------------------------------------------------- the gradebook
+
+
+def record_names(report: CollectReport, coursedir, root: Path, downloaded=None, ctx=None) -> None:
+    """The LMS's names, e-mails and user ids of the students placed, in nbgrader's gradebook
+    (``Gradebook.update_or_create_student``: first_name, last_name, email, lms_user_id), so the
+    formgrader shows names instead of "None, None". Only when the course has a gradebook
+    already (``grade`` makes one); names are plain text (``plain_name``). Failures are the
+    caller's warnings."""
+    people: dict[str, dict] = {}
+    for p in report.placed:
+        if p.lms and (p.lms.get("name") or p.lms.get("email") or p.lms.get("user_id")):
+            people[p.student] = p.lms
+    if not people or not (Path(root) / "nbgrader_config.py").is_file():
+        return
+    from ..grader.coursedir import db_url
+
+    url = db_url(Path(root))
+    if url.startswith("sqlite:///"):
+        file = url[len("sqlite:///") :].split("?", 1)[0]
+        if not Path(file).is_file():
+            return
+    from nbgrader.api import Gradebook
+
+    with Gradebook(url) as gb:
+        for student, lms in sorted(people.items()):
+            first, last = split_name(plain_name(lms.get("name")))
+            fields = {
+                "first_name": first,
+                "last_name": last,
+                "email": plain_name(lms.get("email")),
+                "lms_user_id": lms.get("user_id"),
+            }
+            gb.update_or_create_student(student, **{k: v for k, v in fields.items() if v})
