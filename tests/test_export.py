@@ -531,7 +531,10 @@ def test_report_shows_lateness_and_nothing_gradable(course: Path) -> None:
         "  bob: submitted 2024-03-01 12:00:18 UTC, 18 s late, marked late by the LMS, "
         "penalty 1" in text
     )
-    assert "Nothing gradable handed in:" in text
+    assert "Nothing graded:" in text
+    assert "  dave: nothing gradable handed in (2 files rejected, below)" in text
+    assert "  carol: nothing handed in" in text
+    assert "Files collect rejected:" in text
     assert "  dave: dave_31_41_homework.pdf: not a notebook (.pdf)" in text
     assert "mallory" in text  # its patching flag
 
