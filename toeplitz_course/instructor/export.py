@@ -236,9 +236,7 @@ def export(
 def _lms_out(root: Path, out: Path, result: ExportResult, lms: LmsExport) -> list[str]:
     """The LMS grade files and the feedback pages; the lines the summary says about them."""
     graded = [
-        Graded(
-            row.student_id, row.identity, row.score, row.max_total, bool(row.needs_manual_grading)
-        )
+        Graded(row.student_id, row.identity, row.score, row.max_total, _hold(row))
         for row in result.rows
     ]
     lines = [f.line for f in write_lms_files(graded, out, lms)]
@@ -276,6 +274,15 @@ def _lms_out(root: Path, out: Path, result: ExportResult, lms: LmsExport) -> lis
     if moodle_zip is not None:
         lines.append(f'{moodle_zip.name}: Moodle\'s "Upload multiple feedback files in a zip"')
     return lines
+
+
+def _hold(row: StudentRow) -> str:
+    """Why no LMS file may carry this student's score yet ("" when it may)."""
+    if row.needs_manual_grading:
+        return "hand grade pending"
+    if row.collected_not_graded:
+        return "collected, not graded yet"
+    return ""
 
 
 def _page_lateness(row: StudentRow) -> str:

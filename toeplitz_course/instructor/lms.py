@@ -166,7 +166,9 @@ class Graded:
     identity: Identity
     score: float
     max_total: float
-    pending: bool  # a hand grade is still to give: no LMS gets a partial total
+    #: Why no LMS gets this grade yet ("" when it may): a hand grade still to give (an LMS
+    #: would take the partial total), or files collected that grade has not graded.
+    hold: str = ""
 
 
 @dataclass
@@ -225,8 +227,8 @@ def _left_out(system: str, students: Sequence[Graded], chosen: set[str]) -> str:
             continue
         if s.identity.system != system:
             why = f"no {system} id" + (f" ({s.identity.system})" if s.identity.system else "")
-        elif s.pending:
-            why = "hand grade pending"
+        elif s.hold:
+            why = s.hold
         elif s.identity.anonymous and system in ("canvas", "blackboard", "brightspace"):
             why = "anonymous id"
         else:
@@ -241,7 +243,7 @@ def _left_out(system: str, students: Sequence[Graded], chosen: set[str]) -> str:
 
 def _members(system: str, students: Sequence[Graded], usable) -> list[Graded]:
     return [
-        s for s in students if s.identity.system == system and not s.pending and usable(s.identity)
+        s for s in students if s.identity.system == system and not s.hold and usable(s.identity)
     ]
 
 
@@ -351,8 +353,6 @@ def write_lms_files(
                 f"{f.path.name}: {len(f.written)} student{'s' if len(f.written) != 1 else ''} "
                 f"for {f.system}'s grade import" + _left_out(f.system, students, set(f.written))
             )
-        else:
-            f.line += _left_out(f.system, students, set())
     return files
 
 
