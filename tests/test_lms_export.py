@@ -435,6 +435,13 @@ def test_extend_moves_the_due_date_and_the_penalty(course: Path) -> None:
     assert done.penalty_after == sum(min(_penalty_per_notebook(late), s) for s in nb_scores)
     assert done.penalty_after > 0  # or the removal would prove nothing
 
+    # the command: one line saying the new due date and penalty
+    ran = cli(course, "extend", "canvas1001", "--days", "2")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == (
+        "canvas1001: extension 2 d; due 2024-03-03 12:00:00 UTC; on time; "
+        f"late penalty {done.penalty_after:g} -> 0"
+    )
     with pytest.raises(ExtendError, match="no submission"):
         extend(course, "nobody", days=1)
     with pytest.raises(ExtendError, match="not after the due date"):
