@@ -142,10 +142,15 @@ def test_late_submission_penalty_as_stock_nbgrader_computes_it(course: Path, tmp
     assert expected["smithjane"]["seconds_late"] == (LATE_AT - DUE_UTC).total_seconds()
     assert expected["smithjane"]["penalty"] > 0 and expected["doej"]["penalty"] == 0
 
-    ours(course, "grade", "--quiet")
+    graded = ours(course, "grade", "--quiet")
     got = penalties(course)
     for student in ("smithjane", "doej"):
         assert got[student] == expected[student], student
+    # grade's summary says that the penalty changed smithjane's score, and by how much
+    assert graded.splitlines()[0].startswith("graded 2 students in ")
+    lines = {line.split()[0]: line for line in graded.splitlines() if line.startswith("  ")}
+    assert f"late 2 h 24 min: penalty -{expected['smithjane']['penalty']:g}" in lines["smithjane"]
+    assert "late" not in lines["doej"]
 
     summary = ours(course, "export")
     with (course / "exports" / "grades.csv").open(newline="") as f:

@@ -34,15 +34,61 @@ def _strip(args) -> int:
     return 0
 
 
+def _fail(step: str, message: object) -> None:
+    """The one line a misuse gets, on stderr (student text in it shown, never obeyed)."""
+    from .course.untrusted import for_terminal
+
+    print(f"{step}: {for_terminal(message)}", file=sys.stderr)
+
+
+def _course_problem(root: str) -> str | None:
+    """Why ``root`` is no usable course directory (no or a broken ``nbgrader_config.py``), in one
+    line naming the file (and the line of a syntax error), or None."""
+    import traceback
+
+    config = Path(root).resolve() / "nbgrader_config.py"
+    if not config.is_file():
+        return (
+            f"{config.parent} is not a course directory (no nbgrader_config.py): run this in the "
+            "course directory or pass --root"
+        )
+    try:
+        source = config.read_text(encoding="utf-8")
+        compile(source, str(config), "exec")
+    except SyntaxError as exc:
+        return f"{config}, line {exc.lineno}: {exc.msg} (a syntax error)"
+    except (OSError, UnicodeError) as exc:
+        return f"{config}: cannot read it ({exc})"
+    from .grader.coursedir import course_config
+
+    try:
+        course_config(config.parent)
+    except Exception as exc:  # noqa: BLE001 - whatever the config raises, said in one line
+        lines = [
+            f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(config)
+        ]
+        where = f", line {lines[-1]}" if lines else ""
+        return f"{config}{where}: {type(exc).__name__}: {exc}"
+    return None
+
+
+#: Steps that work on a course directory: each first checks there is one, and that its
+#: configuration loads.
+COURSE_STEPS = ("collect", "collect-exchange", "grade", "feedback", "export", "report", "extend")
+
+
 def _collect(args) -> int:
     from .instructor.collect import CollectError, collect
 
     try:
         report = collect(args.path, args.root, student=args.student)
     except CollectError as exc:
-        print(f"collect: {exc}", file=sys.stderr)
+        _fail("collect", exc)
         return 2
     print(report.format())
+    if not report.placed:
+        _fail("collect", f"placed nothing: {len(report.rejected)} files rejected (listed above)")
+        return 1
     return 0
 
 
@@ -60,9 +106,15 @@ def _collect_exchange(args) -> int:
 
 def _grade(args) -> int:
     from .grader.assignment import AssignmentError
+    from .grader.coursedir import submitted_students
     from .grader.grade import Interrupted, grade
     from .grader.sandbox import SandboxUnavailable
 
+    refused: list[str] = []
+    if not args.student and not submitted_students(Path(args.root).resolve(), refused):
+        if not refused:
+            _fail("grade", "nothing to grade: submitted/ holds no student folder (run collect)")
+            return 1
     sandbox = False if args.no_sandbox else None  # None: as nbgrader_config.py says
     try:
         run = grade(
@@ -74,12 +126,15 @@ def _grade(args) -> int:
             scheduler=args.scheduler,
         )
     except (AssignmentError, SandboxUnavailable) as exc:
-        print(f"grade: {exc}", file=sys.stderr)
+        _fail("grade", exc)
         return 2
     except Interrupted as exc:
         print(exc.run.format())
         return 130  # as a shell reports a command Ctrl-C stopped
     print(run.format())
+    if not run.records and not run.errors:
+        _fail("grade", "nothing graded: no folder under submitted/ is a student's (see above)")
+        return 1
     return 1 if run.errors else 0
 
 
@@ -92,9 +147,31 @@ def _feedback(args) -> int:
 
 
 def _export(args) -> int:
-    from .instructor.export import export
+    from .instructor.export import ExportError, export
 
-    export(args.root, out_dir=args.out)  # prints its own summary
+    try:
+        export(
+            args.root,
+            out_dir=args.out,
+            canvas_assignment=args.canvas_assignment,
+            blackboard_column=args.blackboard_column,
+            brightspace_item=args.brightspace_item,
+        )  # prints its own summary
+    except ExportError as exc:
+        _fail("export", exc)
+        return 1
+    return 0
+
+
+def _extend(args) -> int:
+    from .instructor.extend import ExtendError, extend
+
+    try:
+        done = extend(args.root, args.student, days=args.days, hours=args.hours, until=args.until)
+    except ExtendError as exc:
+        _fail("extend", exc)
+        return 1
+    print(done.format())
     return 0
 
 
@@ -169,9 +246,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--student", action="append")
     p.set_defaults(run=_feedback)
 
-    p = steps.add_parser("export", help="grades CSV, terminal summary and HTML summary")
+    p = steps.add_parser(
+        "export", help="grades CSV, each LMS's grade file, feedback pages, HTML summary"
+    )
     p.add_argument("--out", type=Path, default=None, help="output folder (default: exports/)")
+    p.add_argument(
+        "--canvas-assignment",
+        metavar="'NAME (ID)'",
+        help="Canvas's column header of the assignment (c.LmsExport.canvas_assignment)",
+    )
+    p.add_argument(
+        "--blackboard-column",
+        metavar="'NAME |ID'",
+        help="the Grade Center column's header, with its id (c.LmsExport.blackboard_column)",
+    )
+    p.add_argument(
+        "--brightspace-item",
+        metavar="ITEM",
+        help="the Brightspace grade item's name (c.LmsExport.brightspace_item)",
+    )
     p.set_defaults(run=_export)
+
+    p = steps.add_parser(
+        "extend", help="give a student more time (nbgrader's extension) and recompute the penalty"
+    )
+    p.add_argument("student")
+    p.add_argument("--days", type=float, default=None, help="days past the due date")
+    p.add_argument("--hours", type=float, default=None, help="hours past the due date")
+    p.add_argument(
+        "--until", metavar="DATETIME", help="the student's new due date (UTC if no zone)"
+    )
+    p.set_defaults(run=_extend)
 
     steps.add_parser("report", help="integrity flags per student").set_defaults(run=_report)
     steps.add_parser("demo", help="build, grade the bundled examples, print a table").set_defaults(
@@ -183,6 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_bench)
 
     args = parser.parse_args(argv)
+    if args.step == "extend":
+        if (args.until is None) == (args.days is None and args.hours is None):
+            parser.error("extend: give --days/--hours or --until (--days 0 removes an extension)")
+    if args.step in COURSE_STEPS:
+        problem = _course_problem(args.root)
+        if problem is not None:
+            _fail(args.step, problem)
+            return 2
     from .grader.config import ensure_tools_on_path
 
     ensure_tools_on_path()

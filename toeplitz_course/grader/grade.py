@@ -423,6 +423,8 @@ class GradeRun:
     logs: Path | None = None  # the folder of the students' logs
     interrupted: bool = False  # stopped by Ctrl-C: ``records`` holds who was graded before
     refused: list[str] = field(default_factory=list)  # folders not graded, one printable line each
+    #: student -> (seconds late, late penalty, lateness unknown): what the summary says of lateness
+    lateness: dict[str, tuple[float, float, bool]] = field(default_factory=dict)
 
     def format(self) -> str:
         if self.interrupted:
@@ -430,7 +432,11 @@ class GradeRun:
                 f"interrupted: {len(self.records)} of {self.students} students graded; "
                 f"run grade again to grade the rest (it grades all {self.students} again)"
             )
-        lines = [f"graded {len(self.records)} students in {self.seconds:.1f} s", *self.refused]
+        count = len(self.records)
+        lines = [
+            f"graded {count} student{'' if count == 1 else 's'} in {self.seconds:.1f} s",
+            *self.refused,
+        ]
         for student, record in sorted(self.records.items()):
             bad = [
                 f"{nb}: {entry['status']}"
@@ -454,6 +460,9 @@ class GradeRun:
             )
             if kinds:
                 bad.append(f"flagged {', '.join(kinds)} (see report)")
+            late = self.lateness.get(student)
+            if late is not None:
+                bad += lateness_words(*late)
             total = f"{record['total']:g}/{record['max_total']:g}"
             # Student ids, flag details and errors carry a student's text: shown, never obeyed.
             shown = for_terminal("; ".join(bad))
@@ -463,6 +472,75 @@ class GradeRun:
         if self.logs is not None:
             lines.append(f"details: {self.logs / 'STUDENT.log'} (nbgrader's log of each student)")
         return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    """A lateness a person reads: "18 s", "2 h 24 min", "1 d 2 h" (as ``export`` says it)."""
+    seconds = round(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+def lateness_words(seconds_late: float, penalty: float, unknown: bool) -> list[str]:
+    """What the summary line says of a student's lateness: that a penalty changed the score
+    ("late 1 d 2 h: penalty -3"), that lateness is unknown, or nothing when on time."""
+    if unknown:
+        words = "lateness unknown (only the download's time)"
+        return [words + (f": penalty -{penalty:g}, check it" if penalty > 0 else "")]
+    if seconds_late <= 0:
+        return []
+    return [f"late {duration(seconds_late)}" + (f": penalty -{penalty:g}" if penalty > 0 else "")]
+
+
+def _lateness(root: Path, students: list[str]) -> dict[str, tuple[float, float, bool]]:
+    """Per graded student, from the gradebook: seconds late and nbgrader's late penalty; from the
+    collect ledger (when there is one): whether the submission time is only the download's."""
+    from nbgrader import api
+
+    unknown: set[str] = set()
+    try:
+        downloaded = course_config(root).ZipCollectApp.get("downloaded_directory", "downloaded")
+        ledger = json.loads(
+            (root / downloaded / ASSIGNMENT / "collected.json").read_text(encoding="utf-8")
+        )
+        for student, entry in (ledger.get("students") or {}).items():
+            if not isinstance(entry, dict):
+                continue
+            source = entry.get("time_source")
+            if source is None:  # an older ledger: per notebook; the latest notebook's counts
+                timed = [
+                    (str(nb.get("time") or ""), nb.get("time_source"))
+                    for nb in (entry.get("notebooks") or {}).values()
+                    if isinstance(nb, dict)
+                ]
+                source = max(timed)[1] if timed else None
+            if source == "download":
+                unknown.add(student)
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass  # no ledger (exchange, a folder): nothing says a time is the download's
+    lateness = {}
+    wanted = set(students)
+    with open_gradebook(db_url(root)) as gb:
+        for sub in (
+            gb.db.query(api.SubmittedAssignment)
+            .join(api.Assignment)
+            .filter(api.Assignment.name == ASSIGNMENT)
+        ):
+            if sub.student_id in wanted:
+                lateness[sub.student_id] = (
+                    float(sub.total_seconds_late or 0.0),
+                    float(sub.late_submission_penalty or 0.0),
+                    sub.student_id in unknown,
+                )
+    return lateness
 
 
 class Interrupted(KeyboardInterrupt):
@@ -682,9 +760,15 @@ def grade(
     finally:
         if signal.getsignal(signal.SIGINT) is not on_ctrl_c and _main_thread():
             signal.signal(signal.SIGINT, on_ctrl_c)
-    return GradeRun(
+    run = GradeRun(
         records, errors, time.monotonic() - start, len(students), root / LOGS, refused=refused
     )
+    if records:
+        try:
+            run.lateness = _lateness(root, sorted(records))
+        except Exception as exc:  # noqa: BLE001 - the summary must not cost the grades
+            run.refused.append(f"lateness not shown: {for_terminal(exc)}")
+    return run
 
 
 def _main_thread() -> bool:

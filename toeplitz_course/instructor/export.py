@@ -44,6 +44,7 @@ from typing import Any
 
 from ..course import contract
 from ..course.untrusted import csv_cell, for_terminal, is_student_id
+from .lms import Graded, Identity, LmsExport, PageInput, settings, write_feedback, write_lms_files
 
 GRADES_CSV = "grades.csv"
 SUMMARY_HTML = "summary.html"
@@ -54,9 +55,18 @@ TOP_MISTAKES_PER_EXERCISE = 3
 MESSAGE_MAX_CHARS = 240
 #: The ``submitted`` column of a student whose every file collect rejected.
 NOTHING_GRADABLE = "nothing gradable"
+#: The ``submitted`` column of a student collect placed files of and grade has not seen.
+NOT_GRADED = "not graded"
+#: What the CSV's note says when a submission time is only the download's.
+UNKNOWN_NOTE = "lateness unknown: the only time known is the LMS download's"
+#: The identity columns grades.csv carries after student_id (from the collect ledger).
+CSV_IDENTITY = ("lms_system", "lms_user_id", "name", "email")
 #: Integrity flags the page and the report leave out: a missing notebook is listed as not
 #: handed in, and an unconfined run is said once, not once per student.
 ROUTINE_FLAGS = ("missing", "not_sandboxed")
+#: The ledger's time source that is only the time of the LMS download (issue 22): lateness unknown.
+UNKNOWN_TIME_SOURCE = "download"
+UNKNOWN = "unknown"
 # Scores are sums of floats; a tolerance keeps 0.1 + 0.2 + 0.7 at full marks.
 _EPS = 1e-9
 
@@ -79,6 +89,17 @@ class StudentRow:
     late_penalty: float = 0.0  # nbgrader's, summed over notebooks (AssignLatePenalties)
     lms_late: bool = False  # the LMS marked a file late (collect ledger)
     rejected: tuple[tuple[str, str], ...] = ()  # (file, reason): collect rejected every file
+    #: Every file collect rejected of this student (also when others were placed).
+    rejected_files: tuple[tuple[str, str], ...] = ()
+    identity: Identity = Identity()  # the LMS's own id, name and e-mail (collect ledger)
+    time_source: str = ""  # where collect took the submission time from (collect ledger)
+    collected_not_graded: bool = False  # collect placed notebooks; grade has not seen them
+    ungraded: tuple[str, ...] = ()  # "notebook: status" of notebooks that could not be graded
+
+    @property
+    def lateness_unknown(self) -> bool:
+        """Only the download's time is known: nothing says whether the student was late."""
+        return self.time_source == UNKNOWN_TIME_SOURCE and not self.lms_late
 
     @property
     def score(self) -> float:
@@ -91,7 +112,8 @@ class StudentRow:
 
     @property
     def late(self) -> bool:
-        return self.seconds_late > 0 or self.lms_late
+        # A time that is only the download's says nothing: never "late" on its word.
+        return self.lms_late or (self.seconds_late > 0 and not self.lateness_unknown)
 
 
 @dataclass(frozen=True)
@@ -180,12 +202,18 @@ def export(
     db_url: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     assignment: str = contract.ASSIGNMENT,
+    canvas_assignment: str | None = None,
+    blackboard_column: str | None = None,
+    brightspace_item: str | None = None,
 ) -> ExportResult:
-    """Write ``grades.csv`` and ``summary.html`` into ``out_dir``, print and return a summary.
+    """Write ``grades.csv``, ``summary.html``, one grade file per LMS the students handed in
+    through (``lms``), and the feedback pages into ``out_dir``; print and return a summary.
 
     ``db_url`` defaults to ``c.CourseDirectory.db_url`` of ``nbgrader_config.py`` when that sets
     one, else to ``<course_root>/gradebook.db``; ``out_dir`` defaults to ``<course_root>/exports``.
-    Raises :class:`ExportError` when the gradebook is missing or lacks a contract grade cell.
+    ``canvas_assignment``, ``blackboard_column``, ``brightspace_item`` override ``c.LmsExport``.
+    Raises :class:`ExportError` when the gradebook is missing, holds no grades or lacks a
+    contract grade cell.
     """
     root = Path(course_root).resolve()
     out = Path(out_dir) if out_dir is not None else root / "exports"
@@ -193,8 +221,81 @@ def export(
     out.mkdir(parents=True, exist_ok=True)
     _write_atomically(result.csv_path, _csv_text(result))
     _write_atomically(result.html_path, _html_page(result, assignment))
+    lms = settings(
+        root,
+        canvas_assignment=canvas_assignment,
+        blackboard_column=blackboard_column,
+        brightspace_item=brightspace_item,
+    )
+    lines = _lms_out(root, out, result, lms)
+    result = replace(result, summary="\n".join([result.summary, *lines]))
     print(result.summary)
     return result
+
+
+def _lms_out(root: Path, out: Path, result: ExportResult, lms: LmsExport) -> list[str]:
+    """The LMS grade files and the feedback pages; the lines the summary says about them."""
+    graded = [
+        Graded(row.student_id, row.identity, row.score, row.max_total, _hold(row))
+        for row in result.rows
+    ]
+    lines = [f.line for f in write_lms_files(graded, out, lms)]
+    status = {(u.student, u.notebook): u.status for u in result.ungraded}
+    pages = []
+    for row in result.rows:
+        notebooks: dict[str, tuple[float, float, str]] = {}
+        for gid in result.columns:
+            notebook = _cell_key(gid)[0]
+            score, best, _ = notebooks.get(notebook, (0.0, 0.0, ""))
+            state = status.get((row.student_id, notebook), "graded" if row.submitted else "missing")
+            notebooks[notebook] = (
+                score + (row.scores[gid] or 0.0),
+                best + result.max_scores[gid],
+                state,
+            )
+        pages.append(
+            PageInput(
+                row.student_id,
+                row.identity,
+                row.total,
+                row.late_penalty,
+                row.score,
+                row.max_total,
+                _page_lateness(row),
+                notebooks,
+                tuple(_label(gid) for gid in row.needs_manual_grading),
+            )
+        )
+    written, moodle_zip = write_feedback(root, out, pages)
+    lines.append(
+        f"feedback pages: {out / 'feedback'}/STUDENT/feedback.html ({len(written)}), each with "
+        "its notebooks' feedback pages beside it (run feedback first to include them)"
+    )
+    if moodle_zip is not None:
+        lines.append(f'{moodle_zip.name}: Moodle\'s "Upload multiple feedback files in a zip"')
+    return lines
+
+
+def _hold(row: StudentRow) -> str:
+    """Why no LMS file may carry this student's score yet ("" when it may)."""
+    if row.needs_manual_grading:
+        return "hand grade pending"
+    if row.collected_not_graded:
+        return "collected, not graded yet"
+    return ""
+
+
+def _page_lateness(row: StudentRow) -> str:
+    """A student's lateness as their page says it."""
+    if row.lateness_unknown and row.timestamp is not None:
+        return f"handed in; lateness {UNKNOWN}"
+    if row.timestamp is None:
+        return "handed in" if row.submitted else "nothing graded"
+    when = f"handed in {format_time(row.timestamp)}"
+    if row.late:
+        late = f", {_duration(row.seconds_late)} late" if row.seconds_late > 0 else ", late"
+        return when + late
+    return when + ", on time" if row.duedate is not None else when
 
 
 def _has_notebooks(root: Path, student: str, assignment: str) -> bool:
@@ -228,8 +329,15 @@ def gather(
 
     url, course_id = _database(root, db_url, warnings)
     columns, max_scores, rows, duedate = _read_gradebook(url, course_id, assignment, warnings)
+    if not any(row.submitted for row in rows):
+        # An export of nobody's grades is a step run out of order, not a file to upload.
+        raise ExportError("no grades in the gradebook yet: run grade first")
     records = _read_records(root / "grading")
     rows = _with_ledger(root, assignment, rows, columns, warnings)
+    not_graded: dict[str, list[str]] = {}
+    for u in records.ungraded:
+        not_graded.setdefault(u.student, []).append(f"{u.notebook}: {u.status}")
+    rows = [replace(row, ungraded=tuple(not_graded.get(row.student_id, ()))) for row in rows]
 
     result = ExportResult(
         csv_path=out / GRADES_CSV,
@@ -317,7 +425,9 @@ def _read_gradebook(
         try:
             master = gb.find_assignment(assignment)
         except MissingEntry:
-            raise ExportError(f"assignment {assignment!r} is not in the gradebook") from None
+            raise ExportError(
+                f"assignment {assignment!r} is not in the gradebook: run grade first"
+            ) from None
 
         cell_max: dict[tuple[str, str], float] = {}
         for notebook in master.notebooks:
@@ -393,6 +503,23 @@ def _read_gradebook(
     return columns, max_scores, rows, master.duedate
 
 
+def _time_source(entry: dict[str, Any]) -> str:
+    """The student's ``time_source``; older ledgers keep it per notebook only: then the source
+    of the latest notebook's time (the time ``timestamp.txt`` holds)."""
+    source = entry.get("time_source")
+    if isinstance(source, str):
+        return source
+    notebooks = entry.get("notebooks")
+    if not isinstance(notebooks, dict):
+        return ""
+    timed = [
+        (str(nb.get("time") or ""), str(nb.get("time_source") or ""))
+        for nb in notebooks.values()
+        if isinstance(nb, dict)
+    ]
+    return max(timed)[1] if timed else ""
+
+
 def _with_ledger(
     root: Path,
     assignment: str,
@@ -400,9 +527,10 @@ def _with_ledger(
     columns: Sequence[str],
     warnings: list[str],
 ) -> list[StudentRow]:
-    """``rows`` with the collect ledger's facts: the LMS's late markers, and a row for each
-    student whose every collected file was rejected (nothing in ``submitted/``, no submission
-    in the gradebook), whom the gradebook does not know."""
+    """``rows`` with the collect ledger's facts: the LMS's late markers, identities, where each
+    time came from, every rejected file, and a row for every student collect has seen whom the
+    gradebook does not know (every file rejected, or placed and not graded yet): nobody collect
+    saw is missing from the export."""
     from .collect import ledger_path, read_ledger
 
     path = ledger_path(root, assignment)
@@ -413,7 +541,7 @@ def _with_ledger(
         return rows
     students = ledger.get("students", {})
     by_id = {row.student_id: row for row in rows}
-    max_total = rows[0].max_total if rows else 0.0
+    max_total = rows[0].max_total if rows else float(sum(e.points for e in contract.EXERCISES))
     for student, entry in students.items():
         if not isinstance(entry, dict):
             warnings.append(f"{path.name}: malformed entry for {printable(str(student))}")
@@ -423,19 +551,30 @@ def _with_ledger(
             isinstance(nb, dict) and nb.get("lms_late") is True for nb in notebooks.values()
         )
         row = by_id.get(student)
-        handed_in = notebooks or _has_notebooks(root, str(student), assignment)
+        handed_in = bool(notebooks) or _has_notebooks(root, str(student), assignment)
+        every_rejected = tuple(
+            (_text(item.get("source")), _text(item.get("reason")))
+            for item in entry.get("rejected") or []
+            if isinstance(item, dict)
+        )
         rejected: tuple[tuple[str, str], ...] = ()
         if not handed_in and (row is None or not row.submitted):
-            rejected = tuple(
-                (_text(item.get("source")), _text(item.get("reason")))
-                for item in entry.get("rejected") or []
-                if isinstance(item, dict)
-            )
+            rejected = every_rejected
+        waiting = False
         if row is None:
-            if not rejected:
-                continue  # placed files the gradebook has not seen yet: grade has not run
-            row = StudentRow(student, False, dict.fromkeys(columns, 0.0), 0.0, max_total, ())
-        by_id[student] = replace(row, lms_late=row.lms_late or lms_late, rejected=rejected)
+            # Seen by collect, unknown to the gradebook: every file rejected, or placed and
+            # not graded yet. Either way the student is listed, with why.
+            waiting = handed_in
+            row = StudentRow(str(student), False, dict.fromkeys(columns, 0.0), 0.0, max_total, ())
+        by_id[student] = replace(
+            row,
+            lms_late=row.lms_late or lms_late,
+            rejected=rejected,
+            rejected_files=every_rejected,
+            identity=Identity.from_ledger(entry),
+            time_source=_time_source(entry),
+            collected_not_graded=waiting,
+        )
     return [by_id[student] for student in sorted(by_id)]
 
 
@@ -650,7 +789,19 @@ def _duration(seconds: float) -> str:
 def _submitted(row: StudentRow) -> str:
     if row.nothing_gradable:
         return NOTHING_GRADABLE
+    if row.collected_not_graded:
+        return NOT_GRADED
     return "yes" if row.submitted else "no"
+
+
+def lateness_cell(row: StudentRow) -> str:
+    """``seconds_late`` as the CSV holds it: whole seconds, "unknown", or empty (no due date or
+    no submission time)."""
+    if row.lateness_unknown and row.timestamp is not None:
+        return UNKNOWN
+    if row.timestamp is None or row.duedate is None:
+        return ""
+    return str(round(row.seconds_late))
 
 
 def _note(row: StudentRow) -> str:
@@ -658,10 +809,21 @@ def _note(row: StudentRow) -> str:
     if row.nothing_gradable:
         files = "; ".join(f"{name} ({reason})" for name, reason in row.rejected)
         notes.append(f"nothing gradable handed in: collect rejected {files}")
+    if row.collected_not_graded:
+        notes.append("collected, not graded yet: run grade")
+    if row.submitted and row.ungraded and len(row.ungraded) == len(contract.NOTEBOOKS):
+        notes.append("nothing graded: " + "; ".join(row.ungraded))
     if row.lms_late:
         notes.append("marked late by the LMS")
     if row.submitted and row.timestamp is None:
         notes.append("no submission time (no timestamp.txt)")
+    if row.lateness_unknown and row.timestamp is not None:
+        notes.append(UNKNOWN_NOTE)
+        if row.late_penalty > _EPS:
+            notes.append(
+                f"late penalty {_num(row.late_penalty)} taken from that download time: check it "
+                "(python -m toeplitz_course extend, or the LMS's own submission time)"
+            )
     return "; ".join(notes)
 
 
@@ -670,12 +832,18 @@ def _csv_text(result: ExportResult) -> str:
     # spreadsheet); numbers are written by _num from floats, never from a student's text.
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([csv_cell(name) for name in ("student_id", *result.columns, *CSV_TAIL)])
+    writer.writerow(
+        [csv_cell(name) for name in ("student_id", *CSV_IDENTITY, *result.columns, *CSV_TAIL)]
+    )
     for row in result.rows:
-        lateness_known = row.timestamp is not None and row.duedate is not None
+        identity = row.identity
         writer.writerow(
             [
                 csv_cell(row.student_id),
+                csv_cell(identity.system),
+                csv_cell(identity.user_id),
+                csv_cell(identity.name),
+                csv_cell(identity.email),
                 *(
                     "" if row.scores[gid] is None else _num(row.scores[gid])
                     for gid in result.columns
@@ -686,7 +854,7 @@ def _csv_text(result: ExportResult) -> str:
                 _num(row.max_total),
                 csv_cell(_submitted(row)),
                 csv_cell(_when(row.timestamp)),
-                _num(row.seconds_late) if lateness_known else "",
+                lateness_cell(row),
                 csv_cell(" ".join(row.needs_manual_grading)),
                 csv_cell(_note(row)),
             ]
@@ -748,12 +916,23 @@ def _lateness_lines(result: ExportResult) -> list[str]:
     elif result.duedate is not None:
         lines.append(f"due {_when(result.duedate)}; {len(late)} late")
     lines += [f"  {printable(row.student_id)}: {lateness_text(row)}" for row in late]
+    unknown = [row for row in result.rows if row.lateness_unknown and row.timestamp is not None]
+    if unknown:
+        lines.append(
+            f"lateness unknown (only the LMS download's time): {len(unknown)}: "
+            + ", ".join(printable(row.student_id) for row in unknown)
+        )
     return lines
 
 
 def lateness_text(row: StudentRow) -> str:
     """When a late student handed in, how late, by whose account, and the penalty."""
     parts = []
+    if row.lateness_unknown:
+        parts.append(f"{UNKNOWN}: {UNKNOWN_NOTE}")
+        if row.late_penalty > _EPS:
+            parts.append(f"penalty {_num(row.late_penalty)} from the download time: check it")
+        return ", ".join(parts)
     if row.timestamp is not None:
         parts.append(f"submitted {format_time(row.timestamp)}")
     if row.seconds_late > 0:
@@ -988,7 +1167,10 @@ def _heatmap(result: ExportResult, records_status: dict[tuple[str, str], str]) -
                 f'<td class="{css}" data-v="{value}"{style} title="{_e(title)}">{text}</td>'
             )
         late = row.seconds_late if row.timestamp is not None else 0.0
-        late_text = _duration(late) if late > 0 else ("LMS: late" if row.lms_late else "")
+        if row.lateness_unknown and row.timestamp is not None:
+            late, late_text = 0.0, UNKNOWN
+        else:
+            late_text = _duration(late) if late > 0 else ("LMS: late" if row.lms_late else "")
         cells += [
             f'<td data-v="{_num(row.total)}">{_num(row.total)}</td>',
             f'<td data-v="{_num(row.late_penalty)}">'
@@ -1033,12 +1215,16 @@ def _lateness_rows(result: ExportResult) -> list[list[Any]]:
             row.student_id,
             _when(row.timestamp),
             _when(row.duedate),
-            _duration(row.seconds_late) if row.seconds_late > 0 else "",
+            UNKNOWN
+            if row.lateness_unknown
+            else _duration(row.seconds_late)
+            if row.seconds_late > 0
+            else "",
             "yes" if row.lms_late else "",
             _num(row.late_penalty),
         ]
         for row in result.rows
-        if row.late
+        if row.late or (row.lateness_unknown and row.timestamp is not None)
     ]
 
 
@@ -1135,6 +1321,37 @@ def _html_page(result: ExportResult, assignment: str) -> str:
         "<h2>Nothing gradable handed in</h2>",
         '<p class="note">Every file collect saw of these students was rejected.</p>',
         _table("nothing-gradable", ["student", "file", "why collect rejected it"], rejected),
+        "<h2>Files collect rejected</h2>",
+        '<p class="note">Every file collect could not place, of every student, also when other '
+        "files of theirs were placed.</p>",
+        _table(
+            "rejected",
+            ["student", "file", "why collect rejected it"],
+            [
+                [row.student_id, name, reason]
+                for row in result.rows
+                for name, reason in row.rejected_files
+            ],
+        ),
+        "<h2>Students</h2>",
+        '<p class="note">Everyone the gradebook or collect knows, with the LMS account the files '
+        "came from and why nothing was graded where nothing was.</p>",
+        _table(
+            "students",
+            ["student", "LMS", "LMS id", "name", "e-mail", "submitted", "note"],
+            [
+                [
+                    row.student_id,
+                    row.identity.system,
+                    row.identity.user_id + (" (anonymous)" if row.identity.anonymous else ""),
+                    row.identity.name,
+                    row.identity.email,
+                    _submitted(row),
+                    _note(row),
+                ]
+                for row in result.rows
+            ],
+        ),
         "<h2>Notebooks that could not be graded</h2>",
         _table(
             "ungraded",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..course.contract import NOTEBOOKS
 from ..course.untrusted import for_terminal
 from ..grader.coursedir import RECORDS
 
@@ -66,8 +67,9 @@ def report(root: Path | str = ".") -> str:
 
 
 def _lateness(root: Path) -> list[str]:
-    """Who was late and who handed in nothing gradable, from the same sources as ``export``."""
-    from .export import ExportError, format_time, gather, lateness_text
+    """Who was late (or whose lateness is unknown), every file collect rejected, and every
+    student nothing of whom was graded, with why: from the same sources as ``export``."""
+    from .export import UNKNOWN_NOTE, ExportError, format_time, gather, lateness_text
 
     try:
         result = gather(root)
@@ -86,13 +88,34 @@ def _lateness(root: Path) -> list[str]:
         lines += [f"  {for_terminal(row.student_id)}: {lateness_text(row)}" for row in late]
         if not late:
             lines.append("  nobody")
-    nothing = [row for row in result.rows if row.nothing_gradable]
+    unknown = [row for row in result.rows if row.lateness_unknown and row.timestamp is not None]
+    if unknown:
+        lines.append(f"Lateness unknown ({UNKNOWN_NOTE}):")
+        lines += [f"  {for_terminal(row.student_id)}: {lateness_text(row)}" for row in unknown]
+    nothing = [
+        row
+        for row in result.rows
+        if not row.submitted or (row.ungraded and len(row.ungraded) == len(NOTEBOOKS))
+    ]
     if nothing:
-        lines.append("Nothing gradable handed in:")
+        lines.append("Nothing graded:")
         for row in nothing:
-            for name, reason in row.rejected:
-                lines.append(
-                    f"  {for_terminal(row.student_id)}: {for_terminal(name)}: "
-                    f"{for_terminal(reason)}"
-                )
+            lines.append(f"  {for_terminal(row.student_id)}: {for_terminal(_why(row))}")
+    rejected = [(row, name, why) for row in result.rows for name, why in row.rejected_files]
+    if rejected:
+        lines.append("Files collect rejected:")
+        lines += [
+            f"  {for_terminal(row.student_id)}: {for_terminal(name)}: {for_terminal(why)}"
+            for row, name, why in rejected
+        ]
     return lines
+
+
+def _why(row) -> str:
+    if row.nothing_gradable:
+        return f"nothing gradable handed in ({len(row.rejected)} files rejected, below)"
+    if row.collected_not_graded:
+        return "collected, not graded yet: run grade"
+    if row.submitted:
+        return "no notebook could be graded: " + "; ".join(row.ungraded)
+    return "nothing handed in"
