@@ -801,3 +801,13 @@ def test_cli(klass, capsys):
     assert main(["--root", str(root), "similarity"]) == 0
     out = capsys.readouterr().out
     assert "pair(s) to look at" in out and "cpy1 ~ ind5" in out
+
+
+def test_summary_for_report_and_export(klass, tmp_path):
+    root, origin, result = klass
+    found = sim.summary(root)
+    assert [(p["a"], p["b"]) for p in found["pairs"]] == [(p["a"], p["b"]) for p in result.flagged]
+    lines = sim.summary_lines(root)
+    assert lines[0].startswith(f"Similarity: {len(result.flagged)} pair(s)")
+    assert any("cpy4 ~ ind6" in line and "traces" in line for line in lines)
+    assert sim.summary(tmp_path) is None

@@ -832,3 +832,43 @@ def page(result: Similarity) -> str:
             "",
         ]
     )
+
+
+# ------------------------------------------------------------- for report and summary.html
+
+
+def summary(root: Path | str = ".", out_dir: Path | None = None) -> dict | None:
+    """The pairs to look at, as the last ``similarity`` run wrote them (None: not run yet).
+    Read from ``exports/similarity.json``; nothing is compared again."""
+    path = (Path(out_dir) if out_dir is not None else Path(root) / "exports") / "similarity.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    threshold = data.get("threshold", THRESHOLD)
+    flagged = []
+    for p in data.get("pairs", []):
+        if p["score"] < threshold and not p["forensics"]:
+            continue
+        flagged.append(
+            {
+                "a": p["a"],
+                "b": p["b"],
+                "score": p["score"],
+                "exercises": [m["exercise"] for m in p["exercises"] if m["score"] >= threshold],
+                "traces": sorted({f["kind"] for f in p["forensics"]}),
+            }
+        )
+    return {"students": data.get("students", 0), "threshold": threshold, "pairs": flagged}
+
+
+def summary_lines(root: Path | str = ".", top: int = 10) -> list[str]:
+    """The report's lines (for_terminal'd): how many pairs, the first ``top``, where the page is."""
+    found = summary(root)
+    if found is None:
+        return ["Similarity: not run (python -m toeplitz_course similarity)"]
+    lines = [f"Similarity: {len(found['pairs'])} pair(s) to look at (exports/similarity.html)"]
+    for p in found["pairs"][:top]:
+        what = ", ".join(p["exercises"] + [f"traces: {', '.join(p['traces'])}"] * bool(p["traces"]))
+        lines.append(f"  {p['a']} ~ {p['b']}: {what}")
+    return [for_terminal(line) for line in lines]
