@@ -182,6 +182,13 @@ def _report(args) -> int:
     return 0
 
 
+def _similarity(args) -> int:
+    from .instructor.similarity import similarity
+
+    print(similarity(args.root, out_dir=args.out).format())
+    return 0
+
+
 def _demo(args) -> int:
     from .instructor.demo import demo
 
@@ -279,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_extend)
 
     steps.add_parser("report", help="integrity flags per student").set_defaults(run=_report)
+    p = steps.add_parser(
+        "similarity",
+        help="compare the class pairwise (answers, written answer, notebook traces) into "
+        "exports/similarity.json and .html",
+    )
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: exports/)")
+    p.set_defaults(run=_similarity)
     steps.add_parser("demo", help="build, grade the bundled examples, print a table").set_defaults(
         run=_demo
     )
