@@ -36,6 +36,7 @@ DUE_UTC = datetime(2024, 3, 1, 12, 0, 0)
 LATE_AT = DUE_UTC + timedelta(hours=2, minutes=24, seconds=18)
 HOUR = timedelta(hours=1)
 ON_TIME_AT = DUE_UTC - HOUR
+DOWNLOADED_AT = DUE_UTC + timedelta(days=2)  # when the instructor downloaded the zip
 
 #: nbgrader's documented example plugin (docs/source/plugins/late-plugin.rst), as late.py.
 LATE_PLUGIN = '''\
@@ -79,8 +80,9 @@ def canvas_download(course: Path, path: Path) -> Path:
     """Canvas's "Download Submissions" zip for two students who handed in correct notebooks
     (not all: the others are missing, and score 0, for both graders, which keeps this test
     short): smithjane late (Canvas's _LATE_ marker, a resubmission "-1" of one notebook, the
-    latest file LATE_AT), doej on time. Canvas names carry no time: each entry's DOS time is the
-    upload's."""
+    latest file LATE_AT), doej on time. Canvas names carry no time, and every entry's time is the
+    download's (canvas-lms lib/content_zipper.rb): the submission times come from Canvas's own
+    record, ``canvas_submissions``."""
     correct = examples.correct(course)
     first, second = NOTEBOOKS[0], NOTEBOOKS[1]
     with zipfile.ZipFile(path, "w") as zf:
@@ -89,10 +91,25 @@ def canvas_download(course: Path, path: Path) -> Path:
             info = zipfile.ZipInfo(name, date_time=when.timetuple()[:6])
             zf.writestr(info, json.dumps(nb))
 
-        put(f"smithjane_LATE_123456_7891011_{first}.ipynb", correct[first], LATE_AT - HOUR)
-        put(f"smithjane_LATE_123456_7891011_{second}.ipynb", correct[second], LATE_AT - HOUR)
-        put(f"smithjane_LATE_123456_7891011_{second}-1.ipynb", correct[second], LATE_AT)
-        put(f"doej_234567_8910112_{first}.ipynb", correct[first], ON_TIME_AT)
+        put(f"smithjane_LATE_123456_7891011_{first}.ipynb", correct[first], DOWNLOADED_AT)
+        put(f"smithjane_LATE_123456_7891011_{second}.ipynb", correct[second], DOWNLOADED_AT)
+        put(f"smithjane_LATE_123456_7891011_{second}-1.ipynb", correct[second], DOWNLOADED_AT)
+        put(f"doej_234567_8910112_{first}.ipynb", correct[first], DOWNLOADED_AT)
+    return path
+
+
+def canvas_submissions(path: Path) -> Path:
+    """Canvas's submissions API (GET /api/v1/courses/:c/assignments/:a/submissions) as JSON:
+    each student's own submission time, which ``collect --times`` takes over the zip's."""
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    path.write_text(
+        json.dumps(
+            [
+                {"user_id": 123456, "submitted_at": LATE_AT.strftime(stamp), "late": True},
+                {"user_id": 234567, "submitted_at": ON_TIME_AT.strftime(stamp), "late": False},
+            ]
+        )
+    )
     return path
 
 
@@ -124,7 +141,11 @@ def test_late_submission_penalty_as_stock_nbgrader_computes_it(course: Path, tmp
         f.write(PENALTY_CONFIG)
     nbgrader(course, "db", "assignment", "add", ASSIGNMENT, f"--duedate={DUE}")
 
-    report = collect(canvas_download(course, tmp_path / "submissions.zip"), course)
+    report = collect(
+        canvas_download(course, tmp_path / "submissions.zip"),
+        course,
+        times=canvas_submissions(tmp_path / "submissions.json"),
+    )
     assert {p.student for p in report.placed if p.lms_late} == {"smithjane"}
     # timestamp.txt: nbgrader's format, the time of the latest file each student handed in
     for student, when in (("smithjane", LATE_AT), ("doej", ON_TIME_AT)):

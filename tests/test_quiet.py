@@ -32,7 +32,7 @@ CLASS = {**examples.EXAMPLES, "s_edited_test": examples.correct}
 NEW = "s_new"  # graded alone afterwards: a student the gradebook has never seen
 
 BAR = re.compile(r"\[[# ]{30}\] \d+/\d+ students  \d+\.\d nb/s  .{10}  .{20}")
-HEADER = re.compile(r"graded (\d+) students in \d+\.\d s")
+HEADER = re.compile(r"graded (\d+) students? in \d+\.\d s")
 STUDENT = re.compile(r"  (\S+) +(\d+(?:\.\d+)?)/(\d+) +(.*)")
 DETAILS = re.compile(r"details: (\S+) \(nbgrader's log of each student\)")
 CHECKSUM = re.compile(r"Attribute 'checksum' for cell (\S+) has changed")

@@ -81,7 +81,7 @@ def _collect(args) -> int:
     from .instructor.collect import CollectError, collect
 
     try:
-        report = collect(args.path, args.root, student=args.student)
+        report = collect(args.path, args.root, student=args.student, times=args.times)
     except CollectError as exc:
         _fail("collect", exc)
         return 2
@@ -221,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("path", type=Path)
     p.add_argument("--student", help="whose files these are, whatever their names say")
+    p.add_argument(
+        "--times",
+        metavar="FILE",
+        type=Path,
+        help="the LMS's own record of submission times: Moodle's grading worksheet (CSV) or "
+        "Canvas's submissions (API JSON); its times beat every other source",
+    )
     p.set_defaults(run=_collect)
 
     p = steps.add_parser(

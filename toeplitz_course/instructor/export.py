@@ -45,6 +45,7 @@ from typing import Any
 from ..course import contract
 from ..course.untrusted import csv_cell, for_terminal, is_student_id
 from .lms import Graded, Identity, LmsExport, PageInput, settings, write_feedback, write_lms_files
+from .similarity import summary as similarity_summary
 
 GRADES_CSV = "grades.csv"
 SUMMARY_HTML = "summary.html"
@@ -194,6 +195,7 @@ class ExportResult:
     skipped: tuple[str, ...]  # "grading/x.json: why", records (or parts) left out
     warnings: tuple[str, ...]
     duedate: datetime | None = None  # the assignment's, without extensions
+    similarity: dict | None = None  # the last ``similarity`` run's pairs to look at (or None)
 
 
 def export(
@@ -358,6 +360,7 @@ def gather(
         skipped=tuple(records.skipped),
         warnings=tuple(warnings),
         duedate=duedate,
+        similarity=similarity_summary(root, out),
     )
     return replace(result, summary=_summary_text(result))
 
@@ -1104,6 +1107,24 @@ def _e(value: Any) -> str:
     return html.escape(for_terminal(value, lines=True), quote=True)
 
 
+def _similarity_section(found: dict | None) -> str:
+    """The pairs ``similarity`` found to look at (its page has the answers side by side)."""
+    if found is None:
+        return '<p class="note">Not run: python -m toeplitz_course similarity.</p>'
+    return (
+        f"<p>{len(found['pairs'])} pair(s) to look at: "
+        '<a href="similarity.html">similarity.html</a></p>'
+        + _table(
+            "similarity",
+            ["pair", "exercises", "traces"],
+            [
+                (f"{p['a']} ~ {p['b']}", ", ".join(p["exercises"]), ", ".join(p["traces"]))
+                for p in found["pairs"][:20]
+            ],
+        )
+    )
+
+
 def _table(table_id: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     if not rows:
         return '<p class="note">None.</p>'
@@ -1311,6 +1332,8 @@ def _html_page(result: ExportResult, assignment: str) -> str:
         ),
         "<h2>Still to grade by hand</h2>",
         _table("pending", ["student", "exercises"], pending),
+        "<h2>Similarity</h2>",
+        _similarity_section(result.similarity),
         "<h2>Integrity flags</h2>",
         '<p class="note">Flags are for a person to look at, not score changes.</p>',
         _table(

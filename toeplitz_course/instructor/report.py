@@ -15,6 +15,7 @@ from pathlib import Path
 from ..course.contract import NOTEBOOKS
 from ..course.untrusted import for_terminal
 from ..grader.coursedir import RECORDS
+from .similarity import summary_lines as similarity_lines
 
 
 def load_records(root: Path | str = ".") -> tuple[dict[str, dict], list[str]]:
@@ -63,6 +64,7 @@ def report(root: Path | str = ".") -> str:
     lines.append(f"{flagged} of {len(records)} students flagged")
     lines += [f"skipped unreadable record {for_terminal(name)}" for name in skipped]
     lines += _lateness(Path(root))
+    lines += ["", *similarity_lines(root)]
     return "\n".join(lines)
 
 
