@@ -190,3 +190,27 @@ def test_skipping_the_demonstrations_changes_no_other_cell(notebook, monkeypatch
     for i, (a, b) in enumerate(zip(full, skipped, strict=True)):
         assert a == b, f"{notebook}: output {i} differs when demonstrations are skipped"
     assert json.dumps(full).count("rng ") >= 5
+
+
+def test_where_a_person_grades_only_the_figures_above_the_cell_run():
+    """03: the scan, the bars and the panels above ex3_4 run; the shifts picture, the printout
+    of tau and the circular-padding demonstration after ex3_4 are skipped."""
+    release = nbformat.read(ROOT / "release" / ASSIGNMENT / "03_equivariance.ipynb", as_version=4)
+    figures = demos.figures_graded_by_hand(release)
+    cells = release.cells
+    by_hand = next(i for i, c in enumerate(cells) if demos._by_hand(c))
+    last_test = max(
+        i
+        for i, c in enumerate(cells[:by_hand])
+        if c.metadata.get("nbgrader", {}).get("grade") and i < by_hand
+    )
+    between = {
+        demos.normalized(c.source)
+        for c in cells[last_test + 1 : by_hand]
+        if "demo" in c.metadata.get("tags", [])
+    }
+    assert figures == between and len(figures) >= 2
+    sources = _code_sources(release)
+    skipped = skippable(sources, demos.demo_sources(release) - figures)
+    assert not any(demos.normalized(sources[i]) in figures for i in skipped)
+    assert skipped  # the demonstrations the person grading does not look at

@@ -63,11 +63,32 @@ def demo_sources(nb: dict, tag: str = DEMO_TAG) -> set[str]:
 def graded_by_hand(nb: dict) -> bool:
     """Whether a person grades a cell of the (release) notebook: nbgrader's manually graded
     answers (``grade`` and ``solution``) and tasks."""
+    return any(_by_hand(cell) for cell in nb.get("cells", []))
+
+
+def _by_hand(cell: dict) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader") or {}
+    return bool(meta.get("task") or (meta.get("grade") and meta.get("solution")))
+
+
+def figures_graded_by_hand(nb: dict, tag: str = DEMO_TAG) -> set[str]:
+    """The demonstrations a person grading by hand looks at: those between the last autograded
+    test before a cell graded by hand and that cell (in 03: the scan, the bars and the panels of
+    the disagreeing outputs above ex3_4), as normalized sources. The others need not run."""
+    found: set[str] = set()
+    section: list[str] = []
     for cell in nb.get("cells", []):
         meta = cell.get("metadata", {}).get("nbgrader") or {}
-        if meta.get("task") or (meta.get("grade") and meta.get("solution")):
-            return True
-    return False
+        if _by_hand(cell):
+            found.update(section)
+            section = []
+        elif meta.get("grade"):  # an autograded test: what came before it is its section's
+            section = []
+        elif cell.get("cell_type") == "code" and tag in (
+            cell.get("metadata", {}).get("tags") or []
+        ):
+            section.append(normalized(source_of(cell)))
+    return found
 
 
 class Unknown(Exception):

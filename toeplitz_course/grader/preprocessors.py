@@ -270,17 +270,20 @@ class SkipDemoCells(NbGraderPreprocessor):
     one-line note as its output, which the student sees in the feedback.
 
     A notebook in which a person grades a cell (``demos.graded_by_hand`` on the release: ex3_4)
-    is the exception: every demonstration runs and its figures are drawn (``RENDER_PLOTS`` for
-    ``HardenedExecute``), so that the formgrader and the feedback show the grader's own pictures
-    of the student's code, the ones the written answer is about. The student's outputs are
-    never kept: ``ClearOutput`` removed them, and a picture in a hand-in proves nothing.
+    is the exception: the demonstrations between the last autograded test and that cell run
+    (``demos.figures_graded_by_hand``), with any other they need, and figures are drawn
+    (``RENDER_PLOTS`` for ``HardenedExecute``), so that the formgrader and the feedback show the
+    grader's own pictures of the student's code, the ones the written answer is about. The
+    student's outputs are never kept: ``ClearOutput`` removed them, and a picture in a hand-in
+    proves nothing.
     """
 
     enabled = Bool(True, help="Skip demonstrations; off: run every cell.").tag(config=True)
     run_where_graded_by_hand = Bool(
         True,
-        help="In a notebook with a manually graded cell, run every demonstration and draw its "
-        "figures, so that the person grading sees them.",
+        help="In a notebook with a manually graded cell, run the demonstrations above that cell "
+        "(since the last autograded test) and draw their figures, so that the person grading "
+        "sees them.",
     ).tag(config=True)
     demo_tag = Unicode(demos.DEMO_TAG, help="The tag of a demonstration in the release.").tag(
         config=True
@@ -297,10 +300,12 @@ class SkipDemoCells(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         if not self.enabled:
             return nb, resources
-        found, by_hand = self._release_info(resources)
+        found, by_hand, figures = self._release_info(resources)
         if by_hand and self.run_where_graded_by_hand:
+            # The figures the person grading looks at run and are drawn, with whatever they
+            # need; the notebook's other demonstrations are skipped as anywhere else.
             resources[RENDER_PLOTS] = True
-            return nb, resources
+            found = found - figures
         # Every code cell counts for what it reads; only plain cells can be skipped.
         code = [c for c in nb.cells if c.cell_type == "code"]
         for i in demos.skippable([c.source for c in code], found) if found else ():
@@ -312,9 +317,9 @@ class SkipDemoCells(NbGraderPreprocessor):
             cell.execution_count = None
         return nb, resources
 
-    def _release_info(self, resources) -> tuple[set[str], bool]:
-        """The release notebook's demonstrations, and whether a person grades a cell of it
-        (read once per version)."""
+    def _release_info(self, resources) -> tuple[set[str], bool, set[str]]:
+        """The release notebook's demonstrations, whether a person grades a cell of it, and
+        the demonstrations that person looks at (read once per version)."""
         from nbgrader.coursedir import CourseDirectory
 
         info = resources.get("nbgrader", {})
@@ -325,13 +330,14 @@ class SkipDemoCells(NbGraderPreprocessor):
             key = (path, os.stat(path).st_mtime_ns)
         except OSError:
             self.log.warning("No release notebook %s: every cell runs", path)
-            return set(), False
+            return set(), False, set()
         if key not in self._cache:
             with open(path, encoding="utf-8") as f:
                 release = json.load(f)
             self._cache[key] = (
                 demos.demo_sources(release, self.demo_tag),
                 demos.graded_by_hand(release),
+                demos.figures_graded_by_hand(release, self.demo_tag),
             )
         return self._cache[key]
 
