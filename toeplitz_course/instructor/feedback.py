@@ -47,10 +47,13 @@ from ..grader.coursedir import LOGS, course_config, db_url
 
 BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 
+
 #: Where each student's feedback log goes (nbgrader's messages, warnings), under the course.
 FEEDBACK_LOGS = Path(LOGS) / "feedback"
 
 #: What a feedback worker needs, imported once by the server the workers are forked from.
+#: (``grader.preprocessors`` imports torch, through ``grader.verdicts``: 3 s that stock
+#: ``GenerateFeedback`` with the course's configuration pays as well.)
 FEEDBACK_PRELOAD = (
     "toeplitz_course.instructor.feedback",
     "toeplitz_course.grader.grade",
@@ -210,12 +213,14 @@ class _SoupPass:
         pieces = []
         missing = 0
         for begin, end in zip(starts, starts[1:], strict=False):
-            done = self._cell(page[begin:end])
+            done = self._remembered(page[begin:end])
             if done is None:
                 return None
             pieces.append(done[0])
             missing += done[1]
-        frame = _parse(page[: starts[0]] + f"<!--{self.MARK}-->" + page[starts[-1] :], self.MARK)
+        frame = self._remembered(
+            page[: starts[0]] + f"<!--{self.MARK}-->" + page[starts[-1] :], self.MARK
+        )
         if frame is None:
             return None
         text, frame_missing = frame
@@ -224,11 +229,12 @@ class _SoupPass:
             return None
         return text.replace(marker, "".join(pieces)), missing + frame_missing
 
-    def _cell(self, markup: str) -> tuple[str, int] | None:
+    def _remembered(self, markup: str, mark: str | None = None) -> tuple[str, int] | None:
+        """``_parse(markup, mark)``, remembered (a frame, marked, is never a cell's text)."""
         if markup in self.cells:
             self.cells.move_to_end(markup)
             return self.cells[markup]
-        done = _parse(markup)
+        done = _parse(markup, mark)
         self.cells[markup] = done
         if len(self.cells) > self.limit:
             self.cells.popitem(last=False)
@@ -342,7 +348,35 @@ def _classes() -> _Classes:
 
     class RowsGetGrades(_RowsOfOneNotebook, GetGrades):
         """nbgrader's GetGrades, each notebook's grades and comments read in one query per
-        kind (``gradebook.NotebookRows``): the same rows, found the same way."""
+        kind (``gradebook.NotebookRows``): the same rows, found the same way; one ``Gradebook``
+        per process (nbgrader opens one per notebook; closing it ends its session, and the
+        next notebook's starts a new one)."""
+
+        def preprocess(self, nb, resources):
+            # GetGrades.preprocess, verbatim but for where the Gradebook comes from.
+            self.notebook_id = resources["nbgrader"]["notebook"]
+            self.assignment_id = resources["nbgrader"]["assignment"]
+            self.student_id = resources["nbgrader"]["student"]
+            self.db_url = resources["nbgrader"]["db_url"]
+            if self.db_url not in _GRADEBOOKS:
+                from ..grader.gradebook import open_gradebook
+
+                _GRADEBOOKS[self.db_url] = open_gradebook(self.db_url)
+            self.gradebook = _GRADEBOOKS[self.db_url]
+            with self.gradebook:
+                nb, resources = super(GetGrades, self).preprocess(nb, resources)
+                notebook = self.gradebook.find_submission_notebook(
+                    self.notebook_id, self.assignment_id, self.student_id
+                )
+                late_penalty = notebook.late_submission_penalty
+                if late_penalty is None:
+                    late_penalty = 0
+                else:
+                    self.log.warning(f"Late submission penalty: {late_penalty}")
+                resources["nbgrader"]["score"] = notebook.score - late_penalty
+                resources["nbgrader"]["max_score"] = notebook.max_score
+                resources["nbgrader"]["late_penalty"] = late_penalty
+            return nb, resources
 
     class SameHighlight:
         """nbconvert's ``highlight_code`` filter, computed once per (source, language)."""
@@ -458,6 +492,9 @@ def _classes() -> _Classes:
     _CLASSES = _Classes(FeedbackExporter, ReusedFeedback)
     return _CLASSES
 
+
+#: The gradebook GetGrades reads, one per process: {url: Gradebook}.
+_GRADEBOOKS: dict[str, Any] = {}
 
 #: One converter per process and course: {root: converter}.
 _CONVERTERS: dict[Path, Any] = {}
@@ -628,4 +665,6 @@ def _feedback_here(
             grading._capture = False
             grading._release_captured()
             logging.captureWarnings(False)
-            _CONVERTERS.pop(root, None)  # its gradebook engine is disposed of with the block
+            # Their gradebook engine is disposed of with the block.
+            _CONVERTERS.pop(root, None)
+            _GRADEBOOKS.clear()
