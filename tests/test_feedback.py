@@ -7,6 +7,7 @@ feedback (``python -m toeplitz_course feedback``'s function), then the pages are
 
 from __future__ import annotations
 
+import logging
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -175,3 +176,73 @@ def test_feedback_loads_mathjax_from_this_machine_where_it_has_one(graded):
             # The CDN only if the local copy does not load (on a student's machine).
             assert cdn in mathjax[0]["onerror"]
         assert not any(cdn in s["src"] for s in scripts if s is not mathjax[0])
+
+
+# --- the same pages as stock nbgrader, faster ---------------------------------------------------
+
+
+def _stock_feedback(course: Path, student: str) -> None:
+    """nbgrader's own GenerateFeedback, as ``feedback`` ran it before it was made faster."""
+    from nbgrader.converters import GenerateFeedback
+    from nbgrader.coursedir import CourseDirectory
+
+    from toeplitz_course.grader.coursedir import course_config, db_url
+
+    cfg = course_config(
+        course,
+        **{
+            "CourseDirectory.db_url": db_url(course),
+            "CourseDirectory.assignment_id": ASSIGNMENT,
+            "CourseDirectory.student_id": student,
+            "GenerateFeedback.force": True,
+        },
+    )
+    GenerateFeedback(coursedir=CourseDirectory(config=cfg), config=cfg).start()
+
+
+def test_pages_are_stock_nbgraders_byte_for_byte(graded, tmp_path):
+    """Nothing on a page is random: nbconvert's only ``uuid4()`` ids are for JavaScript and
+    widget outputs, which the sanitised pages do not have."""
+    ours = {p.name: p.read_bytes() for p in (graded / "feedback" / STUDENT / ASSIGNMENT).iterdir()}
+    stock = tmp_path / "stock"
+    shutil.copytree(graded, stock)
+    shutil.rmtree(stock / "feedback")
+    _stock_feedback(stock, STUDENT)
+    theirs = {p.name: p.read_bytes() for p in (stock / "feedback" / STUDENT / ASSIGNMENT).iterdir()}
+    assert sorted(ours) == sorted(theirs)
+    for name in theirs:
+        assert ours[name] == theirs[name], name
+
+
+def test_the_cell_by_cell_soup_pass_is_beautifulsoups(graded):
+    from toeplitz_course.instructor.feedback import _SoupPass
+
+    log = logging.getLogger("test")
+    soup = _SoupPass()
+    for notebook in NOTEBOOKS:
+        page = _page(graded, notebook)
+        assert soup(page, log) == _SoupPass.stock_pass(page, log)
+    assert soup.fast == len(NOTEBOOKS) and soup.stock == 0
+    # Markup that does not stand on its own goes the stock way, and still comes out the same.
+    cell = '\n<div class="cell border-box-sizing text_cell rendered">'
+    for odd in ("</div></div>", "<pre>", "<!-- open", "<b>unclosed", "<script>x", "</br>&amp"):
+        page = f"<html><body><div>{cell}a</div>{cell}{odd}</div>{cell}c</div></div></body></html>"
+        assert soup(page, log) == _SoupPass.stock_pass(page, log), odd
+    assert soup.stock >= 3  # a stray end tag, an open comment, an open <script>
+
+
+def test_a_bad_student_is_recorded_and_the_others_get_their_pages(graded, tmp_path):
+    course = tmp_path / "course"
+    shutil.copytree(graded, course)
+    shutil.rmtree(course / "feedback")
+    broken = "s02_broken"
+    shutil.copytree(course / "autograded" / STUDENT, course / "autograded" / broken)
+    (course / "autograded" / broken / ASSIGNMENT / f"{NOTEBOOKS[0]}.ipynb").write_text("{")
+    run = feedback(course, jobs=2, progress=False)
+    assert set(run.errors) == {broken}, run.errors
+    assert len(run.written) == len(NOTEBOOKS)
+    for notebook in NOTEBOOKS:  # the parallel run writes stock's pages too
+        page = course / "feedback" / STUDENT / ASSIGNMENT / f"{notebook}.html"
+        assert page.read_text() == _page(graded, notebook)
+    assert (course / ".grading" / "logs" / "feedback" / f"{broken}.log").read_text()
+    assert broken in run.format() and "wrote 5 feedback pages for 2 students" in run.format()

@@ -62,15 +62,18 @@ _CAPTURED_LOGGERS = ("py.warnings", "")
 _capture = False
 
 
-def _logger(root: Path, student: str) -> logging.Logger:
-    """The student's log file; while ``_capture`` is on, also everything else this process
-    logs or warns until the next student's, so that nothing of it reaches the terminal."""
-    (root / LOGS).mkdir(parents=True, exist_ok=True)
-    log = logging.getLogger(f"toeplitz_course.grade.{student}")
+def _logger(
+    root: Path, student: str, folder: Path | str = LOGS, step: str = "grade"
+) -> logging.Logger:
+    """The student's log file (in ``folder`` under ``root``); while ``_capture`` is on, also
+    everything else this process logs or warns until the next student's, so that nothing of it
+    reaches the terminal."""
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    log = logging.getLogger(f"toeplitz_course.{step}.{student}")
     for old in list(log.handlers):
         log.removeHandler(old)
         old.close()
-    handler = logging.FileHandler(root / LOGS / f"{student}.log", mode="w", encoding="utf-8")
+    handler = logging.FileHandler(root / folder / f"{student}.log", mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     handler._student_log = True  # type: ignore[attr-defined]
     log.addHandler(handler)
@@ -606,9 +609,10 @@ def _die_with_server() -> None:
         os._exit(1)
 
 
-def _worker_init(env_file: str | None = None) -> None:
+def _worker_init(env_file: str | None = None, *, kernels: bool = True) -> None:
     """Set up a grading worker; ``env_file`` holds the caller's environment when the worker is
-    forked from the server."""
+    forked from the server. ``kernels=False``: a worker that runs no kernel (``feedback``), so
+    without a warm parent."""
     from multiprocessing.util import Finalize
 
     from .config import KERNEL_PRELOAD
@@ -627,7 +631,8 @@ def _worker_init(env_file: str | None = None) -> None:
     # nothing else, so its warm parent is a fork of it, without imports of its own. It is forked
     # before the caller's environment is read back: the server was started without the caller's
     # secrets (sandbox.parent_env), and a kernel's memory is a copy of its warm parent's.
-    prewarm(KERNEL_PRELOAD, fork=env_file is not None)
+    if kernels:
+        prewarm(KERNEL_PRELOAD, fork=env_file is not None)
     if env_file is not None:
         with open(env_file, encoding="utf-8") as f:
             env = json.load(f)
@@ -641,13 +646,17 @@ def _worker_init(env_file: str | None = None) -> None:
     _capture = True
     # A worker forked from the server ends in os._exit, past atexit: stop (and reap) the warm
     # parent on the way out, as every multiprocessing worker runs its finalizers.
-    Finalize(None, shutdown_zygotes, exitpriority=10)
+    if kernels:
+        Finalize(None, shutdown_zygotes, exitpriority=10)
     share_engines()
 
 
 @contextlib.contextmanager
-def _worker_context() -> Iterator[tuple[Any, tuple]]:
+def _worker_context(preload: tuple[str, ...] | None = None) -> Iterator[tuple[Any, tuple]]:
     """The multiprocessing context for grading workers, and the initializer's arguments.
+
+    ``preload``: what the server imports (default: ``WORKER_PRELOAD`` and ``KERNEL_PRELOAD``,
+    what a grading worker and its kernels need).
 
     Each worker would import torch, nbgrader and nbconvert on its own, and its warm parent
     torch, IPython and ipykernel, about five seconds of CPU each. With ``forkserver``, one
@@ -675,7 +684,9 @@ def _worker_context() -> Iterator[tuple[Any, tuple]]:
 
     context = get_context("forkserver")
     env = dict(os.environ)
-    context.set_forkserver_preload(list(dict.fromkeys(WORKER_PRELOAD + KERNEL_PRELOAD)))
+    if preload is None:
+        preload = WORKER_PRELOAD + KERNEL_PRELOAD
+    context.set_forkserver_preload(list(dict.fromkeys(preload)))
     # The server, and so every worker and warm parent forked from it, starts without the
     # caller's secrets; workers read the caller's environment back from a private file.
     os.environ.clear()
@@ -827,28 +838,51 @@ def _grade_in_pool(
     step: Callable[[str], None],
 ) -> None:
     """Grade the students in ``jobs`` worker processes."""
-    # A worker that dies (out of memory, a signal) breaks the whole pool: the students it
-    # took down with it are graded again in a new pool, up to three times each.
+    run_in_pool(grade_student, root, students, (sandbox,), jobs, records, errors, step)
+
+
+def run_in_pool(
+    task: Callable[..., Any],
+    root: Path,
+    students: list[str],
+    extra: tuple,
+    jobs: int,
+    results: dict[str, Any],
+    errors: dict[str, str],
+    step: Callable[[str], None],
+    *,
+    initializer: Callable[..., None] = _worker_init,
+    preload: tuple[str, ...] | None = None,
+    died: str = "the grading worker died three times on this student",
+) -> None:
+    """``results[student] = task(root, student, *extra)`` for each student, in ``jobs`` worker
+    processes forked from a server that has imported ``preload`` (``_worker_context``);
+    an exception is the student's entry in ``errors``; ``step(student)`` after each student.
+
+    A worker that dies (out of memory, a signal) breaks the whole pool: the students it took
+    down with it are run again in a new pool, up to three times each (then ``died``). Ctrl-C
+    (any exception here) stops every worker and what it started (``_stop_workers``).
+    """
     attempts: Counter[str] = Counter()
     pending = list(students)
     while pending:
         retry = []
-        with _worker_context() as (context, initargs):
+        with _worker_context(preload) as (context, initargs):
             pool = ProcessPoolExecutor(
-                jobs, mp_context=context, initializer=_worker_init, initargs=initargs
+                jobs, mp_context=context, initializer=initializer, initargs=initargs
             )
             try:
-                futures = {pool.submit(grade_student, root, s, sandbox): s for s in pending}
+                futures = {pool.submit(task, root, s, *extra): s for s in pending}
                 for fut in as_completed(futures):
                     student = futures[fut]
                     try:
-                        records[student] = fut.result()
+                        results[student] = fut.result()
                     except BrokenProcessPool:
                         attempts[student] += 1
                         if attempts[student] < 3:
                             retry.append(student)
                             continue
-                        errors[student] = "the grading worker died three times on this student"
+                        errors[student] = died
                     except Exception as exc:  # noqa: BLE001 - one student's error, not the batch's
                         errors[student] = f"{type(exc).__name__}: {exc}"
                     step(student)

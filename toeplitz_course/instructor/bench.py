@@ -13,6 +13,10 @@ ours
     subprocess: the course's own ``nbgrader_config.py``, students in parallel, kernels forked
     from a warm parent, figures built but not drawn.
 
+Then feedback for the class ours graded, on two more copies: stock ``nbgrader generate_feedback``
+(the course's own configuration, one process) against ``python -m toeplitz_course feedback``
+(``bench_feedback``); every page must be the same, byte for byte.
+
 Every grade cell of every student must get the same score and manual-grade state under both
 (these are honest submissions; the hostile ones are where the two are meant to differ). Both
 runs are commands an instructor would type, so both pay for their own start-up and imports.
@@ -104,6 +108,7 @@ class BenchResult:
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after
     small: Phase | None = None  # ours again, on the first quarter of the class
     unconfined: Phase | None = None  # ours again, the whole class, --no-sandbox
+    feedback: FeedbackBench | None = None  # feedback on our graded class, stock and ours
 
     @property
     def sandbox_cost(self) -> float | None:
@@ -125,7 +130,8 @@ class BenchResult:
 
     @property
     def ok(self) -> bool:
-        return not self.mismatches and not self.problems
+        feedback_ok = self.feedback is None or self.feedback.ok
+        return not self.mismatches and not self.problems and feedback_ok
 
     @property
     def ratio(self) -> float:
@@ -156,6 +162,8 @@ class BenchResult:
                 f"(sandboxed against --no-sandbox, same class; wall ratio "
                 f"{self.unconfined.wall / self.ours.wall if self.ours.wall else 0:.2f})",
             ]
+        if self.feedback is not None:
+            lines += self.feedback.lines()
         if self.ok:
             lines.append(f"scores agree on all {self.cells} grade cells")
         for problem in self.problems:
@@ -166,6 +174,76 @@ class BenchResult:
             if len(self.mismatches) > 20:
                 lines.append(f"  ... and {len(self.mismatches) - 20} more")
         return "\n".join(lines)
+
+
+@dataclass
+class FeedbackBench:
+    """Feedback pages for one graded class: stock ``nbgrader generate_feedback`` against
+    ``python -m toeplitz_course feedback``, each on its own copy, and the pages compared."""
+
+    stock: Phase
+    ours: Phase
+    pages: int  # pages compared, byte for byte
+    differ: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.differ and not self.problems and self.pages > 0
+
+    @property
+    def ratio(self) -> float:
+        return self.stock.wall / self.ours.wall if self.ours.wall else 0.0
+
+    def lines(self) -> list[str]:
+        lines = [
+            self.stock.format(),
+            self.ours.format(),
+            f"feedback throughput ratio {self.ratio:.1f}x, machine time ratio "
+            f"{self.stock.cpu / self.ours.cpu if self.ours.cpu else 0:.1f}x",
+        ]
+        if self.ok:
+            lines.append(f"feedback pages identical to stock's: all {self.pages}")
+        lines += [f"FEEDBACK FAILED: {p}" for p in self.problems]
+        if self.differ:
+            lines.append(f"FEEDBACK PAGES DIFFER: {len(self.differ)}, e.g. {self.differ[:5]}")
+        return lines
+
+
+def bench_feedback(graded: Path, workdir: Path, say=print) -> FeedbackBench:
+    """Time feedback on two copies of the graded course ``graded`` (under ``workdir``).
+
+    stock: ``nbgrader generate_feedback toeplitz --force`` with the course's own configuration
+    (the command an instructor would type; the pages it writes are the ones handed out);
+    ours: ``python -m toeplitz_course feedback``. Every page must be the same, byte for byte.
+    """
+    stock_course, our_course = workdir / "feedback-stock", workdir / "feedback-ours"
+    for course in (stock_course, our_course):
+        shutil.copytree(graded, course)
+        shutil.rmtree(course / "feedback", ignore_errors=True)
+        pin(course)
+    students = len(list((graded / "autograded").glob(f"*/{ASSIGNMENT}")))
+    say(f"feedback for {students} students with stock nbgrader generate_feedback ...", flush=True)
+    cmd = [sys.executable, "-m", "nbgrader", "generate_feedback", ASSIGNMENT, "--force"]
+    stock, stock_problem = _timed("stock generate_feedback", cmd, stock_course, "feedback.log")
+    say(f"feedback for {students} students with toeplitz_course feedback ...", flush=True)
+    # The feedback command has no --jobs: it uses a worker per core, as grade does.
+    workers = max(1, min(os.cpu_count() or 1, students))
+    cmd = [sys.executable, "-m", "toeplitz_course", "feedback"]
+    ours, our_problem = _timed(f"feedback ({workers} workers)", cmd, our_course, "feedback.log")
+    theirs = {
+        p.relative_to(stock_course / "feedback"): p for p in (stock_course / "feedback").rglob("*")
+    }
+    mine = {p.relative_to(our_course / "feedback"): p for p in (our_course / "feedback").rglob("*")}
+    differ = sorted(str(k) for k in set(theirs) ^ set(mine))
+    pages = 0
+    for key in sorted(set(theirs) & set(mine)):
+        if theirs[key].is_file():
+            pages += key.suffix == ".html"
+            if theirs[key].read_bytes() != mine[key].read_bytes():
+                differ.append(str(key))
+    problems = [p for p in (stock_problem, our_problem) if p]
+    return FeedbackBench(stock, ours, pages, differ, problems)
 
 
 def scratch_course(root: Path, dest: Path) -> Path:
@@ -328,6 +406,7 @@ def run(
             small, small_problem = run_ours(small_course, jobs)
         say(f"grading {n} notebooks again, --no-sandbox ...", flush=True)
         unconfined, unconfined_problem = run_ours(unconfined_course, jobs, sandbox=False)
+        feedback = bench_feedback(our_course, Path(tmp), say)
         load_after = os.getloadavg()[0]
         stock_scores, our_scores = gradebook_scores(stock_course), gradebook_scores(our_course)
         problems = [p for p in (stock_problem, our_problem, small_problem, unconfined_problem) if p]
@@ -345,6 +424,7 @@ def run(
             load=(load_before, load_after),
             small=small,
             unconfined=unconfined,
+            feedback=feedback,
         )
 
 
