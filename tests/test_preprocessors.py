@@ -247,3 +247,16 @@ def test_restore_cells_reads_the_notebook_once_and_restores_like_nbgrader(course
         # (which raises MissingEntry as before).
         assert our_selects["n"] == opening["n"] + 4, name
         assert stock_selects["n"] > opening["n"] + 6, name
+
+
+def test_the_failure_name_is_the_verdicts_own_without_importing_them():
+    import subprocess
+    import sys
+
+    from toeplitz_course.grader import preprocessors, verdicts
+
+    assert preprocessors._FAILURE == verdicts.CheckFailure.__name__
+    # Feedback imports the preprocessors: neither the verdicts nor torch come with them.
+    probe = "import sys, toeplitz_course.grader.preprocessors; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]

@@ -139,9 +139,13 @@ def _grade(args) -> int:
 
 
 def _feedback(args) -> int:
-    from .instructor.feedback import feedback
+    from .instructor.feedback import FeedbackInterrupted, feedback
 
-    run = feedback(args.root, args.student or None)
+    try:
+        run = feedback(args.root, args.student or None, jobs=args.jobs)
+    except FeedbackInterrupted as exc:
+        print(exc.run.format(), file=sys.stderr)
+        return 130
     print(run.format())
     return 1 if run.errors else 0
 
@@ -258,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = steps.add_parser("feedback", help="per-student HTML feedback without hidden tests")
     p.add_argument("--student", action="append")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     p.set_defaults(run=_feedback)
 
     p = steps.add_parser(
