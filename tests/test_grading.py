@@ -281,11 +281,12 @@ def _demo_outputs(course: Path, student: str, notebook: str) -> list[str]:
 def test_demonstrations_are_skipped_unless_edited_or_needed(graded):
     course, _, _, _ = graded
     note = SkipDemoCells().note
-    # Where a person grades a cell (ex3_4), every demonstration runs (tests/test_feedback.py).
+    # Where a person grades a cell (ex3_4), the figures above it run (tests/test_feedback.py).
     by_hand = {e.notebook for e in EXERCISES if not e.autograded}
     for notebook in NOTEBOOKS:
         shown = _demo_outputs(course, "s01_correct", notebook)
-        assert shown and all((text == note) != (notebook in by_hand) for text in shown), notebook
+        ran = sum(text != note for text in shown)
+        assert shown and (ran > 0) == (notebook in by_hand), notebook
     edited = _demo_outputs(course, "s17_uses_demos", NOTEBOOKS[0])
     assert examples.EDITED_DEMO in edited[0] and edited[1:] == [note] * (len(edited) - 1)
     # The demonstration that binds y_fc2d (nb 4) ran; the others did not.
