@@ -677,6 +677,8 @@ def test_a_single_downloaded_notebook_is_collected(tmp_path, course):
     notes.write_text("hello")
     with pytest.raises(CollectError, match="neither a zip file"):
         collect(notes, course)
+    # The command works in a course directory only (it says so, in one line, elsewhere).
+    (course / "nbgrader_config.py").write_text("c = get_config()\n")
     cli = subprocess.run(
         [sys.executable, "-m", "toeplitz_course", "--root", str(course), "collect", str(notes)],
         capture_output=True,

@@ -217,11 +217,14 @@ def test_feedback_shows_messages_but_no_hidden_test(graded):
 def test_leak_check_finds_a_hidden_line(graded):
     course, _, _, _ = graded
     secrets = hidden_lines(course / "source" / ASSIGNMENT)
-    page = (
-        '<span class="n">hidden</span><span class="o">.</span><span class="n">check</span>('
-        '<span class="s2">&quot;ex1_2_test&quot;</span>, linear_layer)'
-    )
-    assert leaks(page, secrets)
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    # A hidden line as a page would show it: highlighted into spans, quotes as entities.
+    line = next(s for s in secrets if s.startswith('hidden.check("ex1_2_test"'))
+    page = highlight(line, PythonLexer(), HtmlFormatter(nowrap=True))
+    assert "<span" in page and leaks(page, secrets)
 
 
 def test_export_writes_the_grades_the_gradebook_holds(graded):
@@ -260,7 +263,8 @@ def test_a_blank_answer_reads_not_answered_yet_not_a_name_error(graded):
     messages = [
         cell["message"]
         for notebook in record["notebooks"].values()
-        for cell in notebook.get("cells", {}).values()
+        for name, cell in notebook.get("cells", {}).items()
+        if name.endswith("_test")  # the autograded cells (ex3_4 is graded by hand)
     ]
     assert messages and all("not answered yet" in m for m in messages), messages
     assert not any("NameError" in m for m in messages)

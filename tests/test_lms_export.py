@@ -399,9 +399,11 @@ def test_moodle_folder_is_moodles_download_name() -> None:
 
 
 def _late_config(course: Path) -> None:
-    (course / "late.py").write_text(SUBMARKS)
+    # A module name of its own: test_lateness's late.py, imported earlier in the same process,
+    # would otherwise be the one sys.modules hands back.
+    (course / "late_lms_export.py").write_text(SUBMARKS)
     (course / "nbgrader_config.py").write_text(
-        'c = get_config()\nc.AssignLatePenalties.plugin_class = "late.SubMarks"\n'
+        'c = get_config()\nc.AssignLatePenalties.plugin_class = "late_lms_export.SubMarks"\n'
     )
 
 
