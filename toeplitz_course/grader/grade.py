@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from ..course.contract import ASSIGNMENT, EXERCISES, NOTEBOOKS, VERDICT_KEY
+from ..course.lateness import duration
 from ..course.untrusted import for_terminal, is_student_id
 from . import handgrades, integrity
 from .assignment import ensure_assignment
@@ -475,21 +476,6 @@ class GradeRun:
         if self.logs is not None:
             lines.append(f"details: {self.logs / 'STUDENT.log'} (nbgrader's log of each student)")
         return "\n".join(lines)
-
-
-def duration(seconds: float) -> str:
-    """A lateness a person reads: "18 s", "2 h 24 min", "1 d 2 h" (as ``export`` says it)."""
-    seconds = round(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"
 
 
 def lateness_words(seconds_late: float, penalty: float, unknown: bool) -> list[str]:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..course import contract
+from ..course.lateness import duration
 from ..course.untrusted import csv_cell, for_terminal, is_student_id
 from .lms import Graded, Identity, LmsExport, PageInput, settings, write_feedback, write_lms_files
 from .similarity import summary as similarity_summary
@@ -295,7 +296,7 @@ def _page_lateness(row: StudentRow) -> str:
         return "handed in" if row.submitted else "nothing graded"
     when = f"handed in {format_time(row.timestamp)}"
     if row.late:
-        late = f", {_duration(row.seconds_late)} late" if row.seconds_late > 0 else ", late"
+        late = f", {duration(row.seconds_late)} late" if row.seconds_late > 0 else ", late"
         return when + late
     return when + ", on time" if row.duedate is not None else when
 
@@ -774,19 +775,6 @@ def format_time(value: datetime | None) -> str:
 _when = format_time
 
 
-def _duration(seconds: float) -> str:
-    """A lateness a person reads: "18 s", "2 h 24 min", "3 d 1 h"."""
-    seconds = round(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"
 
 
 def _submitted(row: StudentRow) -> str:
@@ -939,7 +927,7 @@ def lateness_text(row: StudentRow) -> str:
     if row.timestamp is not None:
         parts.append(f"submitted {format_time(row.timestamp)}")
     if row.seconds_late > 0:
-        parts.append(f"{_duration(row.seconds_late)} late")
+        parts.append(f"{duration(row.seconds_late)} late")
     elif row.lms_late and row.duedate is not None and row.timestamp is not None:
         # Worth a look: the LMS's due date, or the time collect found, is not the gradebook's.
         parts.append("on time by the gradebook's due date")
@@ -1191,7 +1179,7 @@ def _heatmap(result: ExportResult, records_status: dict[tuple[str, str], str]) -
         if row.lateness_unknown and row.timestamp is not None:
             late, late_text = 0.0, UNKNOWN
         else:
-            late_text = _duration(late) if late > 0 else ("LMS: late" if row.lms_late else "")
+            late_text = duration(late) if late > 0 else ("LMS: late" if row.lms_late else "")
         cells += [
             f'<td data-v="{_num(row.total)}">{_num(row.total)}</td>',
             f'<td data-v="{_num(row.late_penalty)}">'
@@ -1238,7 +1226,7 @@ def _lateness_rows(result: ExportResult) -> list[list[Any]]:
             _when(row.duedate),
             UNKNOWN
             if row.lateness_unknown
-            else _duration(row.seconds_late)
+            else duration(row.seconds_late)
             if row.seconds_late > 0
             else "",
             "yes" if row.lms_late else "",
