@@ -775,8 +775,6 @@ def format_time(value: datetime | None) -> str:
 _when = format_time
 
 
-
-
 def _submitted(row: StudentRow) -> str:
     if row.nothing_gradable:
         return NOTHING_GRADABLE
