@@ -788,9 +788,28 @@ def _grade_here(
     step: Callable[[str], None],
 ) -> None:
     """Grade one student after the other in this process."""
+    from .warmkernel import shutdown_zygotes
+
+    # On Ctrl-C the interrupted notebook's kernel is still running: it dies with its warm parent.
+    run_here(grade_student, root, students, (sandbox,), records, errors, step, shutdown_zygotes)
+
+
+def run_here(
+    task: Callable[..., Any],
+    root: Path,
+    students: list[str],
+    extra: tuple,
+    results: dict[str, Any],
+    errors: dict[str, str],
+    step: Callable[[str], None],
+    on_ctrl_c: Callable[[], None] | None = None,
+) -> None:
+    """``results[student] = task(root, student, *extra)``, one student after the other in this
+    process, as ``run_in_pool`` does in workers: an exception is the student's entry in
+    ``errors``, ``step(student)`` after each, warnings and other libraries' log records go to
+    the student's log; ``on_ctrl_c`` runs before a Ctrl-C goes on up."""
     global _capture
     from .gradebook import engines_shared
-    from .warmkernel import shutdown_zygotes
 
     with engines_shared(), warnings.catch_warnings():
         _ignore_known_warnings()
@@ -799,14 +818,14 @@ def _grade_here(
         try:
             for student in students:
                 try:
-                    records[student] = grade_student(root, student, sandbox)
+                    results[student] = task(root, student, *extra)
                 except Exception as exc:  # noqa: BLE001
                     errors[student] = f"{type(exc).__name__}: {exc}"
                 step(student)
         except KeyboardInterrupt:
             _ignore_ctrl_c()
-            # The interrupted notebook's kernel is still running: it dies with its warm parent.
-            shutdown_zygotes()
+            if on_ctrl_c is not None:
+                on_ctrl_c()
             raise
         finally:
             _capture = False

@@ -123,7 +123,8 @@ class FeedbackRun:
             )
         lines = [f"wrote {len(self.written)} feedback pages"]
         if self.students:
-            lines[0] += f" for {self.students} students in {self.seconds:.1f} s"
+            students = "student" if self.students == 1 else "students"
+            lines[0] += f" for {self.students} {students} in {self.seconds:.1f} s"
         # Student ids, page names and error texts are the student's: shown, never obeyed.
         for who, err in sorted(self.errors.items()):
             lines.append(f"  {for_terminal(who)}: {for_terminal(err)}")
@@ -642,29 +643,12 @@ def _feedback_here(
     errors: dict[str, str],
     step,
 ) -> None:
-    """One student after the other in this process."""
-    import warnings
+    """One student after the other in this process (grade's ``run_here``)."""
+    from ..grader.grade import run_here
 
-    from ..grader import grade as grading
-    from ..grader.gradebook import engines_shared
-
-    with engines_shared(), warnings.catch_warnings():
-        logging.captureWarnings(True)
-        grading._capture = True
-        try:
-            for student in students:
-                try:
-                    results[student] = feedback_student(root, student, secrets)
-                except Exception as exc:  # noqa: BLE001
-                    errors[student] = f"{type(exc).__name__}: {exc}"
-                step(student)
-        except KeyboardInterrupt:
-            grading._ignore_ctrl_c()
-            raise
-        finally:
-            grading._capture = False
-            grading._release_captured()
-            logging.captureWarnings(False)
-            # Their gradebook engine is disposed of with the block.
-            _CONVERTERS.pop(root, None)
-            _GRADEBOOKS.clear()
+    try:
+        run_here(feedback_student, root, students, (secrets,), results, errors, step)
+    finally:
+        # Their gradebook engine is disposed of with run_here's block: forget both.
+        _CONVERTERS.pop(root, None)
+        _GRADEBOOKS.clear()
