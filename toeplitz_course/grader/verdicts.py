@@ -287,31 +287,12 @@ def matrix_table_2d(
 # -- the exercises whose answer is one matrix -------------------------------------------------
 
 
-def _course_image_flat() -> list[float]:
-    return [float(v) for row in reference.IMG_2D for v in row]
-
-
 def _table_ex1_2() -> dict:
     matrix = matrix_table_1d(reference.W_1D, len(reference.X_1D), 0, course_x=reference.X_1D)
     return {"kind": "matrix", "name": "linear_layer", "matrix": matrix}
 
 
-def _table_ex2_2() -> dict:
-    matrix = matrix_table_1d(reference.W_1D, len(reference.X_1D), 1, course_x=reference.X_1D)
-    return {"kind": "matrix", "name": "linear_layer_pad", "matrix": matrix}
-
-
-def _table_ex4_1() -> dict:
-    height, width = len(reference.IMG_2D), len(reference.IMG_2D[0])
-    matrix = matrix_table_2d(reference.KERNEL_2D, height, width, course_x=_course_image_flat())
-    return {"kind": "matrix", "name": "fc2d", "matrix": matrix}
-
-
 # -- counts -----------------------------------------------------------------------------------
-
-
-def _course_1d_rows(padding: int) -> int:
-    return reference.toeplitz_1d(reference.W_1D, len(reference.X_1D), padding).shape[0]
 
 
 def _course_2d() -> tuple[int, int, int]:
@@ -331,36 +312,6 @@ def _count_table(name: str, expected: int, hint: str, known: dict[int, str]) -> 
         "known": [[key("c", v), text] for v, text in known.items() if v != expected],
         "hint": hint,
     }
-
-
-def _table_ex1_1() -> dict:
-    n, k_len = len(reference.X_1D), len(reference.W_1D)
-    known = {
-        n: "that is the number of inputs; without padding the kernel must fit entirely inside x",
-        n + k_len - 1: "that is the length of a 'full' convolution (numpy.convolve's default); "
-        "nn.Conv1d with padding=0 keeps only the positions where the whole kernel fits",
-    }
-    return _count_table(
-        "n_out_valid",
-        _course_1d_rows(0),
-        "count the positions where the whole kernel fits inside x_1d (padding=0 never reads "
-        "outside the input)",
-        known,
-    )
-
-
-def _table_ex2_1() -> dict:
-    known = {
-        _course_1d_rows(0): "that is the output length without padding; padding=1 adds a zero "
-        "at both ends of x before the kernel slides over it",
-    }
-    return _count_table(
-        "n_out_padded",
-        _course_1d_rows(1),
-        "padding=1 adds one zero at each end of x; count the positions where the kernel fits "
-        "in that longer input",
-        known,
-    )
 
 
 def _table_ex5_1a() -> dict:
@@ -469,6 +420,115 @@ def _case_counts(case: Any) -> dict:
     }
 
 
+def conv_length(n: int, k: int, padding: int | None) -> int:
+    """The output length torch's own convolution gives (not a formula of ours)."""
+    x = torch.zeros(1, 1, n, dtype=torch.float64)
+    w = torch.zeros(1, 1, k, dtype=torch.float64)
+    return torch.nn.functional.conv1d(x, w, padding=padding or 0).shape[-1]
+
+
+_LENGTH_HINTS = {
+    "ex1_1_test": "count the positions where a window of K entries fits entirely inside N "
+    "entries (padding=0 never reads outside the input)",
+    "ex2_1_test": "P zeros go at each end, so the window slides over N + 2P entries; count the "
+    "positions where K of them fit",
+}
+
+
+def _case_length(case: Any) -> dict:
+    """The right output length of ``case`` and the usual wrong formulas, each with its why."""
+    n, k, p = case.n, case.k, case.padding
+    expected = conv_length(n, k, p)
+    if p is None:
+        known = [
+            (
+                n - k,
+                "that is N - K, one short: the window's first position counts too (it can "
+                "start at 0, 1, ..., N - K)",
+            ),
+            (n - k + 2, "that is N - K + 2, one too many: the last window starts at N - K"),
+            (
+                n,
+                "that is the number of inputs; without padding the kernel must fit entirely "
+                "inside x",
+            ),
+            (
+                n + k - 1,
+                "that is the length of a 'full' convolution (numpy.convolve's default); "
+                "nn.Conv1d with padding=0 keeps only the positions where the whole kernel fits",
+            ),
+        ]
+    else:
+        known = [
+            (
+                n - k + 1,
+                "that is the length without padding: P zeros at each end give the window "
+                "2P more positions",
+            ),
+            (
+                n - k + p + 1,
+                "that counts the padding once; P zeros go at *each* end of x, so the "
+                "window slides over N + 2P entries",
+            ),
+            (
+                n - k + 2 * p,
+                "that is one short: on N + 2P entries the window starts at 0, 1, ..., N + 2P - K",
+            ),
+            (n - k + 2 * p + 2, "that is one too many: the last window starts at N + 2P - K"),
+            (n + 2 * p, "that is the length of the padded input, not the number of windows in it"),
+            (n - k + 3, "that is the length for padding 1: use the P the function is given"),
+            (n, "that is the input's length: padding keeps it only when 2P = K - 1"),
+        ]
+    # Every formula on every case, even where two agree: the judge names the one formula that
+    # explains all the answers, which a single case cannot tell.
+    listed = [[key("c", value), text] for value, text in known if value != expected]
+    return {
+        "args": [n, k, p],
+        "call": case.call(),
+        "right": key("c", expected),
+        "known": listed,
+    }
+
+
+#: The sizes the kernel builders are for: Part 2's padded 1D convolution, Part 4's 2D one.
+PADDED_N, PADDED_P = len(reference.X_1D), 1
+BLOCK_H, BLOCK_W = len(reference.IMG_2D), len(reference.IMG_2D[0])
+
+_OTHER_KERNEL = (
+    "it returns the matrix of the notebook's kernel, not of the kernel it is given: build it "
+    "from the entries of its argument"
+)
+
+
+def _with_course_variant(matrix: dict, course: list[list[float]]) -> dict:
+    course_key = key("m", course)
+    if course_key != matrix["right"] and all(k != course_key for k, _ in matrix["variants"]):
+        matrix["variants"].insert(0, [course_key, _OTHER_KERNEL])
+    return matrix
+
+
+def _case_padded_matrix(case: Any) -> dict:
+    w = [float(v) for v in case.kernel]
+    matrix = matrix_table_1d(w, PADDED_N, PADDED_P, with_counts=True)
+    course = _matrix_list(reference.toeplitz_1d(reference.W_1D, PADDED_N, PADDED_P))
+    return {
+        "args": [w],
+        "call": case.call(),
+        "matrix": _with_course_variant(matrix, course),
+    }
+
+
+def _case_block_matrix(case: Any) -> dict:
+    k = [[float(v) for v in row] for row in case.kernel]
+    matrix = matrix_table_2d(k, BLOCK_H, BLOCK_W, with_counts=True)
+    course = _matrix_list(reference.block_toeplitz_2d(reference.KERNEL_2D, BLOCK_H, BLOCK_W))
+    return {
+        "args": [k],
+        "call": case.call(),
+        "matrix": _with_course_variant(matrix, course),
+    }
+
+
 def _reference_conv(case: CaseGap):
     w = torch.tensor(case.kernel, dtype=torch.float64).view(1, 1, -1)
     return lambda v: torch.nn.functional.conv1d(v, w, padding=case.padding)
@@ -500,6 +560,10 @@ def _case_gap(case: CaseGap) -> dict:
 
 #: The function exercises: the judge's kind and how one case's table is built.
 _FUNCTIONS = {
+    "ex1_1_test": ("length", _case_length),
+    "ex2_1_test": ("length", _case_length),
+    "ex2_2_test": ("kernel_1d", _case_padded_matrix),
+    "ex4_1_test": ("kernel_2d", _case_block_matrix),
     "ex1_3_test": ("toeplitz_1d", _case_1d),
     "ex3_1_test": ("gap", _case_gap),
     "ex4_2_test": ("toeplitz_2d", _case_2d),
@@ -507,13 +571,9 @@ _FUNCTIONS = {
 }
 
 _VALUES = {
-    "ex1_1_test": _table_ex1_1,
     "ex1_2_test": _table_ex1_2,
-    "ex2_1_test": _table_ex2_1,
-    "ex2_2_test": _table_ex2_2,
     "ex3_2_test": lambda: _shifts_table("equivariant_shifts_valid", 0),
     "ex3_3_test": lambda: _shifts_table("equivariant_shifts_padded", 1),
-    "ex4_1_test": _table_ex4_1,
     "ex5_1a_test": _table_ex5_1a,
     "ex5_1b_test": _table_ex5_1b,
     "ex5_1c_test": _table_ex5_1c,
@@ -532,7 +592,10 @@ def table(grade_id: str, cases: Sequence[Any] | None = None) -> dict:
         return _VALUES[grade_id]()
     kind, build_case = _FUNCTIONS[grade_id]
     cases = CASES[grade_id] if cases is None else cases
-    return {"kind": kind, "name": _name(grade_id), "cases": [build_case(c) for c in cases]}
+    out = {"kind": kind, "name": _name(grade_id), "cases": [build_case(c) for c in cases]}
+    if kind == "length":
+        out["hint"] = _LENGTH_HINTS[grade_id]
+    return out
 
 
 @functools.cache

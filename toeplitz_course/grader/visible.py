@@ -32,6 +32,10 @@ INLINED = ("data", "probe", "selfcheck")
 #: example, then a few that catch the usual mistakes (other kernel lengths, padding as wide as
 #: the kernel, unequal kernel sides). ``VISIBLE_CASES`` adds one case of every other kind.
 CHOSEN_CASES = {
+    "ex1_1_test": (0, 1, 3),
+    "ex2_1_test": (0, 1, 2),
+    "ex2_2_test": (0, 1, 2),
+    "ex4_1_test": (0, 1),
     "ex1_3_test": (0, 1, 14, 16, 5),
     "ex3_1_test": (0, 1, 2, 3, 4),
     "ex4_2_test": (0, 8, 4),
@@ -61,6 +65,22 @@ def kinds(case) -> set[str]:
             )
             if present
         }
+    if isinstance(case, hidden_cases.CaseLength):
+        p = case.padding or 0
+        return {
+            name
+            for name, present in (
+                ("a one-weight kernel", case.k == 1),
+                ("a kernel as long as the input", case.k == case.n),
+                ("a kernel of even length", case.k % 2 == 0),
+                ("padding 0", case.padding == 0),
+                ("padding of at least the kernel's length", p >= case.k),
+                ("a kernel longer than the input", case.k > case.n),
+            )
+            if present
+        }
+    if isinstance(case, hidden_cases.CaseKernel):
+        return set()  # every case is the same kind: another kernel of the same size
     if isinstance(case, hidden_cases.CaseGap):
         return {
             name
@@ -124,6 +144,10 @@ def _visible_cases(test_id: str) -> tuple[int, ...]:
 VISIBLE_CASES = {test_id: _visible_cases(test_id) for test_id in CHOSEN_CASES}
 
 _MORE = {
+    "ex1_1_test": "other N and K of the same kinds",
+    "ex2_1_test": "other N, K and P of the same kinds",
+    "ex2_2_test": "other kernels of 3 weights",
+    "ex4_1_test": "other 3x3 kernels",
     "ex1_3_test": "other kernels, lengths and paddings of the same kinds",
     "ex3_1_test": "other kernels, inputs, paddings and shifts of the same kinds",
     "ex4_2_test": "other kernels and image sizes of the same kinds",

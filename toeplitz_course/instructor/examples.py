@@ -102,14 +102,37 @@ def _linear(name: str, out_f: int, in_f: int, matrix: torch.Tensor) -> str:
     )
 
 
-def _column_major_2d() -> torch.Tensor:
-    t = _conv2d_matrix(KERNEL_2D, 4, 5)  # rows: outputs row-major; cols: inputs row-major
-    perm = [r * 5 + c for c in range(5) for r in range(4)]  # column-major input order
-    return t[:, perm]
+def _builder_1d(rule: str, result: str = "T") -> str:
+    """A ``padded_matrix`` that puts w[r] at column ``rule`` of row i (when inside 0..9)."""
+    return (
+        "def padded_matrix(w):\n"
+        "    T = torch.zeros(10, 10)\n"
+        "    for i in range(10):\n"
+        "        for r in range(3):\n"
+        f"            j = {rule}\n"
+        "            if 0 <= j < 10:\n"
+        "                T[i, j] = w[r]\n"
+        f"    return {result}\n"
+    )
+
+
+def _builder_2d(column: str, kernel: str = "kernel", result: str = "T") -> str:
+    """A ``block_matrix`` that puts kernel[a, b] of output (i, j) at column ``column``."""
+    return (
+        "def block_matrix(kernel):\n"
+        f"    k = {kernel}\n"
+        "    T = torch.zeros(6, 20)\n"
+        "    for i in range(2):\n"
+        "        for j in range(3):\n"
+        "            for a in range(3):\n"
+        "                for b in range(3):\n"
+        f"                    T[3 * i + j, {column}] = k[a, b]\n"
+        f"    return {result}\n"
+    )
 
 
 MISTAKES: dict[str, str] = {
-    "ex1_1": "n_out_valid = 10 - 3\n",
+    "ex1_1": "def n_out_valid(N, K):\n    return N - K\n",
     "ex1_2": _linear("linear_layer", 8, 10, _conv1d_matrix(W_1D[::-1], 10, 0)),
     "ex1_3": (
         "def toeplitz_1d(w, n, padding=0):\n"
@@ -119,8 +142,8 @@ MISTAKES: dict[str, str] = {
         "        T[i, i:i + k] = w\n"
         "    return T\n"
     ),
-    "ex2_2": _linear("linear_layer_pad", 10, 10, torch.roll(_conv1d_matrix(W_1D, 10, 1), 1, 1)),
-    "ex4_1": _linear("fc2d", 6, 20, _column_major_2d()),
+    "ex2_2": _builder_1d("(i + r - 1) % 10"),  # circular padding: the corners wrap around
+    "ex4_1": _builder_2d("4 * (j + b) + (i + a)"),  # column-major flattening of the input
     "ex5_1b": "n_nonzero_toeplitz = 9 * 20\n",
     "ex5_2": (
         "def param_counts(H, W, R, S):\n"
@@ -474,12 +497,15 @@ def _nb_subset(nbs: Notebooks, names: list[str]) -> dict[str, str]:
 def form_cases(root: Path) -> list[Case]:
     t1 = _conv1d_matrix(W_1D, 10, 0)
     t1p = _conv1d_matrix(W_1D, 10, 1)
-    t2 = _conv2d_matrix(KERNEL_2D, 4, 5)
     nb1, nb2, nb3, nb4, nb5 = NOTEBOOKS
     cases = []
 
     nbs = correct(root)
-    answer(nbs, "ex1_1", "import numpy as np\nn_out_valid = np.int64(8)\n")
+    answer(
+        nbs,
+        "ex1_1",
+        "import numpy as np\n\n\ndef n_out_valid(N, K):\n    return np.int64(N) - K + 1\n",
+    )
     answer(
         nbs,
         "ex1_2",
@@ -527,25 +553,19 @@ def form_cases(root: Path) -> list[Case]:
     )
     answer(
         nbs,
-        "ex2_2",
-        "linear_layer_pad = nn.Linear(10, 10, bias=False)\n"
-        "w = [1., 1., -2.]\n"
-        "with torch.no_grad():\n"
-        "    linear_layer_pad.weight[...] = 0\n"
-        "    for i in range(10):\n"
-        "        for r in range(3):\n"
-        "            if 0 <= i + r - 1 < 10:\n"
-        "                linear_layer_pad.weight[i, i + r - 1] = w[r]\n",
+        "ex2_2",  # a list of rows of Python floats
+        "def padded_matrix(w):\n"
+        "    w = [float(v) for v in w]\n"
+        "    return [[w[j - i + 1] if 0 <= j - i + 1 < 3 else 0.0 for j in range(10)]\n"
+        "            for i in range(10)]\n",
     )
     answer(nbs, "ex3_2", "import numpy as np\nequivariant_shifts_valid = np.arange(0, 6)\n")
     answer(nbs, "ex3_3", "equivariant_shifts_padded = range(-2, 2)\n")
     answer(
         nbs,
-        "ex4_1",
-        "import numpy as np\n"
-        "fc2d = nn.Linear(20, 6, bias=False)\n"
-        f"T = np.array({_literal(t2)}, dtype=np.float32)\n"
-        "fc2d.weight.data = torch.from_numpy(T)\n",
+        "ex4_1",  # a float32 numpy array, from the kernel as numpy
+        "import numpy as np\n\n\n"
+        + _builder_2d("5 * (i + a) + (j + b)", "kernel.numpy()", "T.numpy()"),
     )
     cases.append(
         Case("f02_right_forms", _nb_subset(nbs, [nb1, nb2, nb3, nb4]), missing_notebooks={nb5})
@@ -553,11 +573,10 @@ def form_cases(root: Path) -> list[Case]:
 
     nbs = correct(root)
     answer(nbs, "ex1_2", _linear("linear_layer", 8, 10, torch.roll(t1, 1, 1)))
-    answer(nbs, "ex2_2", _linear("linear_layer_pad", 10, 10, t1p.T.contiguous()))
+    answer(nbs, "ex2_2", _builder_1d("i + r - 1", "T.T"))
     answer(nbs, "ex3_2", "equivariant_shifts_valid = {-1, 0, 1, 2, 3, 4, 5}\n")
     answer(nbs, "ex3_3", "equivariant_shifts_padded = {-1, 0, 1}\n")
-    flipped = [row[::-1] for row in KERNEL_2D[::-1]]
-    answer(nbs, "ex4_1", _linear("fc2d", 6, 20, _conv2d_matrix(flipped, 4, 5)))
+    answer(nbs, "ex4_1", _builder_2d("5 * (i + a) + (j + b)", "kernel.flip(0, 1)"))
     cases.append(
         Case(
             "f03_wrong_forms",
@@ -569,10 +588,9 @@ def form_cases(root: Path) -> list[Case]:
 
     nbs = correct(root)
     answer(nbs, "ex1_2", _linear("linear_layer", 9, 10, torch.cat([t1, t1[-1:]])))
-    on_x_only = t1p.clone()
-    on_x_only[:, 0] = 5.0  # x_1d is zero in columns 0, 1 and 9: x_1d cannot see this column
-    answer(nbs, "ex2_2", _linear("linear_layer_pad", 10, 10, on_x_only))
-    answer(nbs, "ex4_1", _linear("fc2d", 6, 20, _column_major_2d()))
+    # Right for the notebook's kernel only: the matrix typed out, whatever w is.
+    answer(nbs, "ex2_2", f"def padded_matrix(w):\n    return torch.tensor({_literal(t1p)})\n")
+    answer(nbs, "ex4_1", _builder_2d("4 * (j + b) + (i + a)"))
     cases.append(
         Case(
             "f04_wrong_forms",

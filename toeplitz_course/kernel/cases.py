@@ -20,6 +20,8 @@ from .data import (  # noqa: F401 - the course data, re-exported for the grader
     Case2D,
     CaseCounts,
     CaseGap,
+    CaseKernel,
+    CaseLength,
     _fmt,
     _fmt_list,
 )
@@ -97,6 +99,57 @@ def _cases_counts() -> tuple[CaseCounts, ...]:
     return tuple(cases)
 
 
+def _cases_length(padded: bool) -> tuple[CaseLength, ...]:
+    """Output lengths to compute from (N, K[, P]): the course's first, then every kind a formula
+    can get wrong (a one-weight kernel, a kernel as long as the input, an even kernel, padding
+    0, padding wider than the kernel, a kernel longer than the unpadded input)."""
+    rng = random.Random(1101 if padded else 1001)
+    n_course, k_course = len(X_1D), len(W_1D)
+    if not padded:
+        cases = [CaseLength(n_course, k_course, None), CaseLength(7, 1, None)]
+        cases += [CaseLength(6, 6, None), CaseLength(13, 4, None)]
+        for _ in range(12):
+            n = rng.randint(2, 40)
+            cases.append(CaseLength(n, rng.randint(1, n), None))
+        return tuple(cases)
+    cases = [CaseLength(n_course, k_course, 1), CaseLength(9, 4, 0), CaseLength(5, 2, 3)]
+    cases += [CaseLength(4, 7, 2), CaseLength(12, 5, 2), CaseLength(8, 1, 1)]
+    for _ in range(12):
+        n, p = rng.randint(1, 30), rng.randint(0, 4)
+        cases.append(CaseLength(n, rng.randint(1, n + 2 * p), p))
+    return tuple(cases)
+
+
+def _distinct(rng: random.Random, count: int) -> list[float]:
+    """``count`` different kernel values: with equal ones a flipped kernel or a wrong corner could
+    look right."""
+    return rng.sample(_QUARTERS, count)
+
+
+def _cases_kernel_1d() -> tuple[CaseKernel, ...]:
+    rng = random.Random(2201)
+    cases = [CaseKernel("padded_matrix", tuple(float(v) for v in W_1D))]
+    for _ in range(7):
+        cases.append(CaseKernel("padded_matrix", tuple(_distinct(rng, len(W_1D)))))
+    return tuple(cases)
+
+
+def _cases_kernel_2d() -> tuple[CaseKernel, ...]:
+    rng = random.Random(4101)
+    course = tuple(tuple(float(v) for v in row) for row in KERNEL_2D)
+    cases = [CaseKernel("block_matrix", course)]
+    for _ in range(5):
+        values = _distinct(rng, 9)
+        cases.append(
+            CaseKernel("block_matrix", tuple(tuple(values[3 * r : 3 * r + 3]) for r in range(3)))
+        )
+    return tuple(cases)
+
+
+CASES_LENGTH_VALID = _cases_length(padded=False)
+CASES_LENGTH_PADDED = _cases_length(padded=True)
+CASES_KERNEL_1D = _cases_kernel_1d()
+CASES_KERNEL_2D = _cases_kernel_2d()
 CASES_1D = _cases_1d()
 CASES_GAP = _cases_gap()
 CASES_2D = _cases_2d()
@@ -104,6 +157,10 @@ CASES_COUNTS = _cases_counts()
 
 #: The cases of each function exercise, by test grade_id.
 CASES: dict[str, tuple[Any, ...]] = {
+    "ex1_1_test": CASES_LENGTH_VALID,
+    "ex2_1_test": CASES_LENGTH_PADDED,
+    "ex2_2_test": CASES_KERNEL_1D,
+    "ex4_1_test": CASES_KERNEL_2D,
     "ex1_3_test": CASES_1D,
     "ex3_1_test": CASES_GAP,
     "ex4_2_test": CASES_2D,

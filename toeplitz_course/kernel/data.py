@@ -85,3 +85,26 @@ class CaseCounts:
 
     def call(self) -> str:
         return f"param_counts(H={self.H}, W={self.W}, R={self.R}, S={self.S})"
+
+
+@dataclass(frozen=True)
+class CaseLength:
+    n: int
+    k: int
+    padding: int | None  # None: the unpadded length, called as n_out_valid(N, K)
+
+    def call(self) -> str:
+        if self.padding is None:
+            return f"n_out_valid(N={self.n}, K={self.k})"
+        return f"n_out_padded(N={self.n}, K={self.k}, P={self.padding})"
+
+
+@dataclass(frozen=True)
+class CaseKernel:
+    """A builder called on a kernel alone: the sizes are the exercise's (``name`` says which)."""
+
+    name: str
+    kernel: tuple[Any, ...]  # floats (1D) or rows of floats (2D)
+
+    def call(self) -> str:
+        return f"{self.name}({_fmt_list(self.kernel)})"

@@ -18,12 +18,18 @@ Payloads (JSON; a non-finite float is written as the string ``"nan"``, ``"inf"``
   ``cases.CASES[grade_id]``; a notebook's self-check passes its few visible ones); a result
   is ``{"raised": type name, "message": str}`` or the returned value probed as above (a matrix, a
   ``{"value": ...}`` number, or ``{"counts": [...]}`` for ``param_counts``)
+
+A builder called on a kernel alone (``padded_matrix``, ``block_matrix``) runs with the
+convolution switched off (:func:`without_convolution`): the exercise is to build the matrix from
+the kernel's entries, not to read it off the convolution.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -355,6 +361,59 @@ def _probe_counts_result(value: Any) -> dict:
         return {"error": f"returned something unreadable ({_describe_exception(e)})"}
 
 
+#: What a builder may not call: torch's and numpy's convolutions. Looked up at call time by
+#: nn.Conv1d/Conv2d too, so the notebook's layers are off with them.
+CONVOLUTIONS = (
+    ("torch.nn.functional", ("conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d")),
+    ("torch", ("conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d")),
+    ("numpy", ("convolve", "correlate")),
+)
+
+
+@contextlib.contextmanager
+def without_convolution(name: str):
+    """While in the block, every function in :data:`CONVOLUTIONS` raises, naming ``name``."""
+
+    def switched_off(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(
+            f"the convolution is switched off while {name} runs: build the matrix from the "
+            "kernel's entries by the index rule (running a convolution on unit vectors is "
+            "Part 5's trick, not this exercise)"
+        )
+
+    saved = []
+    try:
+        for module_name, names in CONVOLUTIONS:
+            module = sys.modules.get(module_name)
+            for attr in names if module is not None else ():
+                if hasattr(module, attr):
+                    saved.append((module, attr, getattr(module, attr)))
+                    setattr(module, attr, switched_off)
+        yield
+    finally:
+        for module, attr, value in reversed(saved):
+            setattr(module, attr, value)
+
+
+def _calls_kernel(fn: Callable, cases: Sequence[Any]) -> list[dict]:
+    results = []
+    for case in cases:
+        kernel = torch.tensor(case.kernel, dtype=torch.float32)
+        with without_convolution(case.name):
+            ok, value = _call(fn, kernel)
+        results.append(_probe_matrix(value) if ok else value)
+    return results
+
+
+def _calls_length(fn: Callable, cases: Sequence[Any]) -> list[dict]:
+    results = []
+    for case in cases:
+        args = (case.n, case.k) if case.padding is None else (case.n, case.k, case.padding)
+        ok, value = _call(fn, *args)
+        results.append(_probe_number_result(value) if ok else value)
+    return results
+
+
 def _calls_1d(fn: Callable, cases: Sequence[Any]) -> list[dict]:
     results = []
     for case in cases:
@@ -425,15 +484,15 @@ def _function_probe(calls: Callable[..., list[dict]]) -> _FunctionProbe:
 
 
 _PROBES: dict[str, Callable[[Any], dict]] = {
-    "ex1_1_test": _probe_count,
+    "ex1_1_test": _function_probe(_calls_length),
     "ex1_2_test": _probe_matrix,
     "ex1_3_test": _function_probe(_calls_1d),
-    "ex2_1_test": _probe_count,
-    "ex2_2_test": _probe_matrix,
+    "ex2_1_test": _function_probe(_calls_length),
+    "ex2_2_test": _function_probe(_calls_kernel),
     "ex3_1_test": _function_probe(_calls_gap),
     "ex3_2_test": _probe_shifts,
     "ex3_3_test": _probe_shifts,
-    "ex4_1_test": _probe_matrix,
+    "ex4_1_test": _function_probe(_calls_kernel),
     "ex4_2_test": _function_probe(_calls_2d),
     "ex5_1a_test": _probe_count,
     "ex5_1b_test": _probe_count,

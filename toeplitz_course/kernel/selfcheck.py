@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import probe
-from .data import Case1D, Case2D, CaseCounts, CaseGap, _fmt
+from .data import Case1D, Case2D, CaseCounts, CaseGap, CaseKernel, CaseLength, _fmt
 from .probe import _fmt_shape, _short_repr, _text
 
 ATOL = 1e-5
@@ -381,6 +381,53 @@ def judge_toeplitz(table: dict, payload: Any) -> None:
             raise CheckFailure(join(call, problem))
 
 
+def judge_length(table: dict, payload: Any) -> None:
+    """Table: ``cases`` [{"args": [N, K, P or null], "call", "right": key("c", length),
+    "known": [[key("c", v), why], ...]}, ...]; ``hint`` (``n_out_valid``, ``n_out_padded``)."""
+    cases = table["cases"]
+    results = read_results(payload, table["name"], len(cases))
+    got_values = []
+    for case, result in zip(cases, results, strict=True):
+        call = case["call"]
+        problem = result_problem(result, call)
+        if problem:
+            raise CheckFailure(problem)
+        v = decode(result["value"])
+        if not math.isfinite(v) or v != int(v):
+            raise CheckFailure(f"{call} returned {_fmt(v)}: a length is a whole number")
+        got_values.append(int(v))
+    wrong = [
+        (case, v) for case, v in zip(cases, got_values, strict=True) if key("c", v) != case["right"]
+    ]
+    if not wrong:
+        return
+    case, v = wrong[0]
+    if len(cases) > 1 and len(set(got_values)) == 1:
+        raise CheckFailure(
+            f"{table['name']} returns {v} whatever its arguments (e.g. {case['call']}): compute "
+            "the length from N, K" + (", P" if case["args"][2] is not None else "")
+        )
+    # The formula that explains every answer (right where it agrees with the right one) is the
+    # mistake; a single case may not tell two formulas apart.
+    matched = [
+        {text for k, text in c["known"] if k == key("c", g)}
+        for c, g in zip(cases, got_values, strict=True)
+    ]
+    explains = [
+        text
+        for text in dict.fromkeys(text for _, text in case["known"])
+        if all(
+            text in m or key("c", g) == c["right"]
+            for m, g, c in zip(matched, got_values, cases, strict=True)
+        )
+    ]
+    first = next((text for k, text in case["known"] if k == key("c", v)), None)
+    why = explains[0] if explains else first
+    if why is None:
+        why = "a length cannot be negative" if v < 0 else table["hint"]
+    raise CheckFailure(f"{case['call']} returned {v}, which is not the output length: {why}")
+
+
 COUNT_NAMES = (
     "first count (entries of the dense matrix: every (output, input) pair)",
     "second count (nonzero entries of the block-Toeplitz matrix: one kernel copy per output)",
@@ -484,6 +531,9 @@ JUDGES = {
     "shifts": judge_shifts,
     "toeplitz_1d": judge_toeplitz,
     "toeplitz_2d": judge_toeplitz,
+    "kernel_1d": judge_toeplitz,
+    "kernel_2d": judge_toeplitz,
+    "length": judge_length,
     "gap": judge_gap,
     "counts": judge_counts,
 }
@@ -510,6 +560,14 @@ def case_objects(table: dict) -> tuple[Any, ...] | None:
         )
     if kind == "counts":
         return tuple(CaseCounts(*c["args"]) for c in cases)
+    if kind == "length":
+        return tuple(CaseLength(*c["args"]) for c in cases)
+    if kind == "kernel_1d":
+        return tuple(CaseKernel(table["name"], tuple(c["args"][0])) for c in cases)
+    if kind == "kernel_2d":
+        return tuple(
+            CaseKernel(table["name"], tuple(tuple(r) for r in c["args"][0])) for c in cases
+        )
     return None
 
 
