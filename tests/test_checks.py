@@ -162,7 +162,7 @@ def counts_tuple(H, W, R, S):
 def test_registry_covers_exactly_the_autograded_tests():
     assert verdicts.EXERCISES_CHECKED == {e.test_id for e in contract.AUTOGRADED}
     functions = {"toeplitz_1d", "equivariance_gap", "block_toeplitz_2d", "param_counts"}
-    functions |= {"n_out_valid", "n_out_padded", "padded_matrix", "block_matrix"}
+    functions |= {"n_out_valid", "n_out_padded", "padded_matrix", "block_matrix", "same_padding"}
     assert set(cases.CASES) == {e.test_id for e in contract.AUTOGRADED if e.name in functions}
 
 
@@ -688,6 +688,45 @@ def test_wrong_length_is_diagnosed(grade_id, answer, diagnosis):
     assert contract.BY_TEST_ID[grade_id].name in message
 
 
+# -- same padding -----------------------------------------------------------------------------
+
+
+def torch_same_padding(K):
+    """The P with which nn.Conv1d keeps 16 inputs 16 outputs, or None: asked of torch."""
+    keeps = [P for P in range(K + 1) if torch_length(16, K, P) == 16]
+    return keeps[0] if keeps else None
+
+
+@pytest.mark.parametrize("form", [int, np.int64, float, torch.tensor])
+def test_same_padding_right_forms_pass(form):
+    run(
+        "ex2_3_test",
+        lambda K: None if torch_same_padding(K) is None else form(torch_same_padding(K)),
+    )
+
+
+def test_the_same_padding_cases_have_odd_and_even_kernels():
+    ks = [c.k for c in cases.CASES["ex2_3_test"]]
+    assert {k % 2 for k in ks} == {0, 1} and 1 in ks
+
+
+WRONG_SAME = [
+    (lambda K: K // 2, "P = 1 gives N + 1 outputs, not N"),
+    (lambda K: (K - 1) // 2, "padding 0 is the unpadded convolution"),
+    (lambda K: (K - 1) / 2, "returned 0.5: padding is a whole number"),
+    (lambda K: None, "same_padding(K=3) returned None: a P exists for this K"),
+    (lambda K: K - 1, "'full' padding"),
+    (lambda K: 1, "same_padding(K=1) returned 1: that pads K zeros"),
+    (lambda K: "1", "not a number"),
+    (lambda K: [None], "not a number"),
+]
+
+
+@pytest.mark.parametrize(("answer", "diagnosis"), WRONG_SAME, ids=range(len(WRONG_SAME)))
+def test_wrong_same_padding_is_diagnosed(answer, diagnosis):
+    assert diagnosis in failure("ex2_3_test", answer)
+
+
 # -- toeplitz_1d ------------------------------------------------------------------------------
 
 
@@ -1182,6 +1221,7 @@ def _right_answers():
         "ex1_3_test": lambda w, n, padding=0: reference.toeplitz_1d(w, n, padding),
         "ex2_1_test": lambda N, K, P: N + 2 * P - K + 1,
         "ex2_2_test": lambda w: reference.toeplitz_1d(w, 10, 1),
+        "ex2_3_test": lambda K: (K - 1) // 2 if K % 2 else None,
         "ex3_1_test": gap_item,
         "ex3_2_test": expected_shifts(0),
         "ex3_3_test": expected_shifts(1),

@@ -82,6 +82,7 @@ def _right_forms():
     for grade_id, length in sorted(tc.LENGTHS.items()):
         for form in (int, np.int64, float, torch.tensor):
             yield grade_id, form.__name__, lambda f=form, n=length: lambda *a: f(n(*a))
+    yield "ex2_3_test", "int_or_none", lambda: tc.torch_same_padding
     for grade_id, padding in sorted(tc.SHIFT_IDS.items()):
         for form in tc._set_forms(tc.expected_shifts(padding)):
             # Built afresh for each use: a generator form is used up by one check.
@@ -103,6 +104,8 @@ def _wrong_forms():
         yield grade_id, f"matrix{i}", (lambda a=answer: a), diagnosis
     for i, (grade_id, answer, diagnosis) in enumerate(tc.WRONG_LENGTHS):
         yield grade_id, f"length{i}", (lambda a=answer: a), diagnosis
+    for i, (answer, diagnosis) in enumerate(tc.WRONG_SAME):
+        yield "ex2_3_test", f"same{i}", (lambda a=answer: a), diagnosis
     for i, (grade_id, answer, diagnosis) in enumerate(tc.WRONG_SETS):
         yield grade_id, f"set{i}", (lambda a=answer: a), diagnosis
     for i, (grade_id, answer, diagnosis) in enumerate(tc.WRONG_COUNTS):
@@ -422,6 +425,9 @@ def test_every_kind_of_input_the_grader_tries_is_shown():
         tried = set().union(*(visible.kinds(c) for c in every))
         shown = set().union(*(visible.kinds(every[i]) for i in picks))
         assert tried == shown, grade_id
+        if isinstance(every[0], hidden_cases.CaseSame):
+            assert len(tried) == 3  # one weight, odd, even
+            continue
         if isinstance(every[0], hidden_cases.CaseKernel):
             assert tried == set()  # one kind: another kernel of the same size
             continue

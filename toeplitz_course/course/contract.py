@@ -37,6 +37,7 @@ EXERCISES = (
     Exercise("ex1_3_test", "ex1_3", _NB1, "toeplitz_1d", 2),
     Exercise("ex2_1_test", "ex2_1", _NB2, "n_out_padded", 1),
     Exercise("ex2_2_test", "ex2_2", _NB2, "padded_matrix", 1),
+    Exercise("ex2_3_test", "ex2_3", _NB2, "same_padding", 1),
     Exercise("ex3_1_test", "ex3_1", _NB3, "equivariance_gap", 1),
     Exercise("ex3_2_test", "ex3_2", _NB3, "equivariant_shifts_valid", 1),
     Exercise("ex3_3_test", "ex3_3", _NB3, "equivariant_shifts_padded", 1),

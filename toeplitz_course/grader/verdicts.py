@@ -490,6 +490,43 @@ def _case_length(case: Any) -> dict:
     }
 
 
+def _case_same(case: Any) -> dict:
+    """The padding that keeps N inputs N outputs for a kernel of K (by torch), or "none".
+
+    It does not depend on N; N is longer than every case's kernel, so torch takes every P."""
+    n, k = 16, case.k
+    keeps = [p for p in range(k + 1) if conv_length(n, k, p) == n]
+    expected: Any = keeps[0] if keeps else "none"
+    half = k // 2
+    known: list[tuple[Any, str]] = [
+        (
+            "none",
+            "a P exists for this K: with P zeros at each end the output has N + 2P - K + 1 "
+            "entries; solve N + 2P - K + 1 = N for P",
+        ),
+        (
+            half,
+            f"with K = {k}, P = {half} gives N + {2 * half - k + 1} outputs, not N: the output "
+            "keeps N entries only when 2P = K - 1",
+        ),
+        (
+            k - 1,
+            "that pads K - 1 zeros at each end: the output grows by K - 1 (that is 'full' "
+            "padding); the output keeps N entries when 2P = K - 1",
+        ),
+        (k, "that pads K zeros at each end: the output gets longer than the input"),
+        (0, "padding 0 is the unpadded convolution: it shortens the output by K - 1"),
+        (half + 1, "that pads too much: the output gets longer than the input"),
+    ]
+    listed = []
+    seen = {key("p", expected)}
+    for value, text in known:
+        if key("p", value) not in seen:
+            seen.add(key("p", value))
+            listed.append([key("p", value), text])
+    return {"args": [k], "call": case.call(), "right": key("p", expected), "known": listed}
+
+
 #: The sizes the kernel builders are for: Part 2's padded 1D convolution, Part 4's 2D one.
 PADDED_N, PADDED_P = len(reference.X_1D), 1
 BLOCK_H, BLOCK_W = len(reference.IMG_2D), len(reference.IMG_2D[0])
@@ -563,6 +600,7 @@ _FUNCTIONS = {
     "ex1_1_test": ("length", _case_length),
     "ex2_1_test": ("length", _case_length),
     "ex2_2_test": ("kernel_1d", _case_padded_matrix),
+    "ex2_3_test": ("same", _case_same),
     "ex4_1_test": ("kernel_2d", _case_block_matrix),
     "ex1_3_test": ("toeplitz_1d", _case_1d),
     "ex3_1_test": ("gap", _case_gap),
@@ -595,6 +633,11 @@ def table(grade_id: str, cases: Sequence[Any] | None = None) -> dict:
     out = {"kind": kind, "name": _name(grade_id), "cases": [build_case(c) for c in cases]}
     if kind == "length":
         out["hint"] = _LENGTH_HINTS[grade_id]
+    if kind == "same":
+        out["hint"] = (
+            "with P zeros at each end the output has N + 2P - K + 1 entries: which whole P makes "
+            "that N? (return None when none does)"
+        )
     return out
 
 

@@ -35,6 +35,7 @@ CHOSEN_CASES = {
     "ex1_1_test": (0, 1, 3),
     "ex2_1_test": (0, 1, 2),
     "ex2_2_test": (0, 1, 2),
+    "ex2_3_test": (0, 1, 2, 3, 4),
     "ex4_1_test": (0, 1),
     "ex1_3_test": (0, 1, 14, 16, 5),
     "ex3_1_test": (0, 1, 2, 3, 4),
@@ -76,6 +77,16 @@ def kinds(case) -> set[str]:
                 ("padding 0", case.padding == 0),
                 ("padding of at least the kernel's length", p >= case.k),
                 ("a kernel longer than the input", case.k > case.n),
+            )
+            if present
+        }
+    if isinstance(case, hidden_cases.CaseSame):
+        return {
+            name
+            for name, present in (
+                ("a one-weight kernel", case.k == 1),
+                ("an odd kernel length", case.k % 2 == 1),
+                ("an even kernel length", case.k % 2 == 0),
             )
             if present
         }
@@ -147,6 +158,7 @@ _MORE = {
     "ex1_1_test": "other N and K of the same kinds",
     "ex2_1_test": "other N, K and P of the same kinds",
     "ex2_2_test": "other kernels of 3 weights",
+    "ex2_3_test": "other kernel lengths, odd and even",
     "ex4_1_test": "other 3x3 kernels",
     "ex1_3_test": "other kernels, lengths and paddings of the same kinds",
     "ex3_1_test": "other kernels, inputs, paddings and shifts of the same kinds",

@@ -143,6 +143,7 @@ MISTAKES: dict[str, str] = {
         "    return T\n"
     ),
     "ex2_2": _builder_1d("(i + r - 1) % 10"),  # circular padding: the corners wrap around
+    "ex2_3": "def same_padding(K):\n    return K // 2  # right for odd K only\n",
     "ex4_1": _builder_2d("4 * (j + b) + (i + a)"),  # column-major flattening of the input
     "ex5_1b": "n_nonzero_toeplitz = 9 * 20\n",
     "ex5_2": (
@@ -559,6 +560,11 @@ def form_cases(root: Path) -> list[Case]:
         "    return [[w[j - i + 1] if 0 <= j - i + 1 < 3 else 0.0 for j in range(10)]\n"
         "            for i in range(10)]\n",
     )
+    answer(
+        nbs,
+        "ex2_3",  # a float with no fractional part, and None
+        "def same_padding(K):\n    return (K - 1) / 2 if K % 2 else None\n",
+    )
     answer(nbs, "ex3_2", "import numpy as np\nequivariant_shifts_valid = np.arange(0, 6)\n")
     answer(nbs, "ex3_3", "equivariant_shifts_padded = range(-2, 2)\n")
     answer(
@@ -574,6 +580,7 @@ def form_cases(root: Path) -> list[Case]:
     nbs = correct(root)
     answer(nbs, "ex1_2", _linear("linear_layer", 8, 10, torch.roll(t1, 1, 1)))
     answer(nbs, "ex2_2", _builder_1d("i + r - 1", "T.T"))
+    answer(nbs, "ex2_3", "def same_padding(K):\n    return (K - 1) / 2\n")  # 1.5 for K = 4
     answer(nbs, "ex3_2", "equivariant_shifts_valid = {-1, 0, 1, 2, 3, 4, 5}\n")
     answer(nbs, "ex3_3", "equivariant_shifts_padded = {-1, 0, 1}\n")
     answer(nbs, "ex4_1", _builder_2d("5 * (i + a) + (j + b)", "kernel.flip(0, 1)"))
@@ -581,7 +588,14 @@ def form_cases(root: Path) -> list[Case]:
         Case(
             "f03_wrong_forms",
             _nb_subset(nbs, [nb1, nb2, nb3, nb4]),
-            wrong={"ex1_2_test", "ex2_2_test", "ex3_2_test", "ex3_3_test", "ex4_1_test"},
+            wrong={
+                "ex1_2_test",
+                "ex2_2_test",
+                "ex2_3_test",
+                "ex3_2_test",
+                "ex3_3_test",
+                "ex4_1_test",
+            },
             missing_notebooks={nb5},
         )
     )

@@ -22,6 +22,7 @@ from .data import (  # noqa: F401 - the course data, re-exported for the grader
     CaseGap,
     CaseKernel,
     CaseLength,
+    CaseSame,
     _fmt,
     _fmt_list,
 )
@@ -146,6 +147,8 @@ def _cases_kernel_2d() -> tuple[CaseKernel, ...]:
     return tuple(cases)
 
 
+#: Kernel lengths for same_padding: the course's first, odd and even ones.
+CASES_SAME = tuple(CaseSame(k) for k in (3, 1, 2, 5, 4, 7, 6, 9, 8, 11, 10, 12))
 CASES_LENGTH_VALID = _cases_length(padded=False)
 CASES_LENGTH_PADDED = _cases_length(padded=True)
 CASES_KERNEL_1D = _cases_kernel_1d()
@@ -160,6 +163,7 @@ CASES: dict[str, tuple[Any, ...]] = {
     "ex1_1_test": CASES_LENGTH_VALID,
     "ex2_1_test": CASES_LENGTH_PADDED,
     "ex2_2_test": CASES_KERNEL_1D,
+    "ex2_3_test": CASES_SAME,
     "ex4_1_test": CASES_KERNEL_2D,
     "ex1_3_test": CASES_1D,
     "ex3_1_test": CASES_GAP,

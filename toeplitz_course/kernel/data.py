@@ -108,3 +108,11 @@ class CaseKernel:
 
     def call(self) -> str:
         return f"{self.name}({_fmt_list(self.kernel)})"
+
+
+@dataclass(frozen=True)
+class CaseSame:
+    k: int
+
+    def call(self) -> str:
+        return f"same_padding(K={self.k})"

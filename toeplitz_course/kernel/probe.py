@@ -17,7 +17,8 @@ Payloads (JSON; a non-finite float is written as the string ``"nan"``, ``"inf"``
 * function: ``{"results": [result, ...]}``, one per case, in order (the grader's cases are
   ``cases.CASES[grade_id]``; a notebook's self-check passes its few visible ones); a result
   is ``{"raised": type name, "message": str}`` or the returned value probed as above (a matrix, a
-  ``{"value": ...}`` number, or ``{"counts": [...]}`` for ``param_counts``)
+  ``{"value": ...}`` number, ``{"counts": [...]}`` for ``param_counts``, ``{"none": true}`` for
+  a ``same_padding`` that returned None)
 
 A builder called on a kernel alone (``padded_matrix``, ``block_matrix``) runs with the
 convolution switched off (:func:`without_convolution`): the exercise is to build the matrix from
@@ -414,6 +415,17 @@ def _calls_length(fn: Callable, cases: Sequence[Any]) -> list[dict]:
     return results
 
 
+def _calls_same(fn: Callable, cases: Sequence[Any]) -> list[dict]:
+    results = []
+    for case in cases:
+        ok, value = _call(fn, case.k)
+        if ok and value is None:
+            results.append({"none": True})  # an answer here: "no padding does it"
+        else:
+            results.append(_probe_number_result(value) if ok else value)
+    return results
+
+
 def _calls_1d(fn: Callable, cases: Sequence[Any]) -> list[dict]:
     results = []
     for case in cases:
@@ -489,6 +501,7 @@ _PROBES: dict[str, Callable[[Any], dict]] = {
     "ex1_3_test": _function_probe(_calls_1d),
     "ex2_1_test": _function_probe(_calls_length),
     "ex2_2_test": _function_probe(_calls_kernel),
+    "ex2_3_test": _function_probe(_calls_same),
     "ex3_1_test": _function_probe(_calls_gap),
     "ex3_2_test": _probe_shifts,
     "ex3_3_test": _probe_shifts,

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import probe
-from .data import Case1D, Case2D, CaseCounts, CaseGap, CaseKernel, CaseLength, _fmt
+from .data import Case1D, Case2D, CaseCounts, CaseGap, CaseKernel, CaseLength, CaseSame, _fmt
 from .probe import _fmt_shape, _short_repr, _text
 
 ATOL = 1e-5
@@ -428,6 +428,33 @@ def judge_length(table: dict, payload: Any) -> None:
     raise CheckFailure(f"{case['call']} returned {v}, which is not the output length: {why}")
 
 
+def judge_same(table: dict, payload: Any) -> None:
+    """Table: ``cases`` [{"args": [K], "call", "right": key("p", P or "none"), "known":
+    [[key("p", P or "none"), why], ...]}, ...]; ``hint`` (``same_padding``)."""
+    cases = table["cases"]
+    results = read_results(payload, table["name"], len(cases))
+    for case, result in zip(cases, results, strict=True):
+        call = case["call"]
+        if result.get("none") is True:
+            got: Any = "none"
+            shown = "None"
+        else:
+            problem = result_problem(result, call)
+            if problem:
+                raise CheckFailure(problem)
+            v = decode(result["value"])
+            if not math.isfinite(v) or v != int(v):
+                raise CheckFailure(
+                    f"{call} returned {_fmt(v)}: padding is a whole number of zeros at each end"
+                )
+            got, shown = int(v), str(int(v))
+        k = key("p", got)
+        if k == case["right"]:
+            continue
+        why = dict((kk, text) for kk, text in case["known"]).get(k, table["hint"])
+        raise CheckFailure(f"{call} returned {shown}: {why}")
+
+
 COUNT_NAMES = (
     "first count (entries of the dense matrix: every (output, input) pair)",
     "second count (nonzero entries of the block-Toeplitz matrix: one kernel copy per output)",
@@ -534,6 +561,7 @@ JUDGES = {
     "kernel_1d": judge_toeplitz,
     "kernel_2d": judge_toeplitz,
     "length": judge_length,
+    "same": judge_same,
     "gap": judge_gap,
     "counts": judge_counts,
 }
@@ -562,6 +590,8 @@ def case_objects(table: dict) -> tuple[Any, ...] | None:
         return tuple(CaseCounts(*c["args"]) for c in cases)
     if kind == "length":
         return tuple(CaseLength(*c["args"]) for c in cases)
+    if kind == "same":
+        return tuple(CaseSame(*c["args"]) for c in cases)
     if kind == "kernel_1d":
         return tuple(CaseKernel(table["name"], tuple(c["args"][0])) for c in cases)
     if kind == "kernel_2d":
