@@ -115,10 +115,10 @@ from nbgrader.plugins import FileNameCollectorPlugin
 from nbgrader.utils import parse_utc
 from traitlets import Bool, Dict, List, TraitError, Unicode, Union, observe, validate
 from traitlets.config import Config
-from traitlets.config.loader import PyFileConfigLoader
 
 from ..course.contract import ASSIGNMENT, NOTEBOOKS
 from ..course.untrusted import for_terminal, is_student_id
+from ..grader.coursedir import Course, CourseProblem
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -1475,17 +1475,13 @@ class _Context:
     exchange_times: dict = field(default_factory=dict)  # raw folder name -> (time, text)
 
 
-def _load_config(root: Path, config: Config | None) -> Config:
-    merged = Config()
-    config_file = root / "nbgrader_config.py"
-    if config_file.is_file():
-        try:
-            merged.merge(PyFileConfigLoader(config_file.name, path=str(root)).load_config())
-        except Exception as exc:  # the file is the instructor's code: any error is a config error
-            raise CollectError(f"{config_file}: cannot load it ({exc})") from exc
-    if config is not None:
-        merged.merge(config)
-    return merged
+def _course(course_root: Course | str | os.PathLike) -> Course:
+    """The course collect places into: handed over, or loaded once (nbgrader's defaults when the
+    folder has no ``nbgrader_config.py``)."""
+    try:
+        return Course.of(course_root)
+    except CourseProblem as exc:  # the file is the instructor's code: any error is a config error
+        raise CollectError(str(exc)) from exc
 
 
 def _why(winner: _Candidate, loser: _Candidate) -> str:
@@ -1540,7 +1536,7 @@ def _inside(path: Path, base: Path) -> bool:
 
 def collect(
     path: str | os.PathLike,
-    course_root: str | os.PathLike = ".",
+    course_root: Course | str | os.PathLike = ".",
     *,
     config: Config | None = None,
     assignment: str = ASSIGNMENT,
@@ -1551,17 +1547,25 @@ def collect(
     ``submitted/``.
 
     ``student``: whose files these are, whatever their names say (a loose Colab download, say);
-    each file is then placed by its name alone. Settings come from
-    ``{course_root}/nbgrader_config.py`` when it exists, with ``config`` merged over them. Raises
+    each file is then placed by its name alone. Settings come from the course (a ``Course``, or
+    ``{course_root}/nbgrader_config.py`` when it exists), with ``config`` merged over them. Raises
     CollectError when the input or the configuration is unusable; problems with single files are
     in the report instead.
 
     ``times``: the LMS's own record of when each student submitted (``read_times``: Moodle's
     grading worksheet CSV, Canvas's submissions JSON); its times beat every other source.
     """
-    root = Path(course_root).resolve()
+    course = _course(course_root)
+    with course.in_use():
+        return _collect(path, course, config, assignment, student, times)
+
+
+def _collect(path, course: Course, config, assignment, student, times) -> CollectReport:
+    root = course.root
     source = Path(path)
-    cfg = _load_config(root, config)
+    cfg = course.config_with()
+    if config is not None:
+        cfg.merge(config)
     if student is not None:
         if safe_student_id(student) != student:
             raise CollectError(f"--student {student!r}: not usable as a student id (a folder name)")
@@ -2030,13 +2034,13 @@ def _write_timestamps(
 # -------------------------------------------------------------------------------- the ledger
 
 
-def ledger_path(course_root: str | os.PathLike, assignment: str = ASSIGNMENT) -> Path:
+def ledger_path(course_root: Course | str | os.PathLike, assignment: str = ASSIGNMENT) -> Path:
+    if isinstance(course_root, Course):
+        return course_root.root / course_root.downloaded / assignment / LEDGER
     root = Path(course_root)
     try:
-        downloaded = _load_config(root.resolve(), None).ZipCollectApp.get(
-            "downloaded_directory", "downloaded"
-        )
-    except CollectError:
+        downloaded = Course.of(root).downloaded
+    except CourseProblem:
         downloaded = "downloaded"
     return root / downloaded / assignment / LEDGER
 
