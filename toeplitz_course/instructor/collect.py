@@ -1606,7 +1606,9 @@ def _collect(path, course: Course, config, assignment, student, times) -> Collec
         if not zipfile.is_zipfile(source):
             raise CollectError(f"{path}: neither a zip file, a folder nor a notebook")
     elif is_notebook:
-        # One notebook, as a browser saves it from Colab or an LMS: placed by its own name.
+        # One notebook, as a browser saves it from Colab or an LMS, or an e-mail's attachment
+        # ("Copy of 01_conv1d_toeplitz.ipynb": Colab's "Save a copy in Drive", downloaded):
+        # placed by its own name. Its file time is when it was saved here, not handed in.
         st = source.stat()
         one = _Entry(
             _text(source.name),
@@ -1615,6 +1617,11 @@ def _collect(path, course: Course, config, assignment, student, times) -> Collec
             st.st_size,
             st.st_mtime,
             lambda: source.open("rb"),
+            time_source="download",
+        )
+        report.notes.append(
+            f"{_text(source.name)}: a lone notebook's file time is when it was saved (a browser "
+            "download, an e-mail's attachment), not when it was handed in: lateness unknown"
         )
         return _run([one], student, plugin, coursedir, root, downloaded, report, ctx)
     try:
@@ -1785,7 +1792,7 @@ def _times(candidates: list[_Candidate], ctx: _Context, report: CollectReport) -
             c.time, c.time_source = f.timestamp, f.time_source or "file-name"
         elif f.system == "canvas":
             c.time, c.time_source = None, "lms-marker"  # _LATE_ or not: Canvas's word
-        elif f.system in DOWNLOAD_TIMED:
+        elif f.system in DOWNLOAD_TIMED or c.entry.time_source == "download":
             c.time, c.time_source = None, "download"
         else:
             c.time, c.time_source = (c.entry.mtime or None), "file"
@@ -1849,6 +1856,7 @@ def _place(entries, student, plugin, coursedir, root, downloaded, report, ctx) -
             )
         else:
             kept.append(c)
+    kept = _drive_duplicates(kept, report)
 
     groups: dict[tuple[str, str], list[_Candidate]] = defaultdict(list)
     for c in kept:
@@ -1935,6 +1943,42 @@ def _place(entries, student, plugin, coursedir, root, downloaded, report, ctx) -
                 winner.lms(),
             )
         )
+
+
+def _drive_duplicates(candidates: list[_Candidate], report: CollectReport) -> list[_Candidate]:
+    """The candidates without Classroom copies whose name Drive had to repeat.
+
+    Classroom's "Make a copy for each student" gives each student one copy, titled "{full name}
+    - {title}" (https://support.google.com/edu/classroom/answer/6020265), and Drive's zip of the
+    folder names the second of two files with one name "name (1).ext" (as its desktop client
+    does: https://github.com/Grive/grive/issues/166). So "Dana Lee - 01.ipynb" beside "Dana Lee -
+    01 (1).ipynb" is two students called Dana Lee (or a student's own upload named like a copy),
+    not a later copy of one: whose is which cannot be told from the names, so neither is placed,
+    and the reason says how to place them. A "(1)" alone (its namesake in another part of a
+    large download) is not placed either: Drive writes one only beside another file of the name.
+    """
+    groups: dict[tuple[str, str], list[_Candidate]] = defaultdict(list)
+    for c in candidates:
+        if c.found.system == "classroom" and not c.found.mapped:
+            groups[(c.found.student, c.found.notebook)].append(c)
+    ambiguous = {key for key, group in groups.items() if any(c.found.revision[1] for c in group)}
+    kept = []
+    for c in candidates:
+        key = (c.found.student, c.found.notebook)
+        if key not in ambiguous or c.found.mapped:
+            kept.append(c)
+            continue
+        report.rejected.append(
+            Rejected(
+                c.entry.source,
+                "Drive adds ' (1)' to a repeated name: two students with one name (the other's "
+                "file here or in another part of the download), whose is which the names cannot "
+                "tell; collect each with --student ID",
+                c.found.student,
+                c.found.lms(),
+            )
+        )
+    return kept
 
 
 # ------------------------------------------------------------------------ submission times
