@@ -222,6 +222,30 @@ def brightspace(path: Path, students: list[Student]) -> Path:
     return _zip(path, members)
 
 
+def brightspace_grades_export(students: list[Student], item: str = "Toeplitz") -> str:
+    """Brightspace's Grades > Export (CSV; D2L help "Export grades", community.d2l.com): the
+    user columns chosen ("OrgDefinedId", "Username", "Last Name", "First Name", "Email", ids
+    written with a leading "#"), the item's points column, "End-of-Line Indicator"."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "OrgDefinedId",
+            "Username",
+            "Last Name",
+            "First Name",
+            "Email",
+            f"{item} Points Grade <Numeric MaxPoints:17>",
+            "End-of-Line Indicator",
+        ]
+    )
+    for s in students:
+        writer.writerow(
+            [f"#{100000 + s.user_id}", f"#{s.username}", s.last, s.first, s.email, "", "#"]
+        )
+    return out.getvalue()
+
+
 def classroom(
     path: Path, students: list[Student], folder: str = "toeplitz_homework", parts: int = 1
 ) -> list[Path]:

@@ -463,7 +463,13 @@ def read_times(path: str | os.PathLike, tz: dt.tzinfo | None = None) -> list[Lms
       ``submitted_at`` in ISO 8601 UTC, ``late`` and, under anonymous grading,
       ``anonymous_id``).
 
-    Raises CollectError naming the file when it is neither.
+    * Brightspace's grades export (Grades > Export, CSV with "OrgDefinedId" and/or "Username",
+      "Last Name", "First Name", "Email"; D2L writes the ids with a leading "#", dropped here):
+      no times, but the ids Brightspace's grade import matches on, which its submission
+      download does not carry (its folders name the student "Last, First" only), matched to
+      the download by that name.
+
+    Raises CollectError naming the file when it is none of these.
     """
     path = Path(path)
     try:
@@ -474,10 +480,14 @@ def read_times(path: str | os.PathLike, tz: dt.tzinfo | None = None) -> list[Lms
     if text.lstrip().startswith(("[", "{")):
         return _canvas_times(path, text)
     rows = list(csv.DictReader(io.StringIO(text)))
+    if rows and {"Last Name", "First Name"} <= set(rows[0]):
+        if {"OrgDefinedId", "Username"} & set(rows[0]):
+            return _brightspace_roster(rows)
     if not rows or not {"Identifier", "Last modified (submission)"} <= set(rows[0]):
         raise CollectError(
             f"--times {path}: neither Moodle's grading worksheet (columns Identifier, "
-            "Last modified (submission)) nor Canvas's submissions JSON"
+            "Last modified (submission)), Brightspace's grades export (OrgDefinedId, Last Name, "
+            "First Name) nor Canvas's submissions JSON"
         )
     records = []
     for row in rows:
@@ -500,6 +510,28 @@ def read_times(path: str | os.PathLike, tz: dt.tzinfo | None = None) -> list[Lms
                 plain_name(row.get("Email address")),
             )
         )
+    return records
+
+
+def brightspace_name_key(name: str | None) -> str | None:
+    """How a Brightspace download's "Last, First" and its grades export's names are matched."""
+    name = plain_name(name)
+    return "name:" + " ".join(name.casefold().split()) if name else None
+
+
+def _brightspace_roster(rows: list[dict]) -> list[LmsRecord]:
+    records = []
+    for row in rows:
+        ids = [(row.get(k) or "").strip().lstrip("#").strip() for k in ("OrgDefinedId", "Username")]
+        user_id = next((i for i in ids if i), "")
+        last, first = (row.get("Last Name") or "").strip(), (row.get("First Name") or "").strip()
+        if user_id and (last or first):
+            name = f"{last}, {first}" if last and first else last or first
+            records.append(
+                LmsRecord(
+                    "brightspace", user_id, None, plain_name(name), plain_name(row.get("Email"))
+                )
+            )
     return records
 
 
@@ -1462,6 +1494,7 @@ class _Candidate:
         if self.record is not None:
             lms["name"] = lms["name"] or self.record.name
             lms["email"] = self.record.email
+            lms["user_id"] = lms["user_id"] or self.record.user_id
         return lms
 
 
@@ -1587,6 +1620,10 @@ def _collect(path, course: Course, config, assignment, student, times) -> Collec
     if times is not None:
         for record in read_times(times, plugin.zip_timezone()):
             ctx.records[(record.system, record.user_id)] = record
+            if record.system == "brightspace" and (name := brightspace_name_key(record.name)):
+                # Two students of one name: the download cannot say which is which.
+                taken = (record.system, name) in ctx.records
+                ctx.records[(record.system, name)] = None if taken else record
     try:
         ctx.prior = read_ledger(root / downloaded / assignment / LEDGER).get("students", {})
     except ValueError:
@@ -1782,6 +1819,8 @@ def _times(candidates: list[_Candidate], ctx: _Context, report: CollectReport) -
         f = c.found
         systems.add(f.system)
         key = (f.system, f.lms_id) if f.lms_id else None
+        if key is None and f.system == "brightspace" and (name := brightspace_name_key(f.name)):
+            key = (f.system, name)  # its download names students only: the roster's id by name
         c.record = ctx.records.get(key) if key else None
         top = c.entry.relpath.split("/", 1)[0] if c.entry.relpath else ""
         if c.record is not None and c.record.when is not None:
