@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 
+import lms_downloads as downloads
 import pytest
 from nbgrader.api import Gradebook
 
@@ -533,8 +534,6 @@ def test_export_before_grade_nothing_to_grade_collect_placing_nothing(
 
 
 # --- each LMS's download back into that LMS ---------------------------------------------------
-
-import lms_downloads as downloads  # noqa: E402 - the download builders, beside this file
 
 
 def _people() -> list[downloads.Student]:

@@ -207,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         "--times",
         metavar="FILE",
         type=Path,
-        help="the LMS's own record of submission times: Moodle's grading worksheet (CSV) or "
-        "Canvas's submissions (API JSON); its times beat every other source",
+        help="the LMS's own record: Moodle's grading worksheet (CSV) or Canvas's submissions "
+        "(API JSON), whose times beat every other source; Brightspace's grades export (CSV), "
+        "for the ids its grade import matches on",
     )
     p.set_defaults(run=_collect)
 
