@@ -3,6 +3,7 @@ in the instructor's process, however many workers it starts (they are handed the
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import os
 import subprocess
@@ -11,6 +12,9 @@ from pathlib import Path
 
 import lms_downloads as lms
 from conftest import ROOT
+from nbgrader.api import Gradebook
+
+CANVAS_COLUMN = "Toeplitz (12345)"
 
 #: Prepended to the course's config: one line per execution of the file, naming the process.
 COUNTER = """\
@@ -46,7 +50,10 @@ def test_each_step_reads_the_config_once(course: Path, tmp_path: Path) -> None:
     (exchange / "toeplitz-convolution" / "inbound").mkdir(parents=True)
     config = course / "nbgrader_config.py"
     config.write_text(
-        COUNTER + config.read_text() + f"\nc.Exchange.root = {str(exchange)!r}\n",
+        COUNTER
+        + config.read_text()
+        + f"\nc.Exchange.root = {str(exchange)!r}\n"
+        + f"c.LmsExport.canvas_assignment = {CANVAS_COLUMN!r}\n",
         encoding="utf-8",
     )
     blank = (course / "release" / "toeplitz" / "01_conv1d_toeplitz.ipynb").read_bytes()
@@ -74,12 +81,21 @@ def test_each_step_reads_the_config_once(course: Path, tmp_path: Path) -> None:
     assert len(placed) == 2
     assert all((course / "feedback" / s).is_dir() for s in placed)
 
-    from nbgrader.api import Gradebook
-
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         gb.update_or_create_assignment("toeplitz", duedate=due)
     runs["extend"] = len(runs_of(course, "extend", placed[0], "--days", "1"))
     assert runs == dict.fromkeys(runs, 1)
+
+    # The round trip, graded for real: Canvas's import matches each row on the user id of the
+    # download's file names, in the one column named (Canvas creates a column for any other).
+    with (course / "exports" / "canvas_grades.csv").open(encoding="utf-8", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    assert header[:2] == ["Student", "ID"] and header[5:] == [CANVAS_COLUMN]
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        graded = {s.student_id: s.score for s in gb.assignment_submissions("toeplitz")}
+    assert {row[1]: float(row[5]) for row in rows} == {
+        str(s.user_id): graded[p] for s, p in zip(students, placed, strict=True)
+    }
 
 
 def test_a_broken_config_is_one_line_naming_file_and_line(tmp_path: Path) -> None:
