@@ -11,7 +11,7 @@ import os
 import sys
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +25,6 @@ LOGS = Path(".grading") / "logs"
 RECORDS = Path("grading")
 
 T = TypeVar("T")
-
 
 CONFIG_FILE = "nbgrader_config.py"
 
@@ -45,7 +44,8 @@ class Course:
     traitlets Config of ``nbgrader_config.py`` as nbgrader's apps load it) and what the steps
     derive from it. The CLI loads it once and hands it to each step; a step given a path loads
     it once at its top (``Course.of``). Picklable: worker processes get it with each task instead
-    of executing the instructor's file again."""
+    of executing the instructor's file again. ``config`` is shared: read it, or change a copy
+    (``config_with``, ``settings``)."""
 
     root: Path
     config: Config
@@ -160,11 +160,6 @@ class Course:
     def downloaded(self) -> str:
         """The folder collect keeps downloads and its ledger in (``ZipCollectApp``)."""
         return str(self.config.ZipCollectApp.get("downloaded_directory", "downloaded"))
-
-    def with_db_url(self, url: str | None) -> Course:
-        """This course with another gradebook (``export --db-url``); itself when ``url`` is
-        None."""
-        return self if not url else replace(self, db_url=url)
 
 
 def course_config(root: Course | Path | str, **overrides: Any) -> Config:
