@@ -222,17 +222,59 @@ def brightspace(path: Path, students: list[Student]) -> Path:
     return _zip(path, members)
 
 
-def classroom(path: Path, students: list[Student], folder: str = "toeplitz_homework") -> Path:
-    """Google Classroom's assignment folder in Drive, downloaded as a zip
-    ("toeplitz_homework-20261203T093000Z-001.zip"): one folder; "Make a copy for each student"
-    names each copy "{First} {Last} - {title}". Drive's zip carries each file's modified time
-    (the student's last edit before turning it in)."""
+def brightspace_grades_export(students: list[Student], item: str = "Toeplitz") -> str:
+    """Brightspace's Grades > Export (CSV; D2L help "Export grades", community.d2l.com): the
+    user columns chosen ("OrgDefinedId", "Username", "Last Name", "First Name", "Email", ids
+    written with a leading "#"), the item's points column, "End-of-Line Indicator"."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "OrgDefinedId",
+            "Username",
+            "Last Name",
+            "First Name",
+            "Email",
+            f"{item} Points Grade <Numeric MaxPoints:17>",
+            "End-of-Line Indicator",
+        ]
+    )
+    for s in students:
+        writer.writerow(
+            [f"#{100000 + s.user_id}", f"#{s.username}", s.last, s.first, s.email, "", "#"]
+        )
+    return out.getvalue()
+
+
+def classroom(
+    path: Path, students: list[Student], folder: str = "toeplitz_homework", parts: int = 1
+) -> list[Path]:
+    """Google Classroom's assignment folder in Drive, downloaded: Drive names the zip
+    "{folder}-{YYYYMMDD}T{HHMMSS}Z-001.zip" (the download's UTC time; a large folder comes in
+    parts "-002.zip", ..., each a zip of its own with the same top folder); inside, the folder
+    holds one copy per student, which "Make a copy for each student" titles "{full name} -
+    {title}" (https://support.google.com/edu/classroom/answer/6020265); two files of one name
+    (two students called Dana Lee) are written as "name" and "name (1)", as Drive's clients do
+    (https://github.com/Grive/grive/issues/166). The zip carries each file's modified time (the
+    student's last edit: Classroom takes edit rights away on turning in). ``path``'s name is the
+    first part's; returns every part."""
+    names: dict[str, int] = {}
     members = {}
     for s in students:
         a = s.last_attempt
         for f, data in a.files.items():
-            members[f"{folder}/{s.first} {s.last} - {f}"] = (data, a.submitted)
-    return _zip(path, members)
+            title = f"{s.first} {s.last} - {f}"
+            seen = names.get(title, 0)
+            names[title] = seen + 1
+            if seen:
+                stem, ext = title.rsplit(".", 1)
+                title = f"{stem} ({seen}).{ext}"
+            members[f"{folder}/{title}"] = (data, a.submitted)
+    stem = path.name.rsplit("-", 1)[0]
+    chunks = [dict(list(members.items())[i::parts]) for i in range(parts)]
+    return [
+        _zip(path.with_name(f"{stem}-{i + 1:03d}.zip"), chunk) for i, chunk in enumerate(chunks)
+    ]
 
 
 def exchange(path: Path, students: list[Student], assignment: str = "toeplitz") -> Path:

@@ -313,7 +313,7 @@ def test_brightspace_a_resubmission_is_the_same_student(course, tmp_path):
 
 
 def test_classroom_drive_folder_is_one_student_per_name_not_one_for_the_class(course, tmp_path):
-    z = classroom(tmp_path / "toeplitz_homework-20261203T093000Z-001.zip", term(False))
+    [z] = classroom(tmp_path / "toeplitz_homework-20261203T093000Z-001.zip", term(False))
     report = collect(z, course, config=utc())
     assert report.wrapper == "toeplitz_homework"
     assert {p.student for p in report.placed} == {
@@ -324,6 +324,58 @@ def test_classroom_drive_folder_is_one_student_per_name_not_one_for_the_class(co
     }
     assert stamp(course, "bob_brown") == "2026-12-03 08:05:00.000000 UTC"  # Drive's file time
     assert ledger(course)["students"]["eve_evans"]["lms"]["system"] == "classroom"
+
+
+def test_classroom_namesakes_in_drive_parts_are_reported_not_merged(course, tmp_path):
+    """Two students called Dana Lee: Drive writes "Dana Lee - 01... (1).ipynb" for the second;
+    it is no later copy of the first's, so neither is placed (each is listed, with how to place
+    them); the download in two parts places everyone else, part by part."""
+    parts = classroom(tmp_path / "toeplitz_homework-20261203T093000Z-001.zip", term(), parts=2)
+    assert [p.name for p in parts] == [
+        "toeplitz_homework-20261203T093000Z-001.zip",
+        "toeplitz_homework-20261203T093000Z-002.zip",
+    ]
+    reports = [collect(z, course, config=utc()) for z in parts]
+    assert {p.student for r in reports for p in r.placed} >= {
+        "alice_anderson",
+        "bob_brown",
+        "carol_chen",
+        "eve_evans",
+    }
+    # The parts split the namesakes: the "(1)" is never placed as a later copy of the other.
+    dana = [p.source for r in reports for p in r.placed if p.student == "dana_lee"]
+    assert dana == [f"toeplitz_homework/Dana Lee - {NB1}.ipynb"]
+    [second] = [r for report in reports for r in report.rejected if r.student == "dana_lee"]
+    assert second.source.endswith(" (1).ipynb") and "another part" in second.reason
+    assert (course / "submitted" / "dana_lee" / "toeplitz" / f"{NB1}.ipynb").read_bytes() == nb(
+        "dlee"
+    )
+
+
+def test_classroom_namesakes_in_one_part_are_both_rejected(course, tmp_path):
+    [z] = classroom(tmp_path / "toeplitz_homework-20261203T093000Z-001.zip", term())
+    report = collect(z, course, config=utc())
+    accounted(report, members(z))
+    dana = sorted(r.source for r in report.rejected if r.student == "dana_lee")
+    assert dana == [
+        f"toeplitz_homework/Dana Lee - {NB1} (1).ipynb",
+        f"toeplitz_homework/Dana Lee - {NB1}.ipynb",
+    ]
+    assert not (course / "submitted" / "dana_lee").exists()
+    assert "two students with one name" in report.format()
+
+
+def test_colab_notebook_by_email_needs_student_and_has_no_submission_time(course, tmp_path):
+    """A student's Colab "Save a copy in Drive" downloaded and e-mailed: "Copy of 01....ipynb";
+    its file time is when the instructor saved the attachment."""
+    lone = tmp_path / f"Copy of {NB1}.ipynb"
+    lone.write_bytes(nb("colab"))
+    report = collect(lone, course)
+    assert report.placed == [] and "--student" in report.rejected[0].reason
+    report = collect(lone, course, student="smithj")
+    assert placed(report) == {("smithj", NB1): nb("colab")}
+    assert stamp(course, "smithj") is None  # lateness unknown, never "late" by the save time
+    assert ledger(course)["students"]["smithj"]["time_source"] == "download"
 
 
 def test_exchange_folders_take_the_exchange_time(course, tmp_path):

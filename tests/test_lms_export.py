@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 
+import lms_downloads as downloads
 import pytest
 from nbgrader.api import Gradebook
 
@@ -530,3 +531,135 @@ def test_export_before_grade_nothing_to_grade_collect_placing_nothing(
     done = cli(tmp_path, "collect", str(download))
     assert done.returncode == 1
     assert "placed nothing: 1 files rejected" in one_line(done)
+
+
+# --- each LMS's download back into that LMS ---------------------------------------------------
+
+
+def _people() -> list[downloads.Student]:
+    """A small term: an on-time student, a resubmission after the due date, a student with an
+    "_" in their login, each with the LMS's own ids (Canvas/Moodle numbers, a username)."""
+    nb1, nb2 = (f"{n}.ipynb" for n in contract.NOTEBOOKS[:2])
+    ann = downloads.Student("Ann", "Abel", 2001, "aabel")
+    ann.attempts.append(downloads.Attempt(DUE - timedelta(hours=3), {nb1: b"", nb2: b""}))
+    ben = downloads.Student("Ben", "Bose", 2002, "bbose")
+    ben.attempts.append(downloads.Attempt(DUE - timedelta(days=1), {nb1: b""}))
+    ben.attempts.append(downloads.Attempt(LATE, {nb1: b""}, late=True))
+    cy = downloads.Student("Cy", "Cole", 2003, "c_cole")
+    cy.attempts.append(downloads.Attempt(DUE - timedelta(minutes=5), {nb2: b""}))
+    for person in (ann, ben, cy):  # a real notebook per file, its content naming its owner
+        for attempt in person.attempts:
+            attempt.files = {f: downloads.nb(f"{person.username} {f}") for f in attempt.files}
+    return [ann, ben, cy]
+
+
+#: LMS -> (download builder, the LMS's record for --times or None, the id its import matches on)
+ROUND_TRIPS = {
+    "canvas": (downloads.canvas, downloads.canvas_submissions_json, lambda p: str(p.user_id)),
+    "moodle": (downloads.moodle, downloads.moodle_worksheet, lambda p: f"Participant {p.user_id}"),
+    "blackboard": (downloads.blackboard, None, lambda p: p.username),
+    "brightspace": (
+        downloads.brightspace,
+        downloads.brightspace_grades_export,
+        lambda p: str(100000 + p.user_id),
+    ),
+}
+
+
+def lms_import(system: str, path: Path) -> dict[str, float]:
+    """The LMS's import of its file, as its importer reads it (lms.py cites each): the id each
+    row is matched on -> the grade; fails where the LMS would refuse the file or create a
+    column or assignment."""
+    rows = read_csv(path)
+    header, body = rows[0], rows[1:]
+    if system == "canvas":
+        assert "Student" in header[0] and header[1] == "ID" and header[4] == "Section"
+        assert header[5:] == [CANVAS_COLUMN]  # one assignment, matched by its number
+        return {row[1]: float(row[5]) for row in body}
+    if system == "moodle":
+        for required in ("Identifier", "Grade", "Last modified (grade)"):
+            assert header.count(required) == 1
+        records = [dict(zip(header, row, strict=True)) for row in body]
+        return {r["Identifier"]: float(r["Grade"]) for r in records}
+    if system == "blackboard":
+        assert header == ["Username", BLACKBOARD_COLUMN]  # a column id: no new column
+        return {row[0]: float(row[1]) for row in body}
+    assert header == ["OrgDefinedId", "Toeplitz Points Grade", "End-of-Line Indicator"]
+    assert all(row[2] == "#" for row in body)
+    return {row[0]: float(row[1]) for row in body}
+
+
+@pytest.mark.parametrize("system", sorted(ROUND_TRIPS))
+def test_each_lms_download_comes_back_as_its_import(
+    system: str, tmp_path: Path, empty_gradebook: Path
+) -> None:
+    """Download (as the LMS writes it) -> collect -> the gradebook rows grade writes for the
+    students collect placed -> export -> the LMS's import: every student matched on the id the
+    download carried, with the gradebook's grade, in the one existing column."""
+    from toeplitz_course.instructor.collect import collect
+
+    builder, record, lms_id = ROUND_TRIPS[system]
+    people = _people()
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "nbgrader_config.py").write_text(
+        "c = get_config()\n"
+        'c.LmsCollectorPlugin.archive_timezone = "UTC"\n'
+        f"c.LmsExport.canvas_assignment = {CANVAS_COLUMN!r}\n"
+        f"c.LmsExport.blackboard_column = {BLACKBOARD_COLUMN!r}\n"
+        'c.LmsExport.brightspace_item = "Toeplitz"\n'
+    )
+    download = builder(tmp_path / f"{system}.zip", people)
+    times = None
+    if record is not None:
+        times = tmp_path / ("times.json" if system == "canvas" else "record.csv")
+        times.write_text(record(people), encoding="utf-8")
+    report = collect(download, course, times=times)
+    assert not report.rejected, report.format()
+    placed = sorted({p.student for p in report.placed})
+    assert len(placed) == len(people)
+
+    # What grade writes for them (grading itself is covered by test_lateness and test_cli).
+    shutil.copyfile(empty_gradebook, course / "gradebook.db")
+    url = f"sqlite:///{course / 'gradebook.db'}"
+    with Gradebook(url) as gb:
+        gb.add_assignment(A, duedate=DUE)
+        for notebook in contract.NOTEBOOKS:
+            gb.add_notebook(notebook, A)
+        for e in contract.EXERCISES:
+            gb.add_solution_cell(e.answer_id, e.notebook, A)
+            gid = e.test_id or e.answer_id
+            kind = "code" if e.autograded else "markdown"
+            gb.add_grade_cell(gid, e.notebook, A, max_score=e.points, cell_type=kind)
+        for right, student in enumerate(placed, start=5):
+            gb.add_student(student)
+            gb.add_submission(A, student)
+            for gid, score in _exercises_right(right).items():
+                e = contract.BY_TEST_ID.get(gid) or next(
+                    x for x in contract.EXERCISES if x.answer_id == gid
+                )
+                grade = gb.find_grade(gid, e.notebook, A, student)
+                grade.auto_score = score
+                grade.manual_score = None if e.autograded else score
+                grade.needs_manual_grade = False  # the written answer graded by hand
+        gb.db.commit()
+
+    result = export(course)
+    files = {
+        "canvas": "canvas_grades.csv",
+        "moodle": "moodle_grading_worksheet.csv",
+        "blackboard": "blackboard_grade_center.csv",
+        "brightspace": "brightspace_grades.csv",
+    }
+    imported = lms_import(system, course / "exports" / files[system])
+    rows = {row.student_id: row for row in result.rows}
+    expected = {}
+    for p in people:
+        [student] = {r.student_id for r in rows.values() if r.identity.user_id in _ids(p)}
+        expected[lms_id(p)] = pytest.approx(scores(url)[student])
+    assert imported == expected
+
+
+def _ids(p: downloads.Student) -> set[str]:
+    """The ids the ledger may keep for ``p`` (the download's, or the LMS record's)."""
+    return {str(p.user_id), p.username, str(100000 + p.user_id)}

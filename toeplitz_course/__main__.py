@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 
-def _build(args) -> int:
+def _build(args, course=None) -> int:
     from .instructor.build import build
 
     for path in build(args.root):
@@ -18,7 +18,7 @@ def _build(args) -> int:
     return 0
 
 
-def _drift(args) -> int:
+def _drift(args, course=None) -> int:
     from .instructor.build import drift
 
     problems = drift(args.root)
@@ -26,7 +26,7 @@ def _drift(args) -> int:
     return 1 if problems else 0
 
 
-def _strip(args) -> int:
+def _strip(args, course=None) -> int:
     from .instructor.build import strip_outputs
 
     for path in strip_outputs(args.paths or None, root=args.root):
@@ -41,47 +41,25 @@ def _fail(step: str, message: object) -> None:
     print(f"{step}: {for_terminal(message)}", file=sys.stderr)
 
 
-def _course_problem(root: str) -> str | None:
-    """Why ``root`` is no usable course directory (no or a broken ``nbgrader_config.py``), in one
-    line naming the file (and the line of a syntax error), or None."""
-    import traceback
-
-    config = Path(root).resolve() / "nbgrader_config.py"
-    if not config.is_file():
-        return (
-            f"{config.parent} is not a course directory (no nbgrader_config.py): run this in the "
-            "course directory or pass --root"
-        )
-    try:
-        source = config.read_text(encoding="utf-8")
-        compile(source, str(config), "exec")
-    except SyntaxError as exc:
-        return f"{config}, line {exc.lineno}: {exc.msg} (a syntax error)"
-    except (OSError, UnicodeError) as exc:
-        return f"{config}: cannot read it ({exc})"
-    from .grader.coursedir import course_config
-
-    try:
-        course_config(config.parent)
-    except Exception as exc:  # noqa: BLE001 - whatever the config raises, said in one line
-        lines = [
-            f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(config)
-        ]
-        where = f", line {lines[-1]}" if lines else ""
-        return f"{config}{where}: {type(exc).__name__}: {exc}"
-    return None
+#: Steps that work on a course directory: the CLI loads it once (``Course.load``: there is one,
+#: and its configuration loads) and hands it to the step.
+COURSE_STEPS = (
+    "collect",
+    "collect-exchange",
+    "grade",
+    "feedback",
+    "export",
+    "report",
+    "extend",
+    "similarity",
+)
 
 
-#: Steps that work on a course directory: each first checks there is one, and that its
-#: configuration loads.
-COURSE_STEPS = ("collect", "collect-exchange", "grade", "feedback", "export", "report", "extend")
-
-
-def _collect(args) -> int:
+def _collect(args, course) -> int:
     from .instructor.collect import CollectError, collect
 
     try:
-        report = collect(args.path, args.root, student=args.student, times=args.times)
+        report = collect(args.path, course, student=args.student, times=args.times)
     except CollectError as exc:
         _fail("collect", exc)
         return 2
@@ -92,11 +70,11 @@ def _collect(args) -> int:
     return 0
 
 
-def _collect_exchange(args) -> int:
+def _collect_exchange(args, course) -> int:
     from .instructor.exchange import ExchangeCollectError, collect_exchange
 
     try:
-        report = collect_exchange(args.root, student=args.student)
+        report = collect_exchange(course, student=args.student)
     except ExchangeCollectError as exc:
         print(f"collect-exchange: {exc}", file=sys.stderr)
         return 2
@@ -104,21 +82,21 @@ def _collect_exchange(args) -> int:
     return 0
 
 
-def _grade(args) -> int:
+def _grade(args, course) -> int:
     from .grader.assignment import AssignmentError
     from .grader.coursedir import submitted_students
     from .grader.grade import Interrupted, grade
     from .grader.sandbox import SandboxUnavailable
 
     refused: list[str] = []
-    if not args.student and not submitted_students(Path(args.root).resolve(), refused):
+    if not args.student and not submitted_students(course.root, refused):
         if not refused:
             _fail("grade", "nothing to grade: submitted/ holds no student folder (run collect)")
             return 1
     sandbox = False if args.no_sandbox else None  # None: as nbgrader_config.py says
     try:
         run = grade(
-            args.root,
+            course,
             args.student or None,
             jobs=args.jobs,
             progress=not args.quiet,
@@ -138,11 +116,11 @@ def _grade(args) -> int:
     return 1 if run.errors else 0
 
 
-def _feedback(args) -> int:
+def _feedback(args, course) -> int:
     from .instructor.feedback import FeedbackInterrupted, feedback
 
     try:
-        run = feedback(args.root, args.student or None, jobs=args.jobs)
+        run = feedback(course, args.student or None, jobs=args.jobs)
     except FeedbackInterrupted as exc:
         print(exc.run.format(), file=sys.stderr)
         return 130
@@ -150,12 +128,12 @@ def _feedback(args) -> int:
     return 1 if run.errors else 0
 
 
-def _export(args) -> int:
+def _export(args, course) -> int:
     from .instructor.export import ExportError, export
 
     try:
         export(
-            args.root,
+            course,
             out_dir=args.out,
             canvas_assignment=args.canvas_assignment,
             blackboard_column=args.blackboard_column,
@@ -167,11 +145,11 @@ def _export(args) -> int:
     return 0
 
 
-def _extend(args) -> int:
+def _extend(args, course) -> int:
     from .instructor.extend import ExtendError, extend
 
     try:
-        done = extend(args.root, args.student, days=args.days, hours=args.hours, until=args.until)
+        done = extend(course, args.student, days=args.days, hours=args.hours, until=args.until)
     except ExtendError as exc:
         _fail("extend", exc)
         return 1
@@ -179,27 +157,27 @@ def _extend(args) -> int:
     return 0
 
 
-def _report(args) -> int:
+def _report(args, course) -> int:
     from .instructor.report import report
 
-    print(report(args.root))
+    print(report(course))
     return 0
 
 
-def _similarity(args) -> int:
+def _similarity(args, course) -> int:
     from .instructor.similarity import similarity
 
-    print(similarity(args.root, out_dir=args.out).format())
+    print(similarity(course, out_dir=args.out).format())
     return 0
 
 
-def _demo(args) -> int:
+def _demo(args, course=None) -> int:
     from .instructor.demo import demo
 
     return demo(args.root)
 
 
-def _bench(args) -> int:
+def _bench(args, course=None) -> int:
     from .instructor.bench import main as bench_main
 
     return bench_main(students=args.students, jobs=args.jobs, root=args.root)
@@ -229,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         "--times",
         metavar="FILE",
         type=Path,
-        help="the LMS's own record of submission times: Moodle's grading worksheet (CSV) or "
-        "Canvas's submissions (API JSON); its times beat every other source",
+        help="the LMS's own record: Moodle's grading worksheet (CSV) or Canvas's submissions "
+        "(API JSON), whose times beat every other source; Brightspace's grades export (CSV), "
+        "for the ids its grade import matches on",
     )
     p.set_defaults(run=_collect)
 
@@ -317,15 +296,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "extend":
         if (args.until is None) == (args.days is None and args.hours is None):
             parser.error("extend: give --days/--hours or --until (--days 0 removes an extension)")
-    if args.step in COURSE_STEPS:
-        problem = _course_problem(args.root)
-        if problem is not None:
-            _fail(args.step, problem)
-            return 2
     from .grader.config import ensure_tools_on_path
 
+    if args.step not in COURSE_STEPS:
+        ensure_tools_on_path()
+        return args.run(args)
+    from .grader.coursedir import Course, CourseProblem
+
+    try:
+        course = Course.load(args.root)
+    except CourseProblem as exc:
+        _fail(args.step, exc)
+        return 2
     ensure_tools_on_path()
-    return args.run(args)
+    with course.in_use():
+        return args.run(args, course)
 
 
 if __name__ == "__main__":

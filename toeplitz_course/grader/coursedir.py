@@ -4,11 +4,18 @@ keeps. The bottom of the grader: everything that reads the course directory's se
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import os
 import sys
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from traitlets.config import Config
 
 from ..course.untrusted import for_terminal, is_student_id
 
@@ -17,32 +24,157 @@ STAGING = Path(".grading") / "staging"
 LOGS = Path(".grading") / "logs"
 RECORDS = Path("grading")
 
+T = TypeVar("T")
 
-def course_config(root: Path, **overrides: Any):
-    """The traitlets Config of ``root/nbgrader_config.py``, as nbgrader's apps would load it."""
-    from traitlets.config.loader import PyFileConfigLoader
-
-    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-    cfg.CourseDirectory.root = str(root)
-    # A plugin the config names by module (``c.AssignLatePenalties.plugin_class = "late.SubMarks"``
-    # with late.py beside it, as nbgrader documents) must import wherever grade runs from; nbgrader
-    # puts its cwd first on sys.path, this puts the course directory last, so it shadows nothing.
-    if str(root) not in sys.path:
-        sys.path.append(str(root))
-    for dotted, value in overrides.items():
-        section, name = dotted.split(".")
-        setattr(getattr(cfg, section), name, value)
-    return cfg
+CONFIG_FILE = "nbgrader_config.py"
 
 
-def db_url(root: Path) -> str:
-    from nbgrader.coursedir import CourseDirectory
+class CourseProblem(Exception):
+    """The course directory cannot be used: no ``nbgrader_config.py``, or one that does not load.
+    The message is one line naming the file (and the line of the file where it failed)."""
 
-    url = CourseDirectory(config=course_config(root)).db_url
-    if url.startswith("sqlite:") and "timeout=" not in url:
-        # Parallel workers share the file: wait for the lock instead of "database is locked".
-        url += ("&" if "?" in url else "?") + "timeout=120"
-    return url
+
+#: The course each root is being worked on as, while a step runs (``Course.in_use``).
+_IN_USE: dict[Path, Course] = {}
+
+
+@dataclass(frozen=True)
+class Course:
+    """A course directory, loaded once: its root, its nbgrader configuration (``config``: the
+    traitlets Config of ``nbgrader_config.py`` as nbgrader's apps load it) and what the steps
+    derive from it. The CLI loads it once and hands it to each step; a step given a path loads
+    it once at its top (``Course.of``). Picklable: worker processes get it with each task instead
+    of executing the instructor's file again. ``config`` is shared: read it, or change a copy
+    (``config_with``, ``settings``)."""
+
+    root: Path
+    config: Config
+    db_url: str
+    #: False: no ``nbgrader_config.py`` (a library call on a bare folder): nbgrader's defaults.
+    configured: bool = True
+
+    @classmethod
+    def load(cls, root: Path | str = ".") -> Course:
+        """Execute ``root/nbgrader_config.py`` (once); raises :class:`CourseProblem`."""
+        root = Path(root).resolve()
+        file = root / CONFIG_FILE
+        if not file.is_file():
+            raise CourseProblem(
+                f"{root} is not a course directory (no {CONFIG_FILE}): run this in the course "
+                "directory or pass --root"
+            )
+        try:
+            compile(file.read_text(encoding="utf-8"), str(file), "exec")
+        except SyntaxError as exc:
+            raise CourseProblem(f"{file}, line {exc.lineno}: {exc.msg} (a syntax error)") from None
+        except (OSError, UnicodeError) as exc:
+            raise CourseProblem(f"{file}: cannot read it ({exc})") from None
+        from traitlets.config.loader import PyFileConfigLoader
+
+        try:
+            cfg = PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
+        except Exception as exc:  # the file is the instructor's code: whatever it raises
+            lines = [
+                f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(file)
+            ]
+            where = f", line {lines[-1]}" if lines else ""
+            raise CourseProblem(f"{file}{where}: {type(exc).__name__}: {exc}") from exc
+        return cls._made(root, cfg, configured=True)
+
+    @classmethod
+    def defaults(cls, root: Path | str) -> Course:
+        """nbgrader's defaults for a folder without ``nbgrader_config.py``."""
+        return cls._made(Path(root).resolve(), Config(), configured=False)
+
+    @classmethod
+    def _made(cls, root: Path, cfg: Config, configured: bool) -> Course:
+        from nbgrader.coursedir import CourseDirectory
+
+        cfg.CourseDirectory.root = str(root)
+        url = CourseDirectory(config=cfg).db_url
+        if url.startswith("sqlite:") and "timeout=" not in url:
+            # Parallel workers share the file: wait for the lock instead of "database is locked".
+            url += ("&" if "?" in url else "?") + "timeout=120"
+        course = cls(root, cfg, url, configured)
+        course.importable()
+        return course
+
+    @classmethod
+    def of(cls, where: Course | Path | str = ".") -> Course:
+        """``where`` as a Course: itself; the course a running step uses for that root
+        (``in_use``); else loaded from its ``nbgrader_config.py`` (nbgrader's defaults when
+        there is none). A step converts its argument once, at its top."""
+        if isinstance(where, Course):
+            where.importable()
+            return where
+        root = Path(where).resolve()
+        if root in _IN_USE:
+            return _IN_USE[root]
+        if not (root / CONFIG_FILE).is_file():
+            return cls.defaults(root)
+        return cls.load(root)
+
+    def importable(self) -> None:
+        # A plugin the config names by module (``c.AssignLatePenalties.plugin_class =
+        # "late.SubMarks"`` with late.py beside it, as nbgrader documents) must import wherever
+        # grade runs from, a worker process included; nbgrader puts its cwd first on sys.path,
+        # this puts the course directory last, so it shadows nothing.
+        if str(self.root) not in sys.path:
+            sys.path.append(str(self.root))
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[Course]:
+        """While a step runs, every ``course_config(root)`` / ``db_url(root)`` of this root, in
+        modules that are handed a path (staging, assignment, gradebook, cluster), answers from
+        this object instead of executing ``nbgrader_config.py`` again."""
+        before = _IN_USE.get(self.root)
+        _IN_USE[self.root] = self
+        try:
+            yield self
+        finally:
+            if before is None:
+                _IN_USE.pop(self.root, None)
+            else:
+                _IN_USE[self.root] = before
+
+    def config_with(self, **overrides: Any) -> Config:
+        """A copy of the configuration (callers may change it), ``{"Section.trait": value}``
+        set over it."""
+        cfg = copy.deepcopy(self.config)
+        for dotted, value in overrides.items():
+            section, name = dotted.split(".")
+            setattr(getattr(cfg, section), name, value)
+        return cfg
+
+    def settings(self, configurable: type[T], **kw: Any) -> T:
+        """``configurable`` (a traitlets Configurable: ``Sandbox``, ``LmsExport``, ...) as this
+        course configures it."""
+        return configurable(config=self.config_with(), **kw)
+
+    @property
+    def course_id(self) -> str:
+        """``c.CourseDirectory.course_id`` ("" when not set)."""
+        return str(self.config.CourseDirectory.get("course_id", "") or "")
+
+    @property
+    def downloaded(self) -> str:
+        """The folder collect keeps downloads and its ledger in (``ZipCollectApp``)."""
+        return str(self.config.ZipCollectApp.get("downloaded_directory", "downloaded"))
+
+
+def course_config(root: Course | Path | str, **overrides: Any) -> Config:
+    """The traitlets Config of ``root/nbgrader_config.py``, as nbgrader's apps would load it (a
+    copy; the course in use for ``root`` when a step is running, see ``Course.of``)."""
+    course = Course.of(root)
+    if not course.configured:
+        from traitlets.config.loader import ConfigFileNotFound
+
+        raise ConfigFileNotFound(f"{course.root / CONFIG_FILE} not found")
+    return course.config_with(**overrides)
+
+
+def db_url(root: Course | Path | str) -> str:
+    return Course.of(root).db_url
 
 
 def shown(name: str) -> str:

@@ -48,7 +48,7 @@ from ..course.lateness import duration
 from ..course.untrusted import for_terminal, is_student_id
 from . import handgrades, integrity
 from .assignment import ensure_assignment
-from .coursedir import LOGS, RECORDS, course_config, db_url, submitted_students
+from .coursedir import LOGS, RECORDS, Course, course_config, db_url, submitted_students
 from .gradebook import of_submission, open_gradebook, prepare
 from .sandbox import Sandbox, check_support
 from .staging import Staged, stage
@@ -277,12 +277,19 @@ UNCONFINED = {
 
 
 def grade_student(
-    root: Path | str, student: str, sandbox: bool | None = None, hand_in=None
+    root: Course | Path | str, student: str, sandbox: bool | None = None, hand_in=None
 ) -> dict:
     """Grade every notebook of one student; never raises for anything the submission contains.
 
+    ``root``: the course (a worker is handed the grader's ``Course`` with each student, so it
+    never executes ``nbgrader_config.py`` itself) or its folder.
     ``hand_in``: a ``staging.HandIn`` read elsewhere (a cluster worker grades a copy)."""
-    root = Path(root).resolve()
+    course = Course.of(root)
+    with course.in_use():
+        return _grade_student(course.root, student, sandbox, hand_in)
+
+
+def _grade_student(root: Path, student: str, sandbox: bool | None, hand_in) -> dict:
     sandboxed = sandbox_enabled(root, sandbox)
     log = _logger(root, student)
     staged = stage(root, student, hand_in=hand_in)
@@ -695,7 +702,7 @@ def _worker_context(preload: tuple[str, ...] | None = None) -> Iterator[tuple[An
 
 
 def grade(
-    root: Path | str = ".",
+    root: Course | Path | str = ".",
     students: list[str] | None = None,
     *,
     jobs: int | None = None,
@@ -705,6 +712,9 @@ def grade(
 ) -> GradeRun:
     """Grade ``students`` (default: everyone in ``submitted/``) with ``jobs`` worker processes.
 
+    ``root``: the course (``Course``, loaded once and handed to every worker with its students)
+    or its folder (loaded here, once).
+
     ``sandbox``: confine student code (default: ``c.Sandbox.enabled``, on). Raises
     :class:`~toeplitz_course.grader.sandbox.SandboxUnavailable`, before grading anyone, when
     this machine cannot confine it.
@@ -712,9 +722,22 @@ def grade(
     ``scheduler``: the address of a Dask scheduler to grade on (default: ``c.Cluster.scheduler``;
     empty: here), one task per student (``cluster.py``); the workers confine student code.
     """
+    course = Course.of(root)
+    with course.in_use():
+        return _grade(course, students, jobs, progress, sandbox, scheduler)
+
+
+def _grade(
+    course: Course,
+    students: list[str] | None,
+    jobs: int | None,
+    progress: bool,
+    sandbox: bool | None,
+    scheduler: str | None,
+) -> GradeRun:
     from .cluster import configured_scheduler, grade_on_cluster
 
-    root = Path(root).resolve()
+    root = course.root
     ensure_assignment(root)  # a fresh clone's or a new gradebook has none (release/ is committed)
     sandbox = sandbox_enabled(root, sandbox)
     scheduler = configured_scheduler(root) if scheduler is None else scheduler
@@ -745,9 +768,9 @@ def grade(
         if scheduler:
             grade_on_cluster(root, students, scheduler, sandbox, bar.step, records, errors)
         elif jobs == 1:
-            _grade_here(root, students, sandbox, records, errors, bar.step)
+            _grade_here(course, students, sandbox, records, errors, bar.step)
         else:
-            _grade_in_pool(root, students, jobs, sandbox, records, errors, bar.step)
+            _grade_in_pool(course, students, jobs, sandbox, records, errors, bar.step)
     except KeyboardInterrupt:
         bar.close()
         run = GradeRun(
@@ -780,7 +803,7 @@ def _ignore_ctrl_c() -> None:
 
 
 def _grade_here(
-    root: Path,
+    root: Course | Path,
     students: list[str],
     sandbox: bool,
     records: dict[str, dict],
@@ -796,7 +819,7 @@ def _grade_here(
 
 def run_here(
     task: Callable[..., Any],
-    root: Path,
+    root: Course | Path,
     students: list[str],
     extra: tuple,
     results: dict[str, Any],
@@ -834,7 +857,7 @@ def run_here(
 
 
 def _grade_in_pool(
-    root: Path,
+    root: Course | Path,
     students: list[str],
     jobs: int,
     sandbox: bool,
@@ -848,7 +871,7 @@ def _grade_in_pool(
 
 def run_in_pool(
     task: Callable[..., Any],
-    root: Path,
+    root: Course | Path,
     students: list[str],
     extra: tuple,
     jobs: int,

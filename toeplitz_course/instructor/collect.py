@@ -115,10 +115,10 @@ from nbgrader.plugins import FileNameCollectorPlugin
 from nbgrader.utils import parse_utc
 from traitlets import Bool, Dict, List, TraitError, Unicode, Union, observe, validate
 from traitlets.config import Config
-from traitlets.config.loader import PyFileConfigLoader
 
 from ..course.contract import ASSIGNMENT, NOTEBOOKS
 from ..course.untrusted import for_terminal, is_student_id
+from ..grader.coursedir import Course, CourseProblem
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -463,7 +463,13 @@ def read_times(path: str | os.PathLike, tz: dt.tzinfo | None = None) -> list[Lms
       ``submitted_at`` in ISO 8601 UTC, ``late`` and, under anonymous grading,
       ``anonymous_id``).
 
-    Raises CollectError naming the file when it is neither.
+    * Brightspace's grades export (Grades > Export, CSV with "OrgDefinedId" and/or "Username",
+      "Last Name", "First Name", "Email"; D2L writes the ids with a leading "#", dropped here):
+      no times, but the ids Brightspace's grade import matches on, which its submission
+      download does not carry (its folders name the student "Last, First" only), matched to
+      the download by that name.
+
+    Raises CollectError naming the file when it is none of these.
     """
     path = Path(path)
     try:
@@ -474,10 +480,14 @@ def read_times(path: str | os.PathLike, tz: dt.tzinfo | None = None) -> list[Lms
     if text.lstrip().startswith(("[", "{")):
         return _canvas_times(path, text)
     rows = list(csv.DictReader(io.StringIO(text)))
+    if rows and {"Last Name", "First Name"} <= set(rows[0]):
+        if {"OrgDefinedId", "Username"} & set(rows[0]):
+            return _brightspace_roster(rows)
     if not rows or not {"Identifier", "Last modified (submission)"} <= set(rows[0]):
         raise CollectError(
             f"--times {path}: neither Moodle's grading worksheet (columns Identifier, "
-            "Last modified (submission)) nor Canvas's submissions JSON"
+            "Last modified (submission)), Brightspace's grades export (OrgDefinedId, Last Name, "
+            "First Name) nor Canvas's submissions JSON"
         )
     records = []
     for row in rows:
@@ -500,6 +510,28 @@ def read_times(path: str | os.PathLike, tz: dt.tzinfo | None = None) -> list[Lms
                 plain_name(row.get("Email address")),
             )
         )
+    return records
+
+
+def brightspace_name_key(name: str | None) -> str | None:
+    """How a Brightspace download's "Last, First" and its grades export's names are matched."""
+    name = plain_name(name)
+    return "name:" + " ".join(name.casefold().split()) if name else None
+
+
+def _brightspace_roster(rows: list[dict]) -> list[LmsRecord]:
+    records = []
+    for row in rows:
+        ids = [(row.get(k) or "").strip().lstrip("#").strip() for k in ("OrgDefinedId", "Username")]
+        user_id = next((i for i in ids if i), "")
+        last, first = (row.get("Last Name") or "").strip(), (row.get("First Name") or "").strip()
+        if user_id and (last or first):
+            name = f"{last}, {first}" if last and first else last or first
+            records.append(
+                LmsRecord(
+                    "brightspace", user_id, None, plain_name(name), plain_name(row.get("Email"))
+                )
+            )
     return records
 
 
@@ -1462,6 +1494,7 @@ class _Candidate:
         if self.record is not None:
             lms["name"] = lms["name"] or self.record.name
             lms["email"] = self.record.email
+            lms["user_id"] = lms["user_id"] or self.record.user_id
         return lms
 
 
@@ -1475,17 +1508,13 @@ class _Context:
     exchange_times: dict = field(default_factory=dict)  # raw folder name -> (time, text)
 
 
-def _load_config(root: Path, config: Config | None) -> Config:
-    merged = Config()
-    config_file = root / "nbgrader_config.py"
-    if config_file.is_file():
-        try:
-            merged.merge(PyFileConfigLoader(config_file.name, path=str(root)).load_config())
-        except Exception as exc:  # the file is the instructor's code: any error is a config error
-            raise CollectError(f"{config_file}: cannot load it ({exc})") from exc
-    if config is not None:
-        merged.merge(config)
-    return merged
+def _course(course_root: Course | str | os.PathLike) -> Course:
+    """The course collect places into: handed over, or loaded once (nbgrader's defaults when the
+    folder has no ``nbgrader_config.py``)."""
+    try:
+        return Course.of(course_root)
+    except CourseProblem as exc:  # the file is the instructor's code: any error is a config error
+        raise CollectError(str(exc)) from exc
 
 
 def _why(winner: _Candidate, loser: _Candidate) -> str:
@@ -1540,7 +1569,7 @@ def _inside(path: Path, base: Path) -> bool:
 
 def collect(
     path: str | os.PathLike,
-    course_root: str | os.PathLike = ".",
+    course_root: Course | str | os.PathLike = ".",
     *,
     config: Config | None = None,
     assignment: str = ASSIGNMENT,
@@ -1551,17 +1580,25 @@ def collect(
     ``submitted/``.
 
     ``student``: whose files these are, whatever their names say (a loose Colab download, say);
-    each file is then placed by its name alone. Settings come from
-    ``{course_root}/nbgrader_config.py`` when it exists, with ``config`` merged over them. Raises
+    each file is then placed by its name alone. Settings come from the course (a ``Course``, or
+    ``{course_root}/nbgrader_config.py`` when it exists), with ``config`` merged over them. Raises
     CollectError when the input or the configuration is unusable; problems with single files are
     in the report instead.
 
     ``times``: the LMS's own record of when each student submitted (``read_times``: Moodle's
     grading worksheet CSV, Canvas's submissions JSON); its times beat every other source.
     """
-    root = Path(course_root).resolve()
+    course = _course(course_root)
+    with course.in_use():
+        return _collect(path, course, config, assignment, student, times)
+
+
+def _collect(path, course: Course, config, assignment, student, times) -> CollectReport:
+    root = course.root
     source = Path(path)
-    cfg = _load_config(root, config)
+    cfg = course.config_with()
+    if config is not None:
+        cfg.merge(config)
     if student is not None:
         if safe_student_id(student) != student:
             raise CollectError(f"--student {student!r}: not usable as a student id (a folder name)")
@@ -1583,6 +1620,10 @@ def collect(
     if times is not None:
         for record in read_times(times, plugin.zip_timezone()):
             ctx.records[(record.system, record.user_id)] = record
+            if record.system == "brightspace" and (name := brightspace_name_key(record.name)):
+                # Two students of one name: the download cannot say which is which.
+                taken = (record.system, name) in ctx.records
+                ctx.records[(record.system, name)] = None if taken else record
     try:
         ctx.prior = read_ledger(root / downloaded / assignment / LEDGER).get("students", {})
     except ValueError:
@@ -1602,7 +1643,9 @@ def collect(
         if not zipfile.is_zipfile(source):
             raise CollectError(f"{path}: neither a zip file, a folder nor a notebook")
     elif is_notebook:
-        # One notebook, as a browser saves it from Colab or an LMS: placed by its own name.
+        # One notebook, as a browser saves it from Colab or an LMS, or an e-mail's attachment
+        # ("Copy of 01_conv1d_toeplitz.ipynb": Colab's "Save a copy in Drive", downloaded):
+        # placed by its own name. Its file time is when it was saved here, not handed in.
         st = source.stat()
         one = _Entry(
             _text(source.name),
@@ -1611,6 +1654,11 @@ def collect(
             st.st_size,
             st.st_mtime,
             lambda: source.open("rb"),
+            time_source="download",
+        )
+        report.notes.append(
+            f"{_text(source.name)}: a lone notebook's file time is when it was saved (a browser "
+            "download, an e-mail's attachment), not when it was handed in: lateness unknown"
         )
         return _run([one], student, plugin, coursedir, root, downloaded, report, ctx)
     try:
@@ -1771,6 +1819,8 @@ def _times(candidates: list[_Candidate], ctx: _Context, report: CollectReport) -
         f = c.found
         systems.add(f.system)
         key = (f.system, f.lms_id) if f.lms_id else None
+        if key is None and f.system == "brightspace" and (name := brightspace_name_key(f.name)):
+            key = (f.system, name)  # its download names students only: the roster's id by name
         c.record = ctx.records.get(key) if key else None
         top = c.entry.relpath.split("/", 1)[0] if c.entry.relpath else ""
         if c.record is not None and c.record.when is not None:
@@ -1781,7 +1831,7 @@ def _times(candidates: list[_Candidate], ctx: _Context, report: CollectReport) -
             c.time, c.time_source = f.timestamp, f.time_source or "file-name"
         elif f.system == "canvas":
             c.time, c.time_source = None, "lms-marker"  # _LATE_ or not: Canvas's word
-        elif f.system in DOWNLOAD_TIMED:
+        elif f.system in DOWNLOAD_TIMED or c.entry.time_source == "download":
             c.time, c.time_source = None, "download"
         else:
             c.time, c.time_source = (c.entry.mtime or None), "file"
@@ -1845,6 +1895,7 @@ def _place(entries, student, plugin, coursedir, root, downloaded, report, ctx) -
             )
         else:
             kept.append(c)
+    kept = _drive_duplicates(kept, report)
 
     groups: dict[tuple[str, str], list[_Candidate]] = defaultdict(list)
     for c in kept:
@@ -1931,6 +1982,42 @@ def _place(entries, student, plugin, coursedir, root, downloaded, report, ctx) -
                 winner.lms(),
             )
         )
+
+
+def _drive_duplicates(candidates: list[_Candidate], report: CollectReport) -> list[_Candidate]:
+    """The candidates without Classroom copies whose name Drive had to repeat.
+
+    Classroom's "Make a copy for each student" gives each student one copy, titled "{full name}
+    - {title}" (https://support.google.com/edu/classroom/answer/6020265), and Drive's zip of the
+    folder names the second of two files with one name "name (1).ext" (as its desktop client
+    does: https://github.com/Grive/grive/issues/166). So "Dana Lee - 01.ipynb" beside "Dana Lee -
+    01 (1).ipynb" is two students called Dana Lee (or a student's own upload named like a copy),
+    not a later copy of one: whose is which cannot be told from the names, so neither is placed,
+    and the reason says how to place them. A "(1)" alone (its namesake in another part of a
+    large download) is not placed either: Drive writes one only beside another file of the name.
+    """
+    groups: dict[tuple[str, str], list[_Candidate]] = defaultdict(list)
+    for c in candidates:
+        if c.found.system == "classroom" and not c.found.mapped:
+            groups[(c.found.student, c.found.notebook)].append(c)
+    ambiguous = {key for key, group in groups.items() if any(c.found.revision[1] for c in group)}
+    kept = []
+    for c in candidates:
+        key = (c.found.student, c.found.notebook)
+        if key not in ambiguous or c.found.mapped:
+            kept.append(c)
+            continue
+        report.rejected.append(
+            Rejected(
+                c.entry.source,
+                "Drive adds ' (1)' to a repeated name: two students with one name (the other's "
+                "file here or in another part of the download), whose is which the names cannot "
+                "tell; collect each with --student ID",
+                c.found.student,
+                c.found.lms(),
+            )
+        )
+    return kept
 
 
 # ------------------------------------------------------------------------ submission times
@@ -2030,13 +2117,13 @@ def _write_timestamps(
 # -------------------------------------------------------------------------------- the ledger
 
 
-def ledger_path(course_root: str | os.PathLike, assignment: str = ASSIGNMENT) -> Path:
+def ledger_path(course_root: Course | str | os.PathLike, assignment: str = ASSIGNMENT) -> Path:
+    if isinstance(course_root, Course):
+        return course_root.root / course_root.downloaded / assignment / LEDGER
     root = Path(course_root)
     try:
-        downloaded = _load_config(root.resolve(), None).ZipCollectApp.get(
-            "downloaded_directory", "downloaded"
-        )
-    except CollectError:
+        downloaded = Course.of(root).downloaded
+    except CourseProblem:
         downloaded = "downloaded"
     return root / downloaded / assignment / LEDGER
 

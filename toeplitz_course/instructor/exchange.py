@@ -43,7 +43,7 @@ from pathlib import Path
 
 from ..course.contract import ASSIGNMENT
 from ..course.untrusted import is_student_id
-from ..grader.coursedir import course_config, shown
+from ..grader.coursedir import Course, shown
 from ..grader.staging import (
     TIMESTAMP,
     Refused,
@@ -109,13 +109,20 @@ def _owner(uid: int) -> str:
         return f"uid {uid}"
 
 
-def collect_exchange(course_root: str | os.PathLike = ".", student: str | None = None):
-    """Collect the latest submission of every student (or of ``student``) into ``submitted/``."""
+def collect_exchange(course_root: Course | str | os.PathLike = ".", student: str | None = None):
+    """Collect the latest submission of every student (or of ``student``) into ``submitted/``;
+    ``course_root``: the course (``Course``) or its folder (loaded here, once)."""
+    course = Course.of(course_root)
+    with course.in_use():
+        return _collect_exchange(course, student)
+
+
+def _collect_exchange(course: Course, student: str | None):
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.exchange.default.collect import ExchangeCollect
 
-    root = Path(course_root).resolve()
-    cfg = course_config(root)
+    root = course.root
+    cfg = course.config_with()
     coursedir = CourseDirectory(config=cfg)
     nbgrader = ExchangeCollect(coursedir=coursedir, config=cfg)
     if not coursedir.course_id:

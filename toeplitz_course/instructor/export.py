@@ -45,6 +45,7 @@ from typing import Any
 from ..course import contract
 from ..course.lateness import duration
 from ..course.untrusted import csv_cell, for_terminal, is_student_id
+from ..grader.coursedir import Course, CourseProblem
 from .lms import Graded, Identity, LmsExport, PageInput, settings, write_feedback, write_lms_files
 from .similarity import summary as similarity_summary
 
@@ -200,7 +201,7 @@ class ExportResult:
 
 
 def export(
-    course_root: str | os.PathLike[str] = ".",
+    course_root: Course | str | os.PathLike[str] = ".",
     *,
     db_url: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
@@ -218,14 +219,16 @@ def export(
     Raises :class:`ExportError` when the gradebook is missing, holds no grades or lacks a
     contract grade cell.
     """
-    root = Path(course_root).resolve()
+    warnings: list[str] = []
+    course = _course(course_root, warnings)
+    root = course.root
     out = Path(out_dir) if out_dir is not None else root / "exports"
-    result = gather(root, db_url=db_url, assignment=assignment, out_dir=out)
+    result = gather(course, db_url=db_url, assignment=assignment, out_dir=out, warned=warnings)
     out.mkdir(parents=True, exist_ok=True)
     _write_atomically(result.csv_path, _csv_text(result))
     _write_atomically(result.html_path, _html_page(result, assignment))
     lms = settings(
-        root,
+        course,
         canvas_assignment=canvas_assignment,
         blackboard_column=blackboard_column,
         brightspace_item=brightspace_item,
@@ -319,24 +322,27 @@ def _has_notebooks(root: Path, student: str, assignment: str) -> bool:
 
 
 def gather(
-    course_root: str | os.PathLike[str] = ".",
+    course_root: Course | str | os.PathLike[str] = ".",
     *,
     db_url: str | None = None,
     assignment: str = contract.ASSIGNMENT,
     out_dir: str | os.PathLike[str] | None = None,
+    warned: Sequence[str] = (),
 ) -> ExportResult:
-    """Everything ``export`` writes, read and computed, without writing anything."""
-    root = Path(course_root).resolve()
+    """Everything ``export`` writes, read and computed, without writing anything.
+    ``warned``: warnings the caller already has (its loading of the course)."""
+    warnings: list[str] = list(warned)
+    course = _course(course_root, warnings)
+    root = course.root
     out = Path(out_dir) if out_dir is not None else root / "exports"
-    warnings: list[str] = []
 
-    url, course_id = _database(root, db_url, warnings)
+    url, course_id = _database(course, db_url)
     columns, max_scores, rows, duedate = _read_gradebook(url, course_id, assignment, warnings)
     if not any(row.submitted for row in rows):
         # An export of nobody's grades is a step run out of order, not a file to upload.
         raise ExportError("no grades in the gradebook yet: run grade first")
     records = _read_records(root / "grading")
-    rows = _with_ledger(root, assignment, rows, columns, warnings)
+    rows = _with_ledger(course, assignment, rows, columns, warnings)
     not_graded: dict[str, list[str]] = {}
     for u in records.ungraded:
         not_graded.setdefault(u.student, []).append(f"{u.notebook}: {u.status}")
@@ -369,31 +375,21 @@ def gather(
 # --- the gradebook ----------------------------------------------------------------------------
 
 
-def _database(root: Path, db_url: str | None, warnings: list[str]) -> tuple[str, str]:
-    course_id = "default_course"
-    configured_url = None
-    config_file = root / "nbgrader_config.py"
-    if config_file.is_file():
-        try:
-            configured_url, configured_course = _configured(config_file)
-        except Exception as exc:  # a broken config must not hide the grades; say so instead
-            warnings.append(f"could not read {config_file.name} ({type(exc).__name__}: {exc})")
-        else:
-            course_id = configured_course or course_id
-    url = db_url or configured_url or f"sqlite:///{root / 'gradebook.db'}"
+def _course(where: Course | str | os.PathLike[str], warnings: list[str]) -> Course:
+    """The course (loaded once, unless the caller hands it over); a broken configuration must
+    not hide the grades: nbgrader's defaults then, and a warning that says so."""
+    try:
+        return Course.of(where)
+    except CourseProblem as exc:
+        warnings.append(f"could not read nbgrader_config.py ({exc})")
+        return Course.defaults(where)  # type: ignore[arg-type] - a Course never fails to load
+
+
+def _database(course: Course, db_url: str | None) -> tuple[str, str]:
+    # The course's gradebook URL (nbgrader's, so the export reads what grading wrote to).
+    url = db_url or course.db_url
     _require_existing_sqlite(url)
-    return url, course_id
-
-
-def _configured(config_file: Path) -> tuple[str | None, str | None]:
-    # nbgrader's own loader, so the export reads the gradebook that grading wrote to.
-    from traitlets.config.loader import PyFileConfigLoader
-
-    config = PyFileConfigLoader(config_file.name, path=str(config_file.parent)).load_config()
-    course_dir = config.CourseDirectory
-    url = course_dir.db_url if "db_url" in course_dir else None
-    course_id = course_dir.course_id if "course_id" in course_dir else None
-    return (str(url) if url else None, str(course_id) if course_id else None)
+    return url, course.course_id or "default_course"
 
 
 def _require_existing_sqlite(url: str) -> None:
@@ -525,7 +521,7 @@ def _time_source(entry: dict[str, Any]) -> str:
 
 
 def _with_ledger(
-    root: Path,
+    course: Course,
     assignment: str,
     rows: list[StudentRow],
     columns: Sequence[str],
@@ -537,7 +533,8 @@ def _with_ledger(
     saw is missing from the export."""
     from .collect import ledger_path, read_ledger
 
-    path = ledger_path(root, assignment)
+    root = course.root
+    path = ledger_path(course, assignment)
     try:
         ledger = read_ledger(path)
     except ValueError as exc:

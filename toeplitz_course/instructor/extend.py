@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..course.contract import ASSIGNMENT
 from ..course.untrusted import for_terminal
+from ..grader.coursedir import Course
 
 
 class ExtendError(RuntimeError):
@@ -75,7 +76,7 @@ def parse_when(text: str) -> datetime:
 
 
 def extend(
-    root: Path | str,
+    root: Course | Path | str,
     student: str,
     *,
     days: float | None = None,
@@ -88,10 +89,8 @@ def extend(
     from nbgrader.api import Gradebook, MissingEntry
     from nbgrader.preprocessors import AssignLatePenalties
 
-    from ..grader.coursedir import course_config, db_url
-
-    root = Path(root).resolve()
-    url = db_url(root)
+    course = Course.of(root)
+    url = course.db_url
     with Gradebook(url) as gb:
         try:
             master = gb.find_assignment(assignment)
@@ -124,7 +123,7 @@ def extend(
         gb.db.commit()
 
         # As AssignLatePenalties does per notebook when grade runs, with the course's plugin.
-        penalties = AssignLatePenalties(config=course_config(root))
+        penalties = course.settings(AssignLatePenalties)
         penalties.init_plugin()
         seconds = submission.total_seconds_late
         for notebook in submission.notebooks:

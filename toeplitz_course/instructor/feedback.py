@@ -43,7 +43,7 @@ import nbformat
 
 from ..course.contract import ASSIGNMENT
 from ..course.untrusted import for_terminal, is_student_id
-from ..grader.coursedir import LOGS, course_config, db_url
+from ..grader.coursedir import LOGS, Course, course_config, db_url
 
 BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 
@@ -528,12 +528,20 @@ def _current_log() -> logging.Logger:
     return log
 
 
-def feedback_student(root: Path | str, student: str, secrets: set[str]) -> dict:
+def feedback_student(root: Course | Path | str, student: str, secrets: set[str]) -> dict:
     """Write one student's feedback pages and check each for hidden tests; never raises for
-    anything the student's notebooks hold. Returns ``{"written": [...], "errors": {...}}``."""
+    anything the student's notebooks hold. Returns ``{"written": [...], "errors": {...}}``.
+
+    ``root``: the course (a worker is handed the ``Course`` with each student, so it never
+    executes ``nbgrader_config.py`` itself) or its folder."""
+    course = Course.of(root)
+    with course.in_use():
+        return _feedback_student(course.root, student, secrets)
+
+
+def _feedback_student(root: Path, student: str, secrets: set[str]) -> dict:
     from ..grader import grade as grading
 
-    root = Path(root).resolve()
     log = grading._logger(root, student, FEEDBACK_LOGS, step="feedback")
     # nbgrader's messages about this student go to the student's log.
     _current_log().handlers[:] = log.handlers
@@ -570,7 +578,7 @@ def _graded_students(root: Path) -> list[str]:
 
 
 def feedback(
-    root: Path | str = ".",
+    root: Course | Path | str = ".",
     students: list[str] | None = None,
     *,
     jobs: int | None = None,
@@ -578,12 +586,21 @@ def feedback(
 ) -> FeedbackRun:
     """Feedback pages for ``students`` (default: everyone in ``autograded/``) in ``jobs`` worker
     processes (default: one per core), with a progress bar on a terminal (``progress``).
+    ``root``: the course (``Course``, handed to every worker) or its folder (loaded here, once).
 
     Ctrl-C stops every worker within seconds and raises :class:`FeedbackInterrupted`.
     """
+    course = Course.of(root)
+    with course.in_use():
+        return _feedback(course, students, jobs, progress)
+
+
+def _feedback(
+    course: Course, students: list[str] | None, jobs: int | None, progress: bool
+) -> FeedbackRun:
     from ..grader import grade as grading
 
-    root = Path(root).resolve()
+    root = course.root
     run = FeedbackRun()
     if students is None:
         students = _graded_students(root)
@@ -601,11 +618,11 @@ def feedback(
     bar.show()
     try:
         if jobs == 1:
-            _feedback_here(root, students, secrets, results, run.errors, bar.step)
+            _feedback_here(course, students, secrets, results, run.errors, bar.step)
         else:
             grading.run_in_pool(
                 feedback_student,
-                root,
+                course,
                 students,
                 (secrets,),
                 jobs,
@@ -636,7 +653,7 @@ def _collect(results: dict[str, dict], run: FeedbackRun) -> None:
 
 
 def _feedback_here(
-    root: Path,
+    course: Course,
     students: list[str],
     secrets: set[str],
     results: dict[str, dict],
@@ -647,8 +664,8 @@ def _feedback_here(
     from ..grader.grade import run_here
 
     try:
-        run_here(feedback_student, root, students, (secrets,), results, errors, step)
+        run_here(feedback_student, course, students, (secrets,), results, errors, step)
     finally:
         # Their gradebook engine is disposed of with run_here's block: forget both.
-        _CONVERTERS.pop(root, None)
+        _CONVERTERS.pop(course.root, None)
         _GRADEBOOKS.clear()

@@ -78,6 +78,7 @@ from traitlets.config import Configurable
 
 from ..course.contract import ASSIGNMENT, NOTEBOOKS
 from ..course.untrusted import csv_cell, for_terminal, is_student_id
+from ..grader.coursedir import Course, CourseProblem
 
 CANVAS_CSV = "canvas_grades.csv"
 MOODLE_CSV = "moodle_grading_worksheet.csv"
@@ -179,17 +180,13 @@ class LmsFile:
     line: str = ""  # the one line the summary prints
 
 
-def settings(root: Path, **overrides: str | None) -> LmsExport:
-    """``c.LmsExport`` of the course's ``nbgrader_config.py``; a flag overrides it."""
-    from traitlets.config import Config
-
-    from ..grader.coursedir import course_config
-
+def settings(root: Course | Path, **overrides: str | None) -> LmsExport:
+    """``c.LmsExport`` of the course (``Course``, or its folder's ``nbgrader_config.py``); a flag
+    overrides it."""
     try:
-        config = course_config(root) if (root / "nbgrader_config.py").is_file() else Config()
-    except Exception:  # noqa: BLE001 - export already warns about a broken config
-        config = Config()
-    lms = LmsExport(config=config)
+        lms = Course.of(root).settings(LmsExport)
+    except CourseProblem:  # export already warns about a broken config
+        lms = LmsExport()
     for name, value in overrides.items():
         if value:
             setattr(lms, name, value)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..course.contract import NOTEBOOKS
 from ..course.untrusted import for_terminal
-from ..grader.coursedir import RECORDS
+from ..grader.coursedir import RECORDS, Course
 from .similarity import summary_lines as similarity_lines
 
 
@@ -30,7 +30,10 @@ def load_records(root: Path | str = ".") -> tuple[dict[str, dict], list[str]]:
     return records, skipped
 
 
-def report(root: Path | str = ".") -> str:
+def report(course: Course | Path | str = ".") -> str:
+    """The report of the course (``Course``) or of its folder (its configuration is loaded
+    once, by ``export.gather``, only for the lateness and the ledger)."""
+    root = course.root if isinstance(course, Course) else Path(course)
     records, skipped = load_records(root)
     lines = ["Integrity flags (for a person to look at; they do not change scores)"]
     unconfined = sorted(
@@ -63,18 +66,18 @@ def report(root: Path | str = ".") -> str:
         ]
     lines.append(f"{flagged} of {len(records)} students flagged")
     lines += [f"skipped unreadable record {for_terminal(name)}" for name in skipped]
-    lines += _lateness(Path(root))
+    lines += _lateness(course)
     lines += ["", *similarity_lines(root)]
     return "\n".join(lines)
 
 
-def _lateness(root: Path) -> list[str]:
+def _lateness(course: Course | Path | str) -> list[str]:
     """Who was late (or whose lateness is unknown), every file collect rejected, and every
     student nothing of whom was graded, with why: from the same sources as ``export``."""
     from .export import UNKNOWN_NOTE, ExportError, format_time, gather, lateness_text
 
     try:
-        result = gather(root)
+        result = gather(course)
     except ExportError as exc:
         return [f"lateness not shown: {for_terminal(exc)}"]
     lines = []

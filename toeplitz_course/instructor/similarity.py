@@ -69,7 +69,7 @@ from pathlib import Path
 from ..course import colab
 from ..course.contract import ASSIGNMENT, EXERCISES, NOTEBOOKS
 from ..course.untrusted import for_terminal
-from ..grader.coursedir import submitted_students
+from ..grader.coursedir import Course, submitted_students
 from ..grader.integrity import cell_source, nbgrader_meta
 from ..grader.staging import Refused, parse_notebook, read_hand_in, settings_of
 
@@ -705,9 +705,10 @@ def analyse(root: Path | str = ".") -> Similarity:
     return Similarity(ranked, work.unread, len(work.notebooks))
 
 
-def similarity(root: Path | str = ".", out_dir: Path | None = None) -> Similarity:
-    """Compare the class, write ``exports/similarity.json`` and ``.html``, return the result."""
-    root = Path(root).resolve()
+def similarity(root: Course | Path | str = ".", out_dir: Path | None = None) -> Similarity:
+    """Compare the class, write ``exports/similarity.json`` and ``.html``, return the result.
+    (It needs no configuration: a ``Course`` is taken for its root.)"""
+    root = root.root if isinstance(root, Course) else Path(root).resolve()
     result = analyse(root)
     out = Path(out_dir) if out_dir is not None else root / "exports"
     out.mkdir(parents=True, exist_ok=True)
