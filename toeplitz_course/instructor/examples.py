@@ -576,7 +576,9 @@ def form_cases(root: Path) -> list[Case]:
         nbs,
         "ex4_1",  # a float32 numpy array, from the kernel as numpy
         "import numpy as np\n\n\n"
-        + _builder_2d("5 * (i + a) + (j + b)", "kernel.numpy()", "T.numpy()"),
+        + _builder_2d("5 * (i + a) + (j + b)", "kernel.numpy()").replace(
+            "torch.zeros(6, 20)", "np.zeros((6, 20), dtype=np.float32)"
+        ),
     )
     cases.append(
         Case("f02_right_forms", _nb_subset(nbs, [nb1, nb2, nb3, nb4]), missing_notebooks={nb5})
