@@ -289,14 +289,15 @@ def brute_force_by_judge(answer_id: str) -> str:
     )
 
 
-#: The value exercises the brute force scored (7 of 17 points with nothing else answered).
-SEARCHABLE = ("ex1_1", "ex2_1", "ex3_2", "ex3_3", "ex5_1a", "ex5_1b", "ex5_1c")
+#: The value exercises the brute force scored (5 of 18 points with nothing else answered); the
+#: output lengths are functions now, judged on cases the self-checks cell does not hold.
+SEARCHABLE = ("ex3_2", "ex3_3", "ex5_1a", "ex5_1b", "ex5_1c")
 
 
 @pytest.mark.parametrize("cheat", [brute_force_by_key, brute_force_by_judge])
 def test_a_brute_force_answer_really_finds_the_answer(cheat) -> None:
     # Not a strawman: run the release's self-checks cell and the cell, as the kernel would.
-    answer_id = "ex5_1a" if cheat is brute_force_by_key else "ex1_1"
+    answer_id = "ex5_1a" if cheat is brute_force_by_key else "ex5_1b"
     name = _exercise(answer_id).notebook
     cells = _release()[name]["cells"]
     setup = next(integrity.cell_source(c) for c in cells if "_install_self_checks" in str(c))
@@ -431,7 +432,7 @@ def graded(course_template: Path, tmp_path_factory: pytest.TempPathFactory):
     # Nothing answered but what the self-checks give away.
     nbs = examples.blank(course)
     for answer_id in SEARCHABLE:
-        cheat = brute_force_by_judge if answer_id == "ex1_1" else brute_force_by_key
+        cheat = brute_force_by_judge if answer_id == "ex5_1b" else brute_force_by_key
         examples.answer(nbs, answer_id, cheat(answer_id))
     examples.write(nbs, course, "s_brute_force")
     examples.write(examples.correct(course), course, "s_honest")
