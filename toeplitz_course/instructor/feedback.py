@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import functools
 import html
 import json
 import logging
@@ -104,7 +105,13 @@ def page_text(page: str) -> str:
 def leaks(page: str, secret_lines: set[str]) -> list[str]:
     text = page_text(page)
     squashed = re.sub(r"\s+", "", text)
-    return sorted(s for s in secret_lines if re.sub(r"\s+", "", s) in squashed)
+    return sorted(s for s, bare in _squashed(frozenset(secret_lines)) if bare in squashed)
+
+
+@functools.lru_cache(maxsize=4)
+def _squashed(secret_lines: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """Each line with its whitespace removed, once per set of lines (not once per page)."""
+    return tuple((s, re.sub(r"\s+", "", s)) for s in secret_lines)
 
 
 @dataclass
@@ -365,6 +372,7 @@ def _classes() -> _Classes:
                 _GRADEBOOKS[self.db_url] = open_gradebook(self.db_url)
             self.gradebook = _GRADEBOOKS[self.db_url]
             with self.gradebook:
+                self._load_rows()
                 nb, resources = super(GetGrades, self).preprocess(nb, resources)
                 notebook = self.gradebook.find_submission_notebook(
                     self.notebook_id, self.assignment_id, self.student_id
@@ -378,6 +386,49 @@ def _classes() -> _Classes:
                 resources["nbgrader"]["max_score"] = notebook.max_score
                 resources["nbgrader"]["late_penalty"] = late_penalty
             return nb, resources
+
+        def _load_rows(self) -> None:
+            """The notebook's grades (score, max_score) and comments by cell name, one query
+            each, with the values nbgrader's ``find_grade`` and ``find_comment`` rows give (the
+            same column expressions; where two cells of a notebook share a name, the one they
+            look up first wins: a grade cell's grade, a solution cell's comment). nbgrader
+            looks each cell up on its own, and ``Grade.max_score`` is a deferred column: a
+            query more per grade cell."""
+            from nbgrader import api
+
+            from ..grader.gradebook import of_submission
+
+            db = self.gradebook.db
+            found = {}
+            for row, columns, first in (
+                (api.Grade, (api.Grade.score, api.Grade.max_score), "GradeCell"),
+                (api.Comment, (api.Comment.comment,), "SolutionCell"),
+            ):
+                query = (
+                    db.query(api.BaseCell.name, *columns)
+                    .join(api.BaseCell, api.BaseCell.id == row.cell_id)
+                    .order_by(api.BaseCell.type == first)  # the one looked up first, last
+                )
+                query = of_submission(query, row, self.assignment_id, self.student_id)
+                found[row] = {
+                    name: values
+                    for name, *values in query.filter(api.Notebook.name == self.notebook_id)
+                }
+            self._grades, self._comments = found[api.Grade], found[api.Comment]
+
+        def _get_score(self, cell, resources):
+            found = self._grades.get(cell.metadata["nbgrader"]["grade_id"])
+            if found is None:  # nbgrader's own lookup, and its MissingEntry
+                return super()._get_score(cell, resources)
+            cell.metadata.nbgrader["score"], cell.metadata.nbgrader["points"] = found
+            return None
+
+        def _get_comment(self, cell, resources):
+            found = self._comments.get(cell.metadata["nbgrader"]["grade_id"])
+            if found is None:
+                return super()._get_comment(cell, resources)
+            (cell.metadata.nbgrader["comment"],) = found
+            return None
 
     class SameHighlight:
         """nbconvert's ``highlight_code`` filter, computed once per (source, language)."""
