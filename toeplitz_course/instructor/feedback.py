@@ -80,6 +80,21 @@ FEEDBACK_PRELOAD = (
 )
 
 
+#: Students per worker when ``jobs`` is not given. A worker costs about 2 s of machine time to
+#: import (its server) and 2.5 s to write its first student's pages (every distinct cell of the
+#: class parsed, the templates compiled), then about 0.25 s per student: below ten students a
+#: second worker costs more than it saves, in machine time always and on the clock too
+#: (benchmarks/README.md, 2026-12-07: at 6 students 6.9 s of machine time with one process
+#: against 12.4-13.8 s with two workers).
+STUDENTS_PER_WORKER = 10
+
+
+def default_jobs(students: int) -> int:
+    """Worker processes for ``students`` students: one per ``STUDENTS_PER_WORKER`` students,
+    at most one per core (one: no worker, the students one after another in this process)."""
+    return max(1, min(os.cpu_count() or 1, -(-students // STUDENTS_PER_WORKER)))
+
+
 def hidden_lines(source_dir: Path) -> set[str]:
     """Every non-blank line inside a hidden-test region of the instructor notebooks."""
     lines: set[str] = set()
@@ -628,7 +643,8 @@ def feedback(
     progress: bool = True,
 ) -> FeedbackRun:
     """Feedback pages for ``students`` (default: everyone in ``autograded/``) in ``jobs`` worker
-    processes (default: one per core), with a progress bar on a terminal (``progress``).
+    processes (default: ``default_jobs``, one per core for a class of 20 or more), with a
+    progress bar on a terminal (``progress``).
 
     Ctrl-C stops every worker within seconds and raises :class:`FeedbackInterrupted`.
     """
@@ -644,7 +660,7 @@ def feedback(
     students = sorted(s for s in students if is_student_id(s))
     run.students = len(students)
     secrets = hidden_lines(root / "source" / ASSIGNMENT)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(students) or 1))
+    jobs = max(1, min(jobs or default_jobs(len(students)), len(students) or 1))
     bar = grading.Progress(len(students) if progress else 0)
     results: dict[str, dict] = {}
     start = time.monotonic()
