@@ -1,8 +1,9 @@
 """What the feedback shows: the grader's pictures where a person grades, messages that wrap, and
 MathJax from this machine where it has one.
 
-One student with typical mistakes is graded by the project's ``grade`` and given nbgrader's
-feedback (``python -m toeplitz_course feedback``'s function), then the pages are read.
+One student with typical mistakes, of the class graded once per session by the project's ``grade``
+and given nbgrader's feedback (``python -m toeplitz_course feedback``'s function, two workers;
+``conftest.graded_class``), is read.
 """
 
 from __future__ import annotations
@@ -14,30 +15,25 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import BROKEN_FEEDBACK
+from test_grading import MISTAKES
 
 from toeplitz_course.course.contract import ASSIGNMENT, EXERCISES, NOTEBOOKS
 from toeplitz_course.grader import demos, pages
-from toeplitz_course.grader.grade import grade
 from toeplitz_course.grader.preprocessors import SkipDemoCells
-from toeplitz_course.instructor import examples
-from toeplitz_course.instructor.feedback import feedback
 
-STUDENT = "s01_mistakes"
+STUDENT = MISTAKES  # test_grading's student with the typical mistakes
 
 #: The notebooks in which a person grades a cell, from the contract.
 BY_HAND = {e.notebook for e in EXERCISES if not e.autograded}
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory, course_template):
-    course = tmp_path_factory.mktemp("feedback") / "course"
-    shutil.copytree(course_template, course)
-    examples.write(examples.mistakes(course), course, STUDENT)
-    run = grade(course, jobs=1, progress=False)
-    assert run.errors == {}
-    written = feedback(course)
-    assert written.errors == {}
-    return course
+def graded(graded_class):
+    """The class's course: STUDENT graded, and everyone given feedback by ``feedback``."""
+    assert graded_class.run.errors == {}
+    assert STUDENT not in graded_class.feedback.errors
+    return graded_class.course
 
 
 def _autograded(course: Path, notebook: str):
@@ -209,8 +205,16 @@ def test_pages_are_stock_nbgraders_byte_for_byte(graded, tmp_path):
     widget outputs, which the sanitised pages do not have."""
     ours = {p.name: p.read_bytes() for p in (graded / "feedback" / STUDENT / ASSIGNMENT).iterdir()}
     stock = tmp_path / "stock"
-    shutil.copytree(graded, stock)
-    shutil.rmtree(stock / "feedback")
+
+    def only_what_feedback_reads(folder: str, names: list[str]) -> set[str]:
+        # Not the hand-ins (the class's hold links and FIFOs) nor other students' notebooks.
+        if Path(folder) == graded:
+            return {"submitted", "feedback"} & set(names)
+        if Path(folder) == graded / "autograded":
+            return set(names) - {STUDENT}
+        return set()
+
+    shutil.copytree(graded, stock, ignore=only_what_feedback_reads)
     _stock_feedback(stock, STUDENT)
     theirs = {p.name: p.read_bytes() for p in (stock / "feedback" / STUDENT / ASSIGNMENT).iterdir()}
     assert sorted(ours) == sorted(theirs)
@@ -235,18 +239,16 @@ def test_the_cell_by_cell_soup_pass_is_beautifulsoups(graded):
     assert soup.stock >= 3  # a stray end tag, an open comment, an open <script>
 
 
-def test_a_bad_student_is_recorded_and_the_others_get_their_pages(graded, tmp_path):
-    course = tmp_path / "course"
-    shutil.copytree(graded, course)
-    shutil.rmtree(course / "feedback")
-    broken = "s02_broken"
-    shutil.copytree(course / "autograded" / STUDENT, course / "autograded" / broken)
-    (course / "autograded" / broken / ASSIGNMENT / f"{NOTEBOOKS[0]}.ipynb").write_text("{")
-    run = feedback(course, jobs=2, progress=False)
-    assert set(run.errors) == {broken}, run.errors
-    assert len(run.written) == len(NOTEBOOKS)
-    for notebook in NOTEBOOKS:  # the parallel run writes stock's pages too
-        page = course / "feedback" / STUDENT / ASSIGNMENT / f"{notebook}.html"
-        assert page.read_text() == _page(graded, notebook)
-    assert (course / ".grading" / "logs" / "feedback" / f"{broken}.log").read_text()
-    assert broken in run.format() and "wrote 5 feedback pages for 2 students" in run.format()
+def test_a_bad_student_is_recorded_and_the_others_get_their_pages(graded, graded_class):
+    """The class's feedback ran in two workers with BROKEN_FEEDBACK's first notebook cut short;
+    its pages are stock's (``test_pages_are_stock_nbgraders_byte_for_byte``)."""
+    run = graded_class.feedback
+    assert set(run.errors) == {BROKEN_FEEDBACK}, run.errors
+    assert not (graded / "feedback" / BROKEN_FEEDBACK).exists()
+    pages = {p.relative_to(graded / "feedback") for p in run.written}
+    for notebook in NOTEBOOKS:
+        assert Path(STUDENT, ASSIGNMENT, f"{notebook}.html") in pages
+    assert (graded / ".grading" / "logs" / "feedback" / f"{BROKEN_FEEDBACK}.log").read_text()
+    students = len(list((graded / "autograded").glob(f"*/{ASSIGNMENT}")))
+    assert BROKEN_FEEDBACK in run.format()
+    assert f"wrote {len(run.written)} feedback pages for {students} students" in run.format()

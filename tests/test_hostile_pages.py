@@ -11,13 +11,13 @@ instructor opens them: the formgrader's page in a real ``jupyter server`` (the o
 The control: the same notebook rendered by stock nbconvert (no sanitiser, no policy) and opened in
 the same browser must call the listener and change the title, so the attacks are live and the
 listener hears them.
+
+The hostile student is graded, and given feedback, in the class other modules hand their students
+in to (``conftest.graded_class``); the honest one is test_grading's correct student.
 """
 
 from __future__ import annotations
 
-import http.server
-import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -29,53 +29,17 @@ from test_formgrader import CHROMEDRIVER, CHROMIUM, WAIT, browser, server  # noq
 from toeplitz_course.course.contract import ASSIGNMENT
 from toeplitz_course.grader import pages, sanitize
 from toeplitz_course.grader.coursedir import db_url
-from toeplitz_course.grader.grade import grade
 from toeplitz_course.instructor import examples
-from toeplitz_course.instructor.feedback import feedback
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver"
 )
 
-HOSTILE, HONEST = "s02_hostile", "s01_honest"
+HOSTILE, HONEST = "s02_hostile", "s01_correct"
 WRITTEN_NB = "03_equivariance"
 OTHER_NB = "01_conv1d_toeplitz"
 PWNED = "pwned"
 SETTLE = 2.0  # seconds for timers, onerror handlers and MathJax to have fired
-
-
-class Listener:
-    """An HTTP server on 127.0.0.1 that records every request made to it."""
-
-    def __init__(self):
-        hits = self.hits = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _hit(self):
-                hits.append(self.path)
-                self.send_response(200)
-                self.send_header("Access-Control-Allow-Origin", "*")
-                self.end_headers()
-
-            do_GET = do_POST = do_OPTIONS = _hit
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def listener():
-    listening = Listener()
-    yield listening
-    listening.close()
 
 
 def _markdown_attacks(url: str) -> list[str]:
@@ -144,16 +108,19 @@ def _hostile(course: Path, url: str) -> examples.Notebooks:
     return nbs
 
 
+def hand_in(course: Path, url: str) -> None:
+    """The hostile student, its attacks calling ``url``, into ``course`` (the session's class,
+    ``conftest.graded_class``, in which HONEST is test_grading's correct student)."""
+    examples.write(_hostile(course, url), course, HOSTILE)
+
+
 @pytest.fixture(scope="module")
-def course(tmp_path_factory, course_template, listener) -> Path:
-    course = tmp_path_factory.mktemp("hostile-pages") / "course"
-    shutil.copytree(course_template, course)
-    examples.write(examples.correct(course), course, HONEST)
-    examples.write(_hostile(course, listener.url), course, HOSTILE)
-    run = grade(course, jobs=1, progress=False)
-    assert run.errors == {}
-    feedback(course, [HOSTILE, HONEST])
-    return course
+def course(graded_class) -> Path:
+    """The class, graded and given feedback (``feedback`` for everyone, HOSTILE and HONEST
+    among them)."""
+    assert graded_class.run.errors == {}
+    assert not {HOSTILE, HONEST} & set(graded_class.feedback.errors)
+    return graded_class.course
 
 
 def test_both_students_are_graded_as_earned(course):

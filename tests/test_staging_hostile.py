@@ -1,8 +1,9 @@
 """Everything a student hands in is hostile (issue 20): links, special files, sizes, folder names
 and timestamps under ``submitted/``, and nbgrader's exchange.
 
-One class of attackers, beside honest students, is graded once (real nbgrader, real kernels);
-each test then asserts one thing. The exchange tests run nbgrader's own release and submit.
+One class of attackers, beside honest students, is graded once (real nbgrader, real kernels), in the
+class other modules hand their students in to (``conftest.graded_class``); each test then asserts
+one thing about these students. The exchange tests run nbgrader's own release and submit.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from nbgrader.api import Gradebook
 from traitlets.config import Config
 
 from toeplitz_course.course.contract import ASSIGNMENT, AUTOGRADED, NOTEBOOKS
-from toeplitz_course.grader.coursedir import course_config, db_url, submitted_students
+from toeplitz_course.grader.coursedir import course_config, db_url
 from toeplitz_course.grader.grade import grade
 from toeplitz_course.grader.staging import Refused, Staging, parse_notebook, stage
 from toeplitz_course.instructor import examples
@@ -132,32 +132,44 @@ def _attackers(course: Path, outside: Path) -> None:
     }
     for student, text in stamps.items():
         _write(_only(correct, course, student, "01_conv1d_toeplitz"), "timestamp.txt", text)
+    # Beside what collect recorded of the other students in the class, if anything.
     ledger = course / "downloaded" / ASSIGNMENT / "collected.json"
-    ledger.parent.mkdir(parents=True)
-    ledger.write_text(
-        json.dumps(
-            {"assignment": ASSIGNMENT, "students": {"s09_ledger": {"timestamp": LEDGER_TIME}}}
-        )
-    )
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    known = json.loads(ledger.read_text()) if ledger.exists() else {"assignment": ASSIGNMENT}
+    known.setdefault("students", {})["s09_ledger"] = {"timestamp": LEDGER_TIME}
+    ledger.write_text(json.dumps(known))
 
     for name in BAD_NAMES:
         _only(correct, course, name, "01_conv1d_toeplitz")
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, course_template):
-    base = tmp_path_factory.mktemp("hostile")
-    course = base / "course"
-    shutil.copytree(course_template, course)
-    with open(course / "nbgrader_config.py", "a") as f:
-        f.write(TEST_CONFIG)
+#: This module's students: the 11 folders that are student ids.
+STUDENTS = (
+    "s01_honest",
+    "s02_victim",
+    "s03_links",
+    "s04_linked_student",
+    "s05_linked_assignment",
+    "s06_large",
+    "s07_future",
+    "s08_garbage",
+    "s09_ledger",
+    "s10_before_release",
+    "s11_on_time",
+)
+
+
+def hand_in(course: Path, base: Path) -> None:
+    """This module's attackers, into ``course`` (the session's class, ``conftest.graded_class``,
+    which is graded with ``TEST_CONFIG``); the host's secret in ``base``, outside the course."""
     outside = base / "host_secret.txt"
     outside.write_text(SECRET)
     _attackers(course, outside)
-    refused: list[str] = []
-    submitted_students(course, refused)
-    run = grade(course, jobs=1, progress=False)
-    return course, run, refused
+
+
+@pytest.fixture(scope="module")
+def graded(graded_class):
+    return graded_class.course, graded_class.run, graded_class.refused
 
 
 def record(course: Path, student: str) -> dict:
@@ -189,7 +201,8 @@ FULL = {e.test_id: float(e.points) for e in AUTOGRADED}
 def test_the_batch_graded_everyone(graded):
     course, run, _ = graded
     assert run.errors == {}
-    assert len(run.records) == 11
+    assert set(STUDENTS) <= set(run.records)
+    assert not set(BAD_NAMES) & set(run.records)
 
 
 def test_honest_students_get_every_point(graded):

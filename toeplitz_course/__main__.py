@@ -241,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = steps.add_parser("feedback", help="per-student HTML feedback without hidden tests")
     p.add_argument("--student", action="append")
-    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
+    p.add_argument(
+        "--jobs", type=int, default=None, help="worker processes (default: cores, 10 students each)"
+    )
     p.set_defaults(run=_feedback)
 
     p = steps.add_parser(

@@ -227,10 +227,13 @@ def bench_feedback(graded: Path, workdir: Path, say=print) -> FeedbackBench:
     cmd = [sys.executable, "-m", "nbgrader", "generate_feedback", ASSIGNMENT, "--force"]
     stock, stock_problem = _timed("stock generate_feedback", cmd, stock_course, "feedback.log")
     say(f"feedback for {students} students with toeplitz_course feedback ...", flush=True)
-    # The feedback command has no --jobs: it uses a worker per core, as grade does.
-    workers = max(1, min(os.cpu_count() or 1, students))
+    # The feedback command as an instructor types it: its own number of workers.
+    from .feedback import default_jobs
+
+    workers = default_jobs(students)
+    label = f"{workers} workers" if workers > 1 else "one process"
     cmd = [sys.executable, "-m", "toeplitz_course", "feedback"]
-    ours, our_problem = _timed(f"feedback ({workers} workers)", cmd, our_course, "feedback.log")
+    ours, our_problem = _timed(f"feedback ({label})", cmd, our_course, "feedback.log")
     theirs = {
         p.relative_to(stock_course / "feedback"): p for p in (stock_course / "feedback").rglob("*")
     }

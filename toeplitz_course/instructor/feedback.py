@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import functools
 import html
 import json
 import logging
@@ -79,6 +80,21 @@ FEEDBACK_PRELOAD = (
 )
 
 
+#: Students per worker when ``jobs`` is not given. A worker costs about 2 s of machine time to
+#: import (its server) and 2.5 s to write its first student's pages (every distinct cell of the
+#: class parsed, the templates compiled), then about 0.25 s per student: below ten students a
+#: second worker costs more than it saves, in machine time always and on the clock too
+#: (benchmarks/README.md, 2026-12-07: at 6 students 6.9 s of machine time with one process
+#: against 12.4-13.8 s with two workers).
+STUDENTS_PER_WORKER = 10
+
+
+def default_jobs(students: int) -> int:
+    """Worker processes for ``students`` students: one per ``STUDENTS_PER_WORKER`` students,
+    at most one per core (one: no worker, the students one after another in this process)."""
+    return max(1, min(os.cpu_count() or 1, -(-students // STUDENTS_PER_WORKER)))
+
+
 def hidden_lines(source_dir: Path) -> set[str]:
     """Every non-blank line inside a hidden-test region of the instructor notebooks."""
     lines: set[str] = set()
@@ -104,7 +120,13 @@ def page_text(page: str) -> str:
 def leaks(page: str, secret_lines: set[str]) -> list[str]:
     text = page_text(page)
     squashed = re.sub(r"\s+", "", text)
-    return sorted(s for s in secret_lines if re.sub(r"\s+", "", s) in squashed)
+    return sorted(s for s, bare in _squashed(frozenset(secret_lines)) if bare in squashed)
+
+
+@functools.lru_cache(maxsize=4)
+def _squashed(secret_lines: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """Each line with its whitespace removed, once per set of lines (not once per page)."""
+    return tuple((s, re.sub(r"\s+", "", s)) for s in secret_lines)
 
 
 @dataclass
@@ -365,6 +387,7 @@ def _classes() -> _Classes:
                 _GRADEBOOKS[self.db_url] = open_gradebook(self.db_url)
             self.gradebook = _GRADEBOOKS[self.db_url]
             with self.gradebook:
+                self._load_rows()
                 nb, resources = super(GetGrades, self).preprocess(nb, resources)
                 notebook = self.gradebook.find_submission_notebook(
                     self.notebook_id, self.assignment_id, self.student_id
@@ -378,6 +401,49 @@ def _classes() -> _Classes:
                 resources["nbgrader"]["max_score"] = notebook.max_score
                 resources["nbgrader"]["late_penalty"] = late_penalty
             return nb, resources
+
+        def _load_rows(self) -> None:
+            """The notebook's grades (score, max_score) and comments by cell name, one query
+            each, with the values nbgrader's ``find_grade`` and ``find_comment`` rows give (the
+            same column expressions; where two cells of a notebook share a name, the one they
+            look up first wins: a grade cell's grade, a solution cell's comment). nbgrader
+            looks each cell up on its own, and ``Grade.max_score`` is a deferred column: a
+            query more per grade cell."""
+            from nbgrader import api
+
+            from ..grader.gradebook import of_submission
+
+            db = self.gradebook.db
+            found = {}
+            for row, columns, first in (
+                (api.Grade, (api.Grade.score, api.Grade.max_score), "GradeCell"),
+                (api.Comment, (api.Comment.comment,), "SolutionCell"),
+            ):
+                query = (
+                    db.query(api.BaseCell.name, *columns)
+                    .join(api.BaseCell, api.BaseCell.id == row.cell_id)
+                    .order_by(api.BaseCell.type == first)  # the one looked up first, last
+                )
+                query = of_submission(query, row, self.assignment_id, self.student_id)
+                found[row] = {
+                    name: values
+                    for name, *values in query.filter(api.Notebook.name == self.notebook_id)
+                }
+            self._grades, self._comments = found[api.Grade], found[api.Comment]
+
+        def _get_score(self, cell, resources):
+            found = self._grades.get(cell.metadata["nbgrader"]["grade_id"])
+            if found is None:  # nbgrader's own lookup, and its MissingEntry
+                return super()._get_score(cell, resources)
+            cell.metadata.nbgrader["score"], cell.metadata.nbgrader["points"] = found
+            return None
+
+        def _get_comment(self, cell, resources):
+            found = self._comments.get(cell.metadata["nbgrader"]["grade_id"])
+            if found is None:
+                return super()._get_comment(cell, resources)
+            (cell.metadata.nbgrader["comment"],) = found
+            return None
 
     class SameHighlight:
         """nbconvert's ``highlight_code`` filter, computed once per (source, language)."""
@@ -585,7 +651,8 @@ def feedback(
     progress: bool = True,
 ) -> FeedbackRun:
     """Feedback pages for ``students`` (default: everyone in ``autograded/``) in ``jobs`` worker
-    processes (default: one per core), with a progress bar on a terminal (``progress``).
+    processes (default: ``default_jobs``, one per core for a class of 20 or more), with a
+    progress bar on a terminal (``progress``).
     ``root``: the course (``Course``, handed to every worker) or its folder (loaded here, once).
 
     Ctrl-C stops every worker within seconds and raises :class:`FeedbackInterrupted`.
@@ -610,7 +677,7 @@ def _feedback(
     students = sorted(s for s in students if is_student_id(s))
     run.students = len(students)
     secrets = hidden_lines(root / "source" / ASSIGNMENT)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(students) or 1))
+    jobs = max(1, min(jobs or default_jobs(len(students)), len(students) or 1))
     bar = grading.Progress(len(students) if progress else 0)
     results: dict[str, dict] = {}
     start = time.monotonic()
