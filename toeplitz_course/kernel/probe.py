@@ -22,14 +22,15 @@ Payloads (JSON; a non-finite float is written as the string ``"nan"``, ``"inf"``
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 
-from .data import CaseGap
+from .data import CaseCall, CaseGap
 
 try:
     import numpy as np
@@ -405,6 +406,74 @@ def _calls_counts(fn: Callable, cases: Sequence[Any]) -> list[dict]:
     return results
 
 
+#: What Part 6's functions are called without (the notebook says so): its exercises ask for a
+#: length, a matrix or a count worked out from the shapes, which running PyTorch's convolution
+#: on unit vectors or on zeros would give without the reasoning.
+_NO_CONVOLUTION = {
+    "torch.nn.functional": (
+        "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    ),
+    "torch": (
+        "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+        "convolution", "conv_tbc",
+    ),
+    "torch.nn": (
+        "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+        "LazyConv1d", "LazyConvTranspose1d",
+    ),
+}
+
+
+def _unavailable(name: str) -> Callable[..., Any]:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(
+            f"{name} is not available inside this function: work it out from the shapes (the "
+            "exercise says so); the cells around it may use it"
+        )
+
+    return refuse
+
+
+@contextlib.contextmanager
+def _without_convolution() -> Iterator[None]:
+    modules = {"torch": torch, "torch.nn": torch.nn, "torch.nn.functional": torch.nn.functional}
+    saved = []
+    for module_name, names in _NO_CONVOLUTION.items():
+        module = modules[module_name]
+        for name in names:
+            if name in vars(module):
+                saved.append((module, name, vars(module)[name]))
+                setattr(module, name, _unavailable(f"{module_name}.{name}"))
+    try:
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
+
+
+def _part6_args(case: CaseCall) -> tuple[Any, ...]:
+    args = []
+    for param, value in zip(case.params, case.args, strict=True):
+        if param == "w":
+            value = torch.tensor(value, dtype=torch.float32)
+        elif param == "channels":
+            value = list(value)
+        args.append(value)
+    return tuple(args)
+
+
+def _calls_part6(reader: Callable[[Any], dict]) -> Callable[[Callable, Sequence[Any]], list[dict]]:
+    def calls(fn: Callable, cases: Sequence[CaseCall]) -> list[dict]:
+        results = []
+        for case in cases:
+            with _without_convolution():
+                ok, value = _call(fn, *_part6_args(case))
+            results.append(reader(value) if ok else value)
+        return results
+
+    return calls
+
+
 # --------------------------------------------------------------------------------------------
 # The registry
 # --------------------------------------------------------------------------------------------
@@ -439,6 +508,10 @@ _PROBES: dict[str, Callable[[Any], dict]] = {
     "ex5_1b_test": _probe_count,
     "ex5_1c_test": _probe_count,
     "ex5_2_test": _function_probe(_calls_counts),
+    "ex6_1_test": _function_probe(_calls_part6(_probe_number_result)),
+    "ex6_2_test": _function_probe(_calls_part6(_probe_matrix)),
+    "ex6_3_test": _function_probe(_calls_part6(_probe_matrix)),
+    "ex6_4_test": _function_probe(_calls_part6(_probe_number_result)),
 }
 
 EXERCISES_PROBED = frozenset(_PROBES)
