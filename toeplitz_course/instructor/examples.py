@@ -127,6 +127,18 @@ MISTAKES: dict[str, str] = {
         "    n_out = (H - R + 1) * (W - S + 1)\n"
         "    return (n_out * H * W, n_out * H * W, R * S)\n"
     ),
+    "ex6_1": (
+        "def conv_output_length(N, K, padding=0, stride=1, dilation=1):\n"
+        "    return (N + 2 * padding - K) // stride + 1  # the dilation forgotten\n"
+    ),
+    "ex6_3": (
+        "def transposed_matrix(w, L, stride=1):\n"
+        "    K = len(w)\n"
+        "    T = torch.zeros(L, (L - 1) * stride + K)\n"
+        "    for i in range(L):\n"
+        "        T[i, i * stride : i * stride + K] = w\n"
+        "    return T  # T, not its transpose\n"
+    ),
 }
 
 
