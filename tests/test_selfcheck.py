@@ -18,6 +18,7 @@ import nbformat
 import numpy as np
 import pytest
 import test_checks as tc
+import test_part6
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -91,6 +92,9 @@ def _right_forms():
     for name in ("gap_item", "gap_tensor", "gap_numpy"):
         yield "ex3_1_test", name, lambda name=name: getattr(tc, name)
     yield "ex5_2_test", "tuple", lambda: tc.counts_tuple
+    for grade_id, fns in sorted(test_part6.RIGHT.items()):
+        for i, fn in enumerate(fns):
+            yield grade_id, f"fn{i}", lambda fn=fn: fn
 
 
 def _wrong_forms():
@@ -106,6 +110,9 @@ def _wrong_forms():
         ("ex4_2_test", tc.WRONG_2D),
         ("ex5_2_test", tc.WRONG_COUNTS_FN),
     ):
+        for i, (fn, diagnosis) in enumerate(wrong):
+            yield grade_id, f"fn{i}", (lambda fn=fn: fn), diagnosis
+    for grade_id, wrong in sorted(test_part6.WRONG.items()):
         for i, (fn, diagnosis) in enumerate(wrong):
             yield grade_id, f"fn{i}", (lambda fn=fn: fn), diagnosis
 
