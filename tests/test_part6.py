@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def torch_length(N, K, padding=0, stride=1, dilation=1) -> int:
     x = torch.zeros(1, 1, N)
-    return F.conv1d(x, torch.ones(1, 1, K), padding=padding, stride=stride, dilation=dilation).shape[-1]
+    return F.conv1d(
+        x, torch.ones(1, 1, K), padding=padding, stride=stride, dilation=dilation
+    ).shape[-1]
 
 
 def torch_general(w, N, padding=0, stride=1, dilation=1) -> torch.Tensor:
@@ -47,7 +49,9 @@ def torch_transposed(w, L, stride=1) -> torch.Tensor:
 
 
 def torch_cnn_count(channels, K) -> int:
-    layers = [nn.Conv1d(i, o, K, device="meta") for i, o in zip(channels[:-1], channels[1:])]
+    layers = [
+        nn.Conv1d(i, o, K, device="meta") for i, o in zip(channels[:-1], channels[1:], strict=True)
+    ]
     return sum(p.numel() for p in nn.Sequential(*layers).parameters())
 
 
@@ -101,71 +105,145 @@ def transposed_scatter(w, L, stride=1):
 
 
 def cnn_loop(channels, K):
-    return sum(o * i * K + o for i, o in zip(channels[:-1], channels[1:]))
+    return sum(o * i * K + o for i, o in zip(channels[:-1], channels[1:], strict=True))
 
 
 RIGHT = {
     "ex6_1_test": [length_formula, length_by_counting, lambda *a: np.int64(length_formula(*a))],
     "ex6_2_test": [general_loops, general_by_rows],
     "ex6_3_test": [transposed_loops, transposed_scatter],
-    "ex6_4_test": [cnn_loop, lambda ch, K: torch.tensor(cnn_loop(ch, K)), lambda ch, K: float(cnn_loop(ch, K))],
+    "ex6_4_test": [
+        cnn_loop,
+        lambda ch, K: torch.tensor(cnn_loop(ch, K)),
+        lambda ch, K: float(cnn_loop(ch, K)),
+    ],
 }
 
 # -- wrong answers, each with the words its diagnosis must use ----------------------------------
 
 WRONG = {
     "ex6_1_test": [
-        (lambda N, K, padding=0, stride=1, dilation=1: (N + 2 * padding - K) // stride + 1,
-         "ignores the dilation"),
-        (lambda N, K, padding=0, stride=1, dilation=1: N + 2 * padding - dilation * (K - 1),
-         "ignores the stride"),
-        (lambda N, K, padding=0, stride=1, dilation=1: length_formula(N, K, padding, stride, dilation) - 1,
-         "forgets the first output"),
-        (lambda N, K, padding=0, stride=1, dilation=1: (N + 2 * padding - dilation * (K - 1)) // stride,
-         "divides the number of window positions"),
-        (lambda N, K, padding=0, stride=1, dilation=1: -(-(N + 2 * padding - dilation * (K - 1) - 1) // stride) + 1,
-         "rounds up"),
-        (lambda N, K, padding=0, stride=1, dilation=1: (N + padding - dilation * (K - 1) - 1) // stride + 1,
-         "pads only one end"),
-        (lambda N, K, padding=0, stride=1, dilation=1: (N + 2 * padding - dilation * (K - 1) - 1) / stride + 1,
-         "is a whole number"),
-        (lambda N, K, padding=0, stride=1, dilation=1: torch_length(N, K, padding, stride, dilation),
-         "is not available inside this function"),
+        (
+            lambda N, K, padding=0, stride=1, dilation=1: (N + 2 * padding - K) // stride + 1,
+            "ignores the dilation",
+        ),
+        (
+            lambda N, K, padding=0, stride=1, dilation=1: N + 2 * padding - dilation * (K - 1),
+            "ignores the stride",
+        ),
+        (
+            lambda N, K, padding=0, stride=1, dilation=1: (
+                length_formula(N, K, padding, stride, dilation) - 1
+            ),
+            "forgets the first output",
+        ),
+        (
+            lambda N, K, padding=0, stride=1, dilation=1: (
+                (N + 2 * padding - dilation * (K - 1)) // stride
+            ),
+            "divides the number of window positions",
+        ),
+        (
+            lambda N, K, padding=0, stride=1, dilation=1: (
+                -(-(N + 2 * padding - dilation * (K - 1) - 1) // stride) + 1
+            ),
+            "rounds up",
+        ),
+        (
+            lambda N, K, padding=0, stride=1, dilation=1: (
+                (N + padding - dilation * (K - 1) - 1) // stride + 1
+            ),
+            "pads only one end",
+        ),
+        (
+            lambda N, K, padding=0, stride=1, dilation=1: (
+                (N + 2 * padding - dilation * (K - 1) - 1) / stride + 1
+            ),
+            "is a whole number",
+        ),
+        (
+            lambda N, K, padding=0, stride=1, dilation=1: torch_length(
+                N, K, padding, stride, dilation
+            ),
+            "is not available inside this function",
+        ),
     ],
     "ex6_2_test": [
-        (lambda w, N, padding=0, stride=1, dilation=1: general_loops(w, N, padding, 1, dilation),
-         "keeps every output of the stride-1 convolution"),
-        (lambda w, N, padding=0, stride=1, dilation=1: general_loops(w, N, padding, stride, 1),
-         "ignores the dilation"),
-        (lambda w, N, padding=0, stride=1, dilation=1: general_loops(w.flip(0), N, padding, stride, dilation),
-         "flipped kernel"),
-        (lambda w, N, padding=0, stride=1, dilation=1: general_loops(w, N, padding, 1, dilation)[stride - 1 :: stride],
-         "keeps rows"),
-        (lambda w, N, padding=0, stride=1, dilation=1: general_loops(w, N, padding, stride, dilation).T,
-         "transposed"),
-        (lambda w, N, padding=0, stride=1, dilation=1: torch_general(w, N, padding, stride, dilation),
-         "is not available inside this function"),
+        (
+            lambda w, N, padding=0, stride=1, dilation=1: general_loops(w, N, padding, 1, dilation),
+            "keeps every output of the stride-1 convolution",
+        ),
+        (
+            lambda w, N, padding=0, stride=1, dilation=1: general_loops(w, N, padding, stride, 1),
+            "ignores the dilation",
+        ),
+        (
+            lambda w, N, padding=0, stride=1, dilation=1: general_loops(
+                w.flip(0), N, padding, stride, dilation
+            ),
+            "flipped kernel",
+        ),
+        (
+            lambda w, N, padding=0, stride=1, dilation=1: general_loops(w, N, padding, 1, dilation)[
+                stride - 1 :: stride
+            ],
+            "keeps rows",
+        ),
+        (
+            lambda w, N, padding=0, stride=1, dilation=1: (
+                general_loops(w, N, padding, stride, dilation).T
+            ),
+            "transposed",
+        ),
+        (
+            lambda w, N, padding=0, stride=1, dilation=1: torch_general(
+                w, N, padding, stride, dilation
+            ),
+            "is not available inside this function",
+        ),
     ],
     "ex6_3_test": [
         (lambda w, L, stride=1: transposed_loops(w, L, stride).T, "that is T"),
         (lambda w, L, stride=1: transposed_loops(w.flip(0), L, stride), "flipped kernel"),
         (lambda w, L, stride=1: transposed_loops(w, L, 1), "ignores the stride"),
-        (lambda w, L, stride=1: general_loops(w, L * stride + len(w) - 1, 0, stride).T, "returned shape"),
-        (lambda w, L, stride=1: torch_transposed(w, L, stride), "is not available inside this function"),
+        (
+            lambda w, L, stride=1: general_loops(w, L * stride + len(w) - 1, 0, stride).T,
+            "returned shape",
+        ),
+        (
+            lambda w, L, stride=1: torch_transposed(w, L, stride),
+            "is not available inside this function",
+        ),
     ],
     "ex6_4_test": [
-        (lambda ch, K: sum(o * i * K for i, o in zip(ch[:-1], ch[1:])), "forgets the biases"),
-        (lambda ch, K: sum(o * i * K + i for i, o in zip(ch[:-1], ch[1:])), "a bias per input channel"),
-        (lambda ch, K: sum(o * K + o for i, o in zip(ch[:-1], ch[1:])), "grid of kernels"),
-        (lambda ch, K: sum(o * i * K + 1 for i, o in zip(ch[:-1], ch[1:])), "a single bias"),
+        (
+            lambda ch, K: sum(o * i * K for i, o in zip(ch[:-1], ch[1:], strict=True)),
+            "forgets the biases",
+        ),
+        (
+            lambda ch, K: sum(o * i * K + i for i, o in zip(ch[:-1], ch[1:], strict=True)),
+            "a bias per input channel",
+        ),
+        (
+            lambda ch, K: sum(o * K + o for i, o in zip(ch[:-1], ch[1:], strict=True)),
+            "grid of kernels",
+        ),
+        (
+            lambda ch, K: sum(o * i * K + 1 for i, o in zip(ch[:-1], ch[1:], strict=True)),
+            "a single bias",
+        ),
         (lambda ch, K: ch[1] * ch[0] * K + ch[1], "counts only the first layer"),
         (lambda ch, K: torch_cnn_count(list(ch), K), "is not available inside this function"),
         (lambda ch, K: -1, "cannot be negative"),
     ],
 }
 
-NAMES = {"ex6_1_test": "conv_output_length", "ex6_2_test": "toeplitz_general",
-         "ex6_3_test": "transposed_matrix", "ex6_4_test": "cnn_param_count"}
+NAMES = {
+    "ex6_1_test": "conv_output_length",
+    "ex6_2_test": "toeplitz_general",
+    "ex6_3_test": "transposed_matrix",
+    "ex6_4_test": "cnn_param_count",
+}
 
 # -- the cases are what torch does ----------------------------------------------------------------
 
@@ -201,8 +279,14 @@ def test_the_transpose_is_the_gradient():
 def test_the_cases_cover_the_kinds_the_exercises_name():
     lengths = cases.CASES_LENGTH
     assert any(length_formula(*c.args) == 1 for c in lengths)
-    assert any((c.args[0] + 2 * c.args[2] - c.args[4] * (c.args[1] - 1) - 1) % c.args[3] for c in lengths)
-    assert {c.args[3] for c in lengths} >= {1, 2, 3, 4} and {c.args[4] for c in lengths} >= {1, 2, 3}
+    assert any(
+        (c.args[0] + 2 * c.args[2] - c.args[4] * (c.args[1] - 1) - 1) % c.args[3] for c in lengths
+    )
+    assert {c.args[3] for c in lengths} >= {1, 2, 3, 4} and {c.args[4] for c in lengths} >= {
+        1,
+        2,
+        3,
+    }
     general = cases.CASES_GENERAL
     assert any(c.args[3] > 1 and c.args[4] > 1 and c.args[2] > 0 for c in general)
     assert any(len(c.args[0]) == 1 for c in general)
@@ -216,7 +300,8 @@ def test_the_cases_cover_the_kinds_the_exercises_name():
 
 
 @pytest.mark.parametrize(
-    ("grade_id", "fn"), [(g, f) for g, fs in RIGHT.items() for f in fs],
+    ("grade_id", "fn"),
+    [(g, f) for g, fs in RIGHT.items() for f in fs],
     ids=[f"{g}-{i}" for g, fs in RIGHT.items() for i in range(len(fs))],
 )
 def test_right_functions_pass(grade_id, fn):
@@ -224,7 +309,8 @@ def test_right_functions_pass(grade_id, fn):
 
 
 @pytest.mark.parametrize(
-    ("grade_id", "fn", "diagnosis"), [(g, f, d) for g, ws in WRONG.items() for f, d in ws],
+    ("grade_id", "fn", "diagnosis"),
+    [(g, f, d) for g, ws in WRONG.items() for f, d in ws],
     ids=[f"{g}-{i}" for g, ws in WRONG.items() for i in range(len(ws))],
 )
 def test_wrong_functions_are_diagnosed(grade_id, fn, diagnosis):
@@ -277,7 +363,8 @@ def _run_picture(exercise: str, answers: dict) -> str:
             exec(compile(cell.source, "<given>", "exec"), namespace)
     namespace.update(answers, answered=lambda exercise: True)
     picture = next(
-        c for c in nb.cells[at:]
+        c
+        for c in nb.cells[at:]
         if "demo" in c.metadata.get("tags", []) and f'answered("{exercise}")' in c.source
     )
     backend = matplotlib.get_backend()
@@ -293,19 +380,27 @@ def _run_picture(exercise: str, answers: dict) -> str:
 
 
 def test_each_picture_says_none_for_a_right_answer_and_shows_a_wrong_one():
-    wrong_rows = lambda w, N, padding=0, stride=1, dilation=1: general_loops(w, N, padding, 1, dilation)[1::2]
+    def wrong_rows(w, N, padding=0, stride=1, dilation=1):  # rows 1, 3, ... of stride 1
+        return general_loops(w, N, padding, 1, dilation)[1::2]
+
     assert "rows that differ from the convolution on x_check: none" in _run_picture(
-        "ex6_2", {"toeplitz_general": general_loops})
+        "ex6_2", {"toeplitz_general": general_loops}
+    )
     assert "rows that differ from the convolution on x_check: [0, 1, 2, 3]" in _run_picture(
-        "ex6_2", {"toeplitz_general": wrong_rows})
+        "ex6_2", {"toeplitz_general": wrong_rows}
+    )
     assert "(N, stride) where yours differs from PyTorch: none" in _run_picture(
-        "ex6_1", {"conv_output_length": length_formula})
+        "ex6_1", {"conv_output_length": length_formula}
+    )
     assert "where yours differs from PyTorch: [(" in _run_picture(
-        "ex6_1", {"conv_output_length": WRONG["ex6_1_test"][0][0]})
+        "ex6_1", {"conv_output_length": WRONG["ex6_1_test"][0][0]}
+    )
     assert "differ from autograd's gradient: none" in _run_picture(
-        "ex6_3", {"transposed_matrix": transposed_loops})
+        "ex6_3", {"transposed_matrix": transposed_loops}
+    )
     assert "conv_transpose1d maps 4 numbers to 9" in _run_picture(
-        "ex6_3", {"transposed_matrix": WRONG["ex6_3_test"][0][0]})
+        "ex6_3", {"transposed_matrix": WRONG["ex6_3_test"][0][0]}
+    )
     flipped = _run_picture("ex6_3", {"transposed_matrix": WRONG["ex6_3_test"][1][0]})
     assert "differ from autograd's gradient: [" in flipped
     assert "<- differs" not in _run_picture("ex6_4", {"cnn_param_count": cnn_loop})

@@ -551,26 +551,41 @@ def _case_general(case: CaseCall) -> dict:
     ]
     if s > 1:
         candidates += [
-            (build(stride=1), f"keeps every output of the stride-1 convolution: stride {s} "
-             f"keeps one row in {s} of it (rows 0, {s}, {2 * s}, ...)"),
-            (every_sth_row_from(s - 1), f"keeps rows {s - 1}, {2 * s - 1}, ... of the stride-1 "
-             "matrix; the first output is the window at position 0, so keep rows 0, "
-             f"{s}, {2 * s}, ..."),
+            (
+                build(stride=1),
+                f"keeps every output of the stride-1 convolution: stride {s} "
+                f"keeps one row in {s} of it (rows 0, {s}, {2 * s}, ...)",
+            ),
+            (
+                every_sth_row_from(s - 1),
+                f"keeps rows {s - 1}, {2 * s - 1}, ... of the stride-1 "
+                "matrix; the first output is the window at position 0, so keep rows 0, "
+                f"{s}, {2 * s}, ...",
+            ),
         ]
     if d > 1:
         candidates.append(
-            (build(dilation=1), f"ignores the dilation: with dilation {d} the kernel's weights "
-             f"sit {d} inputs apart, w[k] multiplies x[i*stride + k*{d} - padding]")
+            (
+                build(dilation=1),
+                f"ignores the dilation: with dilation {d} the kernel's weights "
+                f"sit {d} inputs apart, w[k] multiplies x[i*stride + k*{d} - padding]",
+            )
         )
     if s != d:
         candidates.append(
-            (build(stride=d, dilation=s), "swaps stride and dilation: the stride moves the "
-             "window from one output to the next, the dilation spaces the kernel's weights")
+            (
+                build(stride=d, dilation=s),
+                "swaps stride and dilation: the stride moves the "
+                "window from one output to the next, the dilation spaces the kernel's weights",
+            )
         )
     if p:
         candidates.append(
-            (build(padding=0), f"leaves out the padding: padding={p} adds {p} zeros at each end "
-             "of x; they get no column, but they shift every window and add outputs")
+            (
+                build(padding=0),
+                f"leaves out the padding: padding={p} adds {p} zeros at each end "
+                "of x; they get no column, but they shift every window and add outputs",
+            )
         )
     variants, shapes = _matrix_variants(t, candidates)
     shape_text = (
@@ -579,9 +594,15 @@ def _case_general(case: CaseCall) -> dict:
     )
     return _part6_case(case) | {
         "matrix": _matrix_table(
-            t, variants, shapes, shape_text,
+            t,
+            variants,
+            shapes,
+            shape_text,
             "expected a 2-D matrix (rows = outputs, columns = inputs), got shape {shape}",
-            None, "", None, _PART6_SAME_ROWS,
+            None,
+            "",
+            None,
+            _PART6_SAME_ROWS,
         )
     }
 
@@ -592,22 +613,30 @@ def _case_transposed(case: CaseCall) -> dict:
     t = _matrix_list(reference.transposed_matrix(w, L, s))
     n = reference.transposed_length(L, len(w), s)
     candidates: list[tuple[Any, str]] = [
-        (lambda: reference.toeplitz_general(w, n, 0, s),
-         "that is T, the matrix of the convolution (L outputs from its inputs): the transposed "
-         "convolution goes back the other way, its matrix is T transposed"),
-        (lambda: reference.transposed_matrix(w[::-1], L, s),
-         "your matrix holds the flipped kernel: ConvTranspose1d uses the same weights as "
-         "Conv1d, so its matrix is the transpose of Conv1d's matrix with the kernel as it is"),
+        (
+            lambda: reference.toeplitz_general(w, n, 0, s),
+            "that is T, the matrix of the convolution (L outputs from its inputs): the transposed "
+            "convolution goes back the other way, its matrix is T transposed",
+        ),
+        (
+            lambda: reference.transposed_matrix(w[::-1], L, s),
+            "your matrix holds the flipped kernel: ConvTranspose1d uses the same weights as "
+            "Conv1d, so its matrix is the transpose of Conv1d's matrix with the kernel as it is",
+        ),
     ]
     if s > 1:
         candidates.append(
-            (lambda: reference.transposed_matrix(w, L, 1),
-             f"ignores the stride: with stride {s} the L inputs land {s} outputs apart")
+            (
+                lambda: reference.transposed_matrix(w, L, 1),
+                f"ignores the stride: with stride {s} the L inputs land {s} outputs apart",
+            )
         )
     if L * s != n:  # only its shape is known: a placeholder of that shape
         candidates.append(
-            (lambda: torch.zeros(L * s, L),
-             f"has L*stride rows; the last input still spreads over K outputs: (L - 1)*{s} + K")
+            (
+                lambda: torch.zeros(L * s, L),
+                f"has L*stride rows; the last input still spreads over K outputs: (L - 1)*{s} + K",
+            )
         )
     variants, shapes = _matrix_variants(t, candidates)
     shape_text = (
@@ -616,9 +645,15 @@ def _case_transposed(case: CaseCall) -> dict:
     )
     return _part6_case(case) | {
         "matrix": _matrix_table(
-            t, variants, shapes, shape_text,
+            t,
+            variants,
+            shapes,
+            shape_text,
             "expected a 2-D matrix (rows = outputs, columns = inputs), got shape {shape}",
-            None, "", None, _PART6_SAME_ROWS,
+            None,
+            "",
+            None,
+            _PART6_SAME_ROWS,
         )
     }
 
@@ -637,19 +672,35 @@ def _length_mistakes(N: int, K: int, P: int, s: int, d: int) -> dict[str, int]:
 
 
 _LENGTH_MISTAKES = [
-    ["no_stride", "ignores the stride: with stride s only every s-th window position gives an "
-     "output"],
-    ["no_dilation", "ignores the dilation: a kernel of K weights dilated by d spans d(K-1)+1 "
-     "inputs"],
-    ["dilation_times_k", "takes the dilated kernel's span as d*K inputs; its K weights sit d "
-     "apart, so it spans d(K-1)+1"],
+    [
+        "no_stride",
+        "ignores the stride: with stride s only every s-th window position gives an output",
+    ],
+    [
+        "no_dilation",
+        "ignores the dilation: a kernel of K weights dilated by d spans d(K-1)+1 inputs",
+    ],
+    [
+        "dilation_times_k",
+        "takes the dilated kernel's span as d*K inputs; its K weights sit d "
+        "apart, so it spans d(K-1)+1",
+    ],
     ["padding_once", "pads only one end: padding=P adds P zeros at each end, 2P in all"],
-    ["no_plus_one", "forgets the first output: the window at position 0 always gives one, then "
-     "one more every s positions (the + 1)"],
-    ["divides_positions", "divides the number of window positions by the stride; the window at "
-     "position 0 always counts, the others come every s positions: (positions - 1) // s + 1"],
-    ["ceil", "rounds up; a window that would hang over the end of the padded input gives no "
-     "output: round down (//)"],
+    [
+        "no_plus_one",
+        "forgets the first output: the window at position 0 always gives one, then "
+        "one more every s positions (the + 1)",
+    ],
+    [
+        "divides_positions",
+        "divides the number of window positions by the stride; the window at "
+        "position 0 always counts, the others come every s positions: (positions - 1) // s + 1",
+    ],
+    [
+        "ceil",
+        "rounds up; a window that would hang over the end of the padded input gives no "
+        "output: round down (//)",
+    ],
 ]
 
 
@@ -676,11 +727,16 @@ def _cnn_mistakes(channels: Sequence[int], K: int) -> dict[str, int]:
 _CNN_MISTAKES = [
     ["no_bias", "forgets the biases: each layer adds one bias per output channel"],
     ["bias_in", "counts a bias per input channel; a layer has one per output channel"],
-    ["no_grid", "gives each output channel one kernel of K weights; it has one per input "
-     "channel: a C_out x C_in grid of kernels"],
+    [
+        "no_grid",
+        "gives each output channel one kernel of K weights; it has one per input "
+        "channel: a C_out x C_in grid of kernels",
+    ],
     ["one_bias", "gives each layer a single bias; it has one per output channel"],
-    ["first_layer", "counts only the first layer; every pair of consecutive channel counts is "
-     "a layer"],
+    [
+        "first_layer",
+        "counts only the first layer; every pair of consecutive channel counts is a layer",
+    ],
 ]
 
 

@@ -111,7 +111,11 @@ def _cases_length() -> tuple[CaseCall, ...]:
     n_course, k_course = len(X_1D), len(W_1D)
     # The course's x_1d and kernel first (the notebook prints none of these lengths), then the
     # degenerate kinds: one output, a stride past the input, a one-weight kernel.
-    chosen = [(n_course, k_course, 1, 2, 1), (n_course, k_course, 0, 1, 2), (n_course, k_course, 2, 3, 2)]
+    chosen = [
+        (n_course, k_course, 1, 2, 1),
+        (n_course, k_course, 0, 1, 2),
+        (n_course, k_course, 2, 3, 2),
+    ]
     chosen += [(5, 3, 0, 1, 2), (4, 2, 0, 5, 1), (7, 1, 0, 3, 1), (9, 4, 1, 1, 1)]
     cases = [CaseCall("conv_output_length", _LENGTH_PARAMS, c) for c in chosen]
     while len(cases) < 30:
@@ -120,7 +124,9 @@ def _cases_length() -> tuple[CaseCall, ...]:
         n = rng.randint(1, 20)
         if _fits(n, k_len, padding, dilation):
             cases.append(
-                CaseCall("conv_output_length", _LENGTH_PARAMS, (n, k_len, padding, stride, dilation))
+                CaseCall(
+                    "conv_output_length", _LENGTH_PARAMS, (n, k_len, padding, stride, dilation)
+                )
             )
     return tuple(cases)
 
@@ -138,7 +144,9 @@ def _cases_general() -> tuple[CaseCall, ...]:
         n = rng.randint(2, 11)
         if _fits(n, k_len, padding, dilation):
             w = tuple(rng.choice(_QUARTERS) for _ in range(k_len))
-            cases.append(CaseCall("toeplitz_general", _GENERAL_PARAMS, (w, n, padding, stride, dilation)))
+            cases.append(
+                CaseCall("toeplitz_general", _GENERAL_PARAMS, (w, n, padding, stride, dilation))
+            )
     return tuple(cases)
 
 
@@ -151,7 +159,9 @@ def _cases_transposed() -> tuple[CaseCall, ...]:
     for _ in range(15):
         k_len = rng.randint(1, 4)
         w = tuple(rng.choice(_QUARTERS) for _ in range(k_len))
-        cases.append(CaseCall("transposed_matrix", params, (w, rng.randint(1, 7), rng.randint(1, 4))))
+        cases.append(
+            CaseCall("transposed_matrix", params, (w, rng.randint(1, 7), rng.randint(1, 4)))
+        )
     return tuple(cases)
 
 

@@ -411,15 +411,32 @@ def _calls_counts(fn: Callable, cases: Sequence[Any]) -> list[dict]:
 #: on unit vectors or on zeros would give without the reasoning.
 _NO_CONVOLUTION = {
     "torch.nn.functional": (
-        "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
     ),
     "torch": (
-        "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-        "convolution", "conv_tbc",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "convolution",
+        "conv_tbc",
     ),
     "torch.nn": (
-        "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
-        "LazyConv1d", "LazyConvTranspose1d",
+        "Conv1d",
+        "Conv2d",
+        "Conv3d",
+        "ConvTranspose1d",
+        "ConvTranspose2d",
+        "ConvTranspose3d",
+        "LazyConv1d",
+        "LazyConvTranspose1d",
     ),
 }
 
