@@ -371,11 +371,33 @@ def equivariance_gap(f, x, n):
 
     return float((f(shift(x)) - shift(f(x))).abs().max())
 """,
+    # squeezed "to tidy up": 1-D when there is one output row
+    "ex6_2_test": """
+def toeplitz_general(w, N, padding=0, stride=1, dilation=1):
+    K = len(w)
+    rows = (N + 2 * padding - dilation * (K - 1) - 1) // stride + 1
+    T = torch.zeros(rows, N)
+    for i in range(rows):
+        for k in range(K):
+            if 0 <= i * stride + k * dilation - padding < N:
+                T[i, i * stride + k * dilation - padding] = w[k]
+    return T.squeeze()
+""",
+    # rows stacked and squeezed: 1-D when the transposed convolution has one input
+    "ex6_3_test": """
+def transposed_matrix(w, L, stride=1):
+    K = len(w)
+    N = (L - 1) * stride + K
+    rows = [torch.cat([torch.zeros(i * stride), w, torch.zeros(N - i * stride - K)]) for i in range(L)]
+    return torch.stack(rows).squeeze().T
+""",
 }
 NAMES = {
     "ex1_3_test": "toeplitz_1d",
     "ex4_2_test": "block_toeplitz_2d",
     "ex3_1_test": "equivariance_gap",
+    "ex6_2_test": "toeplitz_general",
+    "ex6_3_test": "transposed_matrix",
 }
 
 
