@@ -388,7 +388,9 @@ def toeplitz_general(w, N, padding=0, stride=1, dilation=1):
 def transposed_matrix(w, L, stride=1):
     K = len(w)
     N = (L - 1) * stride + K
-    rows = [torch.cat([torch.zeros(i * stride), w, torch.zeros(N - i * stride - K)]) for i in range(L)]
+    rows = [
+        torch.cat([torch.zeros(i * stride), w, torch.zeros(N - i * stride - K)]) for i in range(L)
+    ]
     return torch.stack(rows).squeeze().T
 """,
 }
