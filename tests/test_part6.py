@@ -351,7 +351,7 @@ def _run_picture(exercise: str, answers: dict) -> str:
     """The notebook's given cells, then the picture cell after ``exercise``, with ``answers``."""
     import matplotlib.pyplot as plt
 
-    nb = nbformat.read(ROOT / "source" / "toeplitz" / "06_what_the_matrix_is_for.ipynb", 4)
+    nb = nbformat.read(ROOT / "source" / "toeplitz" / "06_using_the_matrix.ipynb", 4)
     at = next(i for i, c in enumerate(nb.cells) if _grade_id(c) == exercise)
     namespace: dict = {}
     for cell in nb.cells[:at]:

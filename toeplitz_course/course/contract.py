@@ -27,7 +27,7 @@ NOTEBOOKS = (
     "03_equivariance",
     "04_conv2d_block_toeplitz",
     "05_parameter_counts",
-    "06_what_the_matrix_is_for",
+    "06_using_the_matrix",
 )
 
 _NB1, _NB2, _NB3, _NB4, _NB5, _NB6 = NOTEBOOKS
