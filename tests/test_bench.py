@@ -23,11 +23,11 @@ def test_bench_grades_a_tiny_class_both_ways_and_the_scores_agree(tmp_path):
     assert result.mismatches == []
     assert result.ok
     assert result.mix == {"student001": "correct"}
-    assert result.stock.notebooks == result.ours.notebooks == 5
-    assert result.cells == 16  # 15 autograded cells and the written answer, per student
+    assert result.stock.notebooks == result.ours.notebooks == 6
+    assert result.cells == 20  # 19 autograded cells and the written answer, per student
     assert result.stock.wall > 0 and result.ours.wall > 0 and result.ours.cpu > 0
     text = result.format()
-    assert "scores agree on all 16 grade cells" in text
+    assert "scores agree on all 20 grade cells" in text
     assert "stock nbgrader autograde" in text and "grade --jobs" in text
     assert list(tmp_path.iterdir()) == []  # the scratch courses are gone
 

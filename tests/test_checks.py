@@ -163,6 +163,7 @@ def test_registry_covers_exactly_the_autograded_tests():
     assert verdicts.EXERCISES_CHECKED == {e.test_id for e in contract.AUTOGRADED}
     functions = {"toeplitz_1d", "equivariance_gap", "block_toeplitz_2d", "param_counts"}
     functions |= {"n_out_valid", "n_out_padded", "padded_matrix", "block_matrix", "same_padding"}
+    functions |= {"conv_output_length", "toeplitz_general", "transposed_matrix", "cnn_param_count"}
     assert set(cases.CASES) == {e.test_id for e in contract.AUTOGRADED if e.name in functions}
 
 
@@ -1231,6 +1232,10 @@ def _right_answers():
         "ex5_1b_test": COUNTS["ex5_1b_test"],
         "ex5_1c_test": COUNTS["ex5_1c_test"],
         "ex5_2_test": reference.param_counts,
+        "ex6_1_test": reference.conv_output_length,
+        "ex6_2_test": reference.toeplitz_general,
+        "ex6_3_test": reference.transposed_matrix,
+        "ex6_4_test": reference.cnn_param_count,
     }
 
 

@@ -362,15 +362,15 @@ def test_summary_numbers(course: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert capsys.readouterr().out.strip() == result.summary
     scores = {row.student_id: row.score for row in result.rows}
     assert scores == {
-        "alice": 18.0,
-        "bob": 13.25 - PENALTY,
+        "alice": 23.0,
+        "bob": 18.25 - PENALTY,
         "carol": 0.0,
         "dave": 0.0,
         HOSTILE: 0.5,
     }
     assert "5 students (3 submitted)" in result.summary
     mean = sum(scores.values()) / 5
-    assert f"score out of 18: mean {round(mean, 2):g}, median 0.5" in result.summary
+    assert f"score out of 23: mean {round(mean, 2):g}, median 0.5" in result.summary
     assert "1 at full marks, 2 at zero" in result.summary
     assert "students with a grade still to give by hand: 1" in result.summary
     assert "nothing gradable handed in (collect rejected every file): dave (2)" in result.summary
@@ -436,9 +436,9 @@ def test_html_page(course: Path) -> None:
             assert data[i] == ("" if score is None else num(score))
     bob = dict(zip(heat[0], heat[[r[0] for r in heat].index("bob")], strict=True))
     assert (bob["total"], bob["late penalty"], bob["score"], bob["late by"]) == (
-        "13.25",
+        "18.25",
         "1",
-        "12.25",
+        "17.25",
         "18 s",
     )
     # partial credit is shaded as partial, not as a fail or a pass

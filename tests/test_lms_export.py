@@ -365,7 +365,8 @@ def test_feedback_pages_and_moodle_zip(course: Path) -> None:
     assert HOSTILE_NAME in text  # shown as the text it is ...
     assert HOSTILE_NAME not in raw and html.escape(HOSTILE_NAME, quote=True) in raw  # ... escaped
     gradebook = scores(f"sqlite:///{course / 'gradebook.db'}")
-    assert f"{gradebook['canvas1001']:g} of 17" in text
+    points = sum(e.points for e in contract.EXERCISES)
+    assert f"{gradebook['canvas1001']:g} of {points}" in text
     assert "1 d 2 h late" in text
     assert page.links == [f"{contract.NOTEBOOKS[0]}.html"]
     assert (page_path.parent / page.links[0]).read_text() == "<p>canvas1001</p>"

@@ -18,6 +18,7 @@ import nbformat
 import numpy as np
 import pytest
 import test_checks as tc
+import test_part6
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -97,6 +98,9 @@ def _right_forms():
     for name in ("gap_item", "gap_tensor", "gap_numpy"):
         yield "ex3_1_test", name, lambda name=name: getattr(tc, name)
     yield "ex5_2_test", "tuple", lambda: tc.counts_tuple
+    for grade_id, fns in sorted(test_part6.RIGHT.items()):
+        for i, fn in enumerate(fns):
+            yield grade_id, f"fn{i}", lambda fn=fn: fn
 
 
 def _wrong_forms():
@@ -116,6 +120,9 @@ def _wrong_forms():
         ("ex4_2_test", tc.WRONG_2D),
         ("ex5_2_test", tc.WRONG_COUNTS_FN),
     ):
+        for i, (fn, diagnosis) in enumerate(wrong):
+            yield grade_id, f"fn{i}", (lambda fn=fn: fn), diagnosis
+    for grade_id, wrong in sorted(test_part6.WRONG.items()):
         for i, (fn, diagnosis) in enumerate(wrong):
             yield grade_id, f"fn{i}", (lambda fn=fn: fn), diagnosis
 
@@ -384,11 +391,35 @@ def equivariance_gap(f, x, n):
 
     return float((f(shift(x)) - shift(f(x))).abs().max())
 """,
+    # squeezed "to tidy up": 1-D when there is one output row
+    "ex6_2_test": """
+def toeplitz_general(w, N, padding=0, stride=1, dilation=1):
+    K = len(w)
+    rows = (N + 2 * padding - dilation * (K - 1) - 1) // stride + 1
+    T = torch.zeros(rows, N)
+    for i in range(rows):
+        for k in range(K):
+            if 0 <= i * stride + k * dilation - padding < N:
+                T[i, i * stride + k * dilation - padding] = w[k]
+    return T.squeeze()
+""",
+    # rows stacked and squeezed: 1-D when the transposed convolution has one input
+    "ex6_3_test": """
+def transposed_matrix(w, L, stride=1):
+    K = len(w)
+    N = (L - 1) * stride + K
+    rows = [
+        torch.cat([torch.zeros(i * stride), w, torch.zeros(N - i * stride - K)]) for i in range(L)
+    ]
+    return torch.stack(rows).squeeze().T
+""",
 }
 NAMES = {
     "ex1_3_test": "toeplitz_1d",
     "ex4_2_test": "block_toeplitz_2d",
     "ex3_1_test": "equivariance_gap",
+    "ex6_2_test": "toeplitz_general",
+    "ex6_3_test": "transposed_matrix",
 }
 
 

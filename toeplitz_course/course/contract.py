@@ -27,9 +27,10 @@ NOTEBOOKS = (
     "03_equivariance",
     "04_conv2d_block_toeplitz",
     "05_parameter_counts",
+    "06_using_the_matrix",
 )
 
-_NB1, _NB2, _NB3, _NB4, _NB5 = NOTEBOOKS
+_NB1, _NB2, _NB3, _NB4, _NB5, _NB6 = NOTEBOOKS
 
 EXERCISES = (
     Exercise("ex1_1_test", "ex1_1", _NB1, "n_out_valid", 1),
@@ -48,6 +49,12 @@ EXERCISES = (
     Exercise("ex5_1b_test", "ex5_1b", _NB5, "n_nonzero_toeplitz", 1),
     Exercise("ex5_1c_test", "ex5_1c", _NB5, "n_params_kernel", 1),
     Exercise("ex5_2_test", "ex5_2", _NB5, "param_counts", 1),
+    # Part 6 is optional for students (README): its points count like the others' in nbgrader,
+    # which has no optional notebook; an instructor who wants it as a bonus adjusts the total.
+    Exercise("ex6_1_test", "ex6_1", _NB6, "conv_output_length", 1),
+    Exercise("ex6_2_test", "ex6_2", _NB6, "toeplitz_general", 2),
+    Exercise("ex6_3_test", "ex6_3", _NB6, "transposed_matrix", 1),
+    Exercise("ex6_4_test", "ex6_4", _NB6, "cnn_param_count", 1),
 )
 
 AUTOGRADED = tuple(e for e in EXERCISES if e.autograded)

@@ -193,3 +193,55 @@ def param_counts(H: int, W: int, R: int, S: int) -> tuple[int, int, int]:
 def flip(values: Sequence[Any]) -> list[Any]:
     """``values`` reversed along every axis of a nested list (a 1D or 2D kernel turned around)."""
     return [flip(v) if isinstance(v, (list, tuple)) else v for v in reversed(values)]
+
+
+# -- Part 6: stride, dilation, the transpose, channels ------------------------------------------
+
+
+def conv_output_length(N: int, K: int, padding: int = 0, stride: int = 1, dilation: int = 1) -> int:
+    """``floor((N + 2P - d(K-1) - 1) / s) + 1``: the outputs of ``F.conv1d`` with these settings."""
+    span = N + 2 * padding - dilation * (K - 1) - 1
+    if span < 0 or stride < 1 or dilation < 1:
+        raise ValueError(f"the kernel does not fit: N={N}, K={K}, padding={padding}, d={dilation}")
+    return span // stride + 1
+
+
+def toeplitz_general(
+    w: Any, n: int, padding: int = 0, stride: int = 1, dilation: int = 1
+) -> torch.Tensor:
+    """The matrix of ``F.conv1d(x, w, padding, stride, dilation)`` for inputs of length ``n``.
+
+    Row ``i`` is output ``y[i] = sum_k w[k] x[i*stride + k*dilation - padding]``: the stride-1
+    matrix of the dilated kernel with only every ``stride``-th row kept.
+    """
+    wt = _as_f64(w, 1, "w")
+    k_len = wt.shape[0]
+    rows = conv_output_length(n, k_len, padding, stride, dilation)
+    out = torch.zeros(rows, n, dtype=torch.float64)
+    for i in range(rows):
+        for k in range(k_len):
+            j = i * stride + k * dilation - padding
+            if 0 <= j < n:
+                out[i, j] = wt[k]  # distinct k give distinct j (dilation >= 1): no sums needed
+    return out
+
+
+def transposed_length(L: int, K: int, stride: int = 1) -> int:
+    """The outputs of ``F.conv_transpose1d`` (no padding) on ``L`` inputs: ``(L-1)s + K``."""
+    return (L - 1) * stride + K
+
+
+def transposed_matrix(w: Any, L: int, stride: int = 1) -> torch.Tensor:
+    """The matrix of ``F.conv_transpose1d(y, w, stride=stride)`` on ``L`` inputs: ``T``ᵀ, with
+    ``T`` the matrix of ``F.conv1d(., w, stride=stride)`` on the ``(L-1)s + K`` outputs."""
+    k_len = _as_f64(w, 1, "w").shape[0]
+    return toeplitz_general(w, transposed_length(L, k_len, stride), 0, stride).T.contiguous()
+
+
+def cnn_param_count(channels: Sequence[int], K: int) -> int:
+    """Parameters of ``Conv1d(c[0], c[1], K)``, ``Conv1d(c[1], c[2], K)``, ... with bias: each
+    layer a ``C_out x C_in`` grid of ``K``-weight kernels plus ``C_out`` biases."""
+    if len(channels) < 2 or K < 1:
+        raise ValueError("need at least two channel counts and K >= 1")
+    pairs = zip(channels[:-1], channels[1:], strict=True)
+    return sum(c_out * c_in * K + c_out for c_in, c_out in pairs)

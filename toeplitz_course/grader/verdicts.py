@@ -23,7 +23,7 @@ import torch
 
 from ..course import contract, reference
 from ..kernel import selfcheck
-from ..kernel.cases import CASES, CaseGap
+from ..kernel.cases import CASES, CaseCall, CaseGap
 from ..kernel.probe import _text, lookup
 from ..kernel.selfcheck import EQUIVARIANT_BELOW, SHIFTS, CheckFailure, key
 
@@ -595,6 +595,271 @@ def _case_gap(case: CaseGap) -> dict:
     }
 
 
+# -- Part 6 -----------------------------------------------------------------------------------
+
+
+def _part6_case(case: CaseCall) -> dict:
+    return {
+        "args": [list(a) if isinstance(a, tuple) else a for a in case.args],
+        "params": list(case.params),
+        "fn": case.name,
+        "call": case.call(),
+    }
+
+
+def _matrix_variants(
+    t: list[list[float]], candidates: Sequence[tuple[Any, str]]
+) -> tuple[list[tuple[Any, str]], list[tuple[list[int], str]]]:
+    """Split wrong matrices (builders that may not fit) into same-shape variants and shapes."""
+    variants: list[tuple[Any, str]] = []
+    shapes: list[tuple[list[int], str]] = []
+    for build, text in candidates:
+        try:
+            m = _matrix_list(build())
+        except ValueError:  # that wrong configuration has no output at all
+            continue
+        if not m or not m[0]:
+            continue
+        if [len(m), len(m[0])] == [len(t), len(t[0])]:
+            variants.append((m, text))
+        else:
+            shapes.append(([len(m), len(m[0])], text + " (got shape {shape})"))
+    return variants, shapes
+
+
+_PART6_SAME_ROWS = "every row is the same: each output's window starts at its own input"
+
+
+def _case_general(case: CaseCall) -> dict:
+    w, n, p, s, d = case.args
+    w = list(w)
+    t = _matrix_list(reference.toeplitz_general(w, n, p, s, d))
+
+    def build(**changed: Any):
+        args = {"w": w, "n": n, "padding": p, "stride": s, "dilation": d} | changed
+        return lambda: reference.toeplitz_general(**args)
+
+    def every_sth_row_from(first: int):
+        return lambda: reference.toeplitz_general(w, n, p, 1, d)[first::s]
+
+    candidates: list[tuple[Any, str]] = [
+        (build(w=w[::-1]), _FLIPPED_1D),
+        (lambda: torch.tensor(_transpose(t)), _TRANSPOSED),
+    ]
+    if s > 1:
+        candidates += [
+            (
+                build(stride=1),
+                f"keeps every output of the stride-1 convolution: stride {s} "
+                f"keeps one row in {s} of it (rows 0, {s}, {2 * s}, ...)",
+            ),
+            (
+                every_sth_row_from(s - 1),
+                f"keeps rows {s - 1}, {2 * s - 1}, ... of the stride-1 "
+                "matrix; the first output is the window at position 0, so keep rows 0, "
+                f"{s}, {2 * s}, ...",
+            ),
+        ]
+    if d > 1:
+        candidates.append(
+            (
+                build(dilation=1),
+                f"ignores the dilation: with dilation {d} the kernel's weights "
+                f"sit {d} inputs apart, w[k] multiplies x[i*stride + k*{d} - padding]",
+            )
+        )
+    if s != d:
+        candidates.append(
+            (
+                build(stride=d, dilation=s),
+                "swaps stride and dilation: the stride moves the "
+                "window from one output to the next, the dilation spaces the kernel's weights",
+            )
+        )
+    if p:
+        candidates.append(
+            (
+                build(padding=0),
+                f"leaves out the padding: padding={p} adds {p} zeros at each end "
+                "of x; they get no column, but they shift every window and add outputs",
+            )
+        )
+    variants, shapes = _matrix_variants(t, candidates)
+    shape_text = (
+        "returned shape {shape}: {problem} (one row per output, one column per input; "
+        f"this case has {n} inputs)"
+    )
+    return _part6_case(case) | {
+        "matrix": _matrix_table(
+            t,
+            variants,
+            shapes,
+            shape_text,
+            "expected a 2-D matrix (rows = outputs, columns = inputs), got shape {shape}",
+            None,
+            "",
+            None,
+            _PART6_SAME_ROWS,
+        )
+    }
+
+
+def _case_transposed(case: CaseCall) -> dict:
+    w, L, s = case.args
+    w = list(w)
+    t = _matrix_list(reference.transposed_matrix(w, L, s))
+    n = reference.transposed_length(L, len(w), s)
+    candidates: list[tuple[Any, str]] = [
+        (
+            lambda: reference.toeplitz_general(w, n, 0, s),
+            "that is T, the matrix of the convolution (L outputs from its inputs): the transposed "
+            "convolution goes back the other way, its matrix is T transposed",
+        ),
+        (
+            lambda: reference.transposed_matrix(w[::-1], L, s),
+            "your matrix holds the flipped kernel: ConvTranspose1d uses the same weights as "
+            "Conv1d, so its matrix is the transpose of Conv1d's matrix with the kernel as it is",
+        ),
+    ]
+    if s > 1:
+        candidates.append(
+            (
+                lambda: reference.transposed_matrix(w, L, 1),
+                f"ignores the stride: with stride {s} the L inputs land {s} outputs apart",
+            )
+        )
+    if L * s != n:  # only its shape is known: a placeholder of that shape
+        candidates.append(
+            (
+                lambda: torch.zeros(L * s, L),
+                f"has L*stride rows; the last input still spreads over K outputs: (L - 1)*{s} + K",
+            )
+        )
+    variants, shapes = _matrix_variants(t, candidates)
+    shape_text = (
+        "returned shape {shape}: {problem} (one row per output of the transposed convolution, "
+        f"one column per each of its {L} inputs)"
+    )
+    return _part6_case(case) | {
+        "matrix": _matrix_table(
+            t,
+            variants,
+            shapes,
+            shape_text,
+            "expected a 2-D matrix (rows = outputs, columns = inputs), got shape {shape}",
+            None,
+            "",
+            None,
+            _PART6_SAME_ROWS,
+        )
+    }
+
+
+def _length_mistakes(N: int, K: int, P: int, s: int, d: int) -> dict[str, int]:
+    span = N + 2 * P - d * (K - 1) - 1
+    return {
+        "no_dilation": (N + 2 * P - K) // s + 1,
+        "dilation_times_k": (N + 2 * P - d * K) // s + 1,
+        "no_stride": span + 1,
+        "no_plus_one": span // s,
+        "divides_positions": (span + 1) // s,
+        "ceil": -(-span // s) + 1,
+        "padding_once": (N + P - d * (K - 1) - 1) // s + 1,
+    }
+
+
+_LENGTH_MISTAKES = [
+    [
+        "no_stride",
+        "ignores the stride: with stride s only every s-th window position gives an output",
+    ],
+    [
+        "no_dilation",
+        "ignores the dilation: a kernel of K weights dilated by d spans d(K-1)+1 inputs",
+    ],
+    [
+        "dilation_times_k",
+        "takes the dilated kernel's span as d*K inputs; its K weights sit d "
+        "apart, so it spans d(K-1)+1",
+    ],
+    ["padding_once", "pads only one end: padding=P adds P zeros at each end, 2P in all"],
+    [
+        "no_plus_one",
+        "forgets the first output: the window at position 0 always gives one, then "
+        "one more every s positions (the + 1)",
+    ],
+    [
+        "divides_positions",
+        "divides the number of window positions by the stride; the window at "
+        "position 0 always counts, the others come every s positions: (positions - 1) // s + 1",
+    ],
+    [
+        "ceil",
+        "rounds up; a window that would hang over the end of the padded input gives no "
+        "output: round down (//)",
+    ],
+]
+
+
+def _case_output_length(case: CaseCall) -> dict:
+    N, K, P, s, d = case.args
+    mistakes = _length_mistakes(N, K, P, s, d)
+    return _part6_case(case) | {
+        "right": key("c", reference.conv_output_length(N, K, P, s, d)),
+        "known": {m: key("c", v) for m, v in mistakes.items()},
+    }
+
+
+def _cnn_mistakes(channels: Sequence[int], K: int) -> dict[str, int]:
+    pairs = list(zip(channels[:-1], channels[1:], strict=True))
+    return {
+        "no_bias": sum(o * i * K for i, o in pairs),
+        "bias_in": sum(o * i * K + i for i, o in pairs),
+        "no_grid": sum(o * K + o for i, o in pairs),
+        "one_bias": sum(o * i * K + 1 for i, o in pairs),
+        "first_layer": pairs[0][1] * pairs[0][0] * K + pairs[0][1],
+    }
+
+
+_CNN_MISTAKES = [
+    ["no_bias", "forgets the biases: each layer adds one bias per output channel"],
+    ["bias_in", "counts a bias per input channel; a layer has one per output channel"],
+    [
+        "no_grid",
+        "gives each output channel one kernel of K weights; it has one per input "
+        "channel: a C_out x C_in grid of kernels",
+    ],
+    ["one_bias", "gives each layer a single bias; it has one per output channel"],
+    [
+        "first_layer",
+        "counts only the first layer; every pair of consecutive channel counts is a layer",
+    ],
+]
+
+
+def _case_cnn(case: CaseCall) -> dict:
+    channels, K = list(case.args[0]), case.args[1]
+    return _part6_case(case) | {
+        "right": key("c", reference.cnn_param_count(channels, K)),
+        "known": {m: key("c", v) for m, v in _cnn_mistakes(channels, K).items()},
+    }
+
+
+#: The judge's extra words for Part 6's whole-number functions.
+_NUMBER_TABLES = {
+    "ex6_1_test": {
+        "mistakes": _LENGTH_MISTAKES,
+        "what": "a length",
+        "hint": "the number of outputs of nn.Conv1d with these settings",
+    },
+    "ex6_4_test": {
+        "mistakes": _CNN_MISTAKES,
+        "what": "a count",
+        "hint": "the number of parameters (weights and biases) of these Conv1d layers",
+    },
+}
+
+
 #: The function exercises: the judge's kind and how one case's table is built.
 _FUNCTIONS = {
     "ex1_1_test": ("length", _case_length),
@@ -606,6 +871,10 @@ _FUNCTIONS = {
     "ex3_1_test": ("gap", _case_gap),
     "ex4_2_test": ("toeplitz_2d", _case_2d),
     "ex5_2_test": ("counts", _case_counts),
+    "ex6_1_test": ("numbers", _case_output_length),
+    "ex6_2_test": ("matrices", _case_general),
+    "ex6_3_test": ("matrices", _case_transposed),
+    "ex6_4_test": ("numbers", _case_cnn),
 }
 
 _VALUES = {
@@ -638,7 +907,7 @@ def table(grade_id: str, cases: Sequence[Any] | None = None) -> dict:
             "with P zeros at each end the output has N + 2P - K + 1 entries: which whole P makes "
             "that N? (return None when none does)"
         )
-    return out
+    return out | _NUMBER_TABLES.get(grade_id, {})
 
 
 @functools.cache

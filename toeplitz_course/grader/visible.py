@@ -41,6 +41,10 @@ CHOSEN_CASES = {
     "ex3_1_test": (0, 1, 2, 3, 4),
     "ex4_2_test": (0, 8, 4),
     "ex5_2_test": (0, 1, 2),
+    "ex6_1_test": (0, 1, 2),
+    "ex6_2_test": (0, 1, 2),
+    "ex6_3_test": (0, 1, 2),
+    "ex6_4_test": (0, 1),
 }
 
 
@@ -134,7 +138,47 @@ def kinds(case) -> set[str]:
             )
             if present
         }
+    if isinstance(case, hidden_cases.CaseCall):
+        return _part6_kinds(case)
     raise TypeError(f"no kinds for {type(case).__name__}")
+
+
+def _part6_kinds(case) -> set[str]:
+    if case.name == "cnn_param_count":
+        channels, k_len = case.arg("channels"), case.arg("K")
+        present = (
+            ("one layer", len(channels) == 2),
+            ("several layers", len(channels) > 2),
+            ("one input channel", channels[0] == 1),
+            ("a one-weight kernel", k_len == 1),
+        )
+        return {name for name, p in present if p}
+    stride = case.arg("stride")
+    k_len = len(case.arg("w")) if "w" in case.params else case.arg("K")
+    if case.name == "transposed_matrix":
+        present = (
+            ("stride 1", stride == 1),
+            ("a stride above 1", stride > 1),
+            ("a stride longer than the kernel", stride > k_len),
+            ("one input", case.arg("L") == 1),
+            ("a one-weight kernel", k_len == 1),
+        )
+        return {name for name, p in present if p}
+    n, padding, dilation = case.arg("N"), case.arg("padding"), case.arg("dilation")
+    span = n + 2 * padding - dilation * (k_len - 1) - 1
+    present = (
+        ("stride 1", stride == 1),
+        ("a stride above 1", stride > 1),
+        ("dilation 1", dilation == 1),
+        ("a dilation above 1", dilation > 1),
+        ("stride and dilation both above 1", stride > 1 and dilation > 1),
+        ("padding", padding > 0),
+        ("no padding", padding == 0),
+        ("one output", span // stride == 0),
+        ("a stride that does not divide the span (the floor matters)", span % stride != 0),
+        ("a one-weight kernel", k_len == 1),
+    )
+    return {name for name, p in present if p}
 
 
 def _visible_cases(test_id: str) -> tuple[int, ...]:
@@ -164,6 +208,10 @@ _MORE = {
     "ex3_1_test": "other kernels, inputs, paddings and shifts of the same kinds",
     "ex4_2_test": "other kernels and image sizes of the same kinds",
     "ex5_2_test": "other image and kernel sizes of the same kinds",
+    "ex6_1_test": "other lengths, kernels, paddings, strides and dilations of the same kinds",
+    "ex6_2_test": "other kernels, lengths, paddings, strides and dilations of the same kinds",
+    "ex6_3_test": "other kernels, lengths and strides of the same kinds",
+    "ex6_4_test": "other channel counts and kernel sizes of the same kinds",
 }
 
 CELL_ID = "self-checks"

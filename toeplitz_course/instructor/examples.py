@@ -151,6 +151,18 @@ MISTAKES: dict[str, str] = {
         "    n_out = (H - R + 1) * (W - S + 1)\n"
         "    return (n_out * H * W, n_out * H * W, R * S)\n"
     ),
+    "ex6_1": (
+        "def conv_output_length(N, K, padding=0, stride=1, dilation=1):\n"
+        "    return (N + 2 * padding - K) // stride + 1  # the dilation forgotten\n"
+    ),
+    "ex6_3": (
+        "def transposed_matrix(w, L, stride=1):\n"
+        "    K = len(w)\n"
+        "    T = torch.zeros(L, (L - 1) * stride + K)\n"
+        "    for i in range(L):\n"
+        "        T[i, i * stride : i * stride + K] = w\n"
+        "    return T  # T, not its transpose\n"
+    ),
 }
 
 
@@ -503,7 +515,7 @@ def _nb_subset(nbs: Notebooks, names: list[str]) -> dict[str, str]:
 def form_cases(root: Path) -> list[Case]:
     t1 = _conv1d_matrix(W_1D, 10, 0)
     t1p = _conv1d_matrix(W_1D, 10, 1)
-    nb1, nb2, nb3, nb4, nb5 = NOTEBOOKS
+    nb1, nb2, nb3, nb4, nb5, nb6 = NOTEBOOKS
     cases = []
 
     nbs = correct(root)
@@ -546,7 +558,7 @@ def form_cases(root: Path) -> list[Case]:
         "    return [out * H * W, out * R * S, R * S]\n",
     )
     cases.append(
-        Case("f01_right_forms", _nb_subset(nbs, [nb1, nb3, nb5]), missing_notebooks={nb2, nb4})
+        Case("f01_right_forms", _nb_subset(nbs, [nb1, nb3, nb5]), missing_notebooks={nb2, nb4, nb6})
     )
 
     nbs = correct(root)
@@ -581,7 +593,7 @@ def form_cases(root: Path) -> list[Case]:
         ),
     )
     cases.append(
-        Case("f02_right_forms", _nb_subset(nbs, [nb1, nb2, nb3, nb4]), missing_notebooks={nb5})
+        Case("f02_right_forms", _nb_subset(nbs, [nb1, nb2, nb3, nb4]), missing_notebooks={nb5, nb6})
     )
 
     nbs = correct(root)
@@ -603,7 +615,7 @@ def form_cases(root: Path) -> list[Case]:
                 "ex3_3_test",
                 "ex4_1_test",
             },
-            missing_notebooks={nb5},
+            missing_notebooks={nb5, nb6},
         )
     )
 
@@ -617,7 +629,7 @@ def form_cases(root: Path) -> list[Case]:
             "f04_wrong_forms",
             _nb_subset(nbs, [nb1, nb2, nb4]),
             wrong={"ex1_2_test", "ex2_2_test", "ex4_1_test"},
-            missing_notebooks={nb3, nb5},
+            missing_notebooks={nb3, nb5, nb6},
         )
     )
 
@@ -628,7 +640,7 @@ def form_cases(root: Path) -> list[Case]:
             "f05_transposed",
             _nb_subset(nbs, [nb1]),
             wrong={"ex1_2_test"},
-            missing_notebooks={nb2, nb3, nb4, nb5},
+            missing_notebooks={nb2, nb3, nb4, nb5, nb6},
         )
     )
 
@@ -657,7 +669,54 @@ def form_cases(root: Path) -> list[Case]:
             "f06_prints_and_bias",
             _nb_subset(nbs, [nb1, nb4]),
             wrong={"ex1_2_test"},
-            missing_notebooks={nb2, nb3, nb5},
+            missing_notebooks={nb2, nb3, nb5, nb6},
+        )
+    )
+
+    # Part 6: right answers in other forms (a numpy int, a list of rows), and two mistakes.
+    nbs = correct(root)
+    answer(
+        nbs,
+        "ex6_1",
+        "import numpy as np\n\n\n"
+        "def conv_output_length(N, K, padding=0, stride=1, dilation=1):\n"
+        "    return np.int64(len(range(0, N + 2 * padding - dilation * (K - 1), stride)))\n",
+    )
+    answer(
+        nbs,
+        "ex6_2",
+        "def toeplitz_general(w, N, padding=0, stride=1, dilation=1):\n"
+        "    K = len(w)\n"
+        "    rows = N + 2 * padding - dilation * (K - 1)  # every window: the stride forgotten\n"
+        "    T = torch.zeros(rows, N)\n"
+        "    for i in range(rows):\n"
+        "        for k in range(K):\n"
+        "            if 0 <= i + k * dilation - padding < N:\n"
+        "                T[i, i + k * dilation - padding] = w[k]\n"
+        "    return T\n",
+    )
+    answer(
+        nbs,
+        "ex6_3",
+        "def transposed_matrix(w, L, stride=1):\n"
+        "    rows = [[0.0] * L for _ in range((L - 1) * stride + len(w))]\n"
+        "    for i in range(L):\n"
+        "        for k in range(len(w)):\n"
+        "            rows[i * stride + k][i] += float(w[k])\n"
+        "    return rows\n",
+    )
+    answer(
+        nbs,
+        "ex6_4",
+        "def cnn_param_count(channels, K):\n"
+        "    return sum(o * i * K for i, o in zip(channels, channels[1:]))  # no bias\n",
+    )
+    cases.append(
+        Case(
+            "f07_part6_forms",
+            _nb_subset(nbs, [nb6]),
+            wrong={"ex6_2_test", "ex6_4_test"},
+            missing_notebooks={nb1, nb2, nb3, nb4, nb5},
         )
     )
     return cases

@@ -18,6 +18,7 @@ from .data import (  # noqa: F401 - the course data, re-exported for the grader
     X_1D,
     Case1D,
     Case2D,
+    CaseCall,
     CaseCounts,
     CaseGap,
     CaseKernel,
@@ -147,16 +148,100 @@ def _cases_kernel_2d() -> tuple[CaseKernel, ...]:
     return tuple(cases)
 
 
+_LENGTH_PARAMS = ("N", "K", "padding", "stride", "dilation")
+_GENERAL_PARAMS = ("w", "N", "padding", "stride", "dilation")
+
+
+def _fits(n: int, k_len: int, padding: int, dilation: int) -> bool:
+    return n + 2 * padding - dilation * (k_len - 1) - 1 >= 0
+
+
+def _cases_output_length() -> tuple[CaseCall, ...]:
+    rng = random.Random(6101)
+    n_course, k_course = len(X_1D), len(W_1D)
+    # The course's x_1d and kernel first (the notebook prints none of these lengths), then the
+    # degenerate kinds: one output, a stride past the input, a one-weight kernel.
+    chosen = [
+        (n_course, k_course, 1, 2, 1),
+        (n_course, k_course, 0, 1, 2),
+        (n_course, k_course, 2, 3, 2),
+    ]
+    chosen += [(5, 3, 0, 1, 2), (4, 2, 0, 5, 1), (7, 1, 0, 3, 1), (9, 4, 1, 1, 1)]
+    cases = [CaseCall("conv_output_length", _LENGTH_PARAMS, c) for c in chosen]
+    while len(cases) < 30:
+        k_len, padding = rng.randint(1, 5), rng.randint(0, 3)
+        stride, dilation = rng.randint(1, 4), rng.randint(1, 3)
+        n = rng.randint(1, 20)
+        if _fits(n, k_len, padding, dilation):
+            cases.append(
+                CaseCall(
+                    "conv_output_length", _LENGTH_PARAMS, (n, k_len, padding, stride, dilation)
+                )
+            )
+    return tuple(cases)
+
+
+def _cases_general() -> tuple[CaseCall, ...]:
+    rng = random.Random(6201)
+    course = tuple(float(v) for v in W_1D)
+    n_course = len(X_1D)
+    chosen = [(course, n_course, 0, 2, 1), (course, n_course, 1, 1, 2), (course, n_course, 1, 2, 2)]
+    chosen += [(course, 5, 0, 1, 2), ((0.5,), 6, 0, 3, 1), ((1.25, -0.5), 7, 2, 3, 1)]
+    cases = [CaseCall("toeplitz_general", _GENERAL_PARAMS, c) for c in chosen]
+    while len(cases) < 24:
+        k_len, padding = rng.randint(1, 4), rng.randint(0, 2)
+        stride, dilation = rng.randint(1, 3), rng.randint(1, 3)
+        n = rng.randint(2, 11)
+        if _fits(n, k_len, padding, dilation):
+            w = tuple(rng.choice(_QUARTERS) for _ in range(k_len))
+            cases.append(
+                CaseCall("toeplitz_general", _GENERAL_PARAMS, (w, n, padding, stride, dilation))
+            )
+    return tuple(cases)
+
+
+def _cases_transposed() -> tuple[CaseCall, ...]:
+    rng = random.Random(6301)
+    course = tuple(float(v) for v in W_1D)
+    params = ("w", "L", "stride")
+    chosen = [(course, 4, 2), (course, 8, 1), (course, 3, 4), ((0.75,), 5, 2), ((1.5, -0.25), 1, 3)]
+    cases = [CaseCall("transposed_matrix", params, c) for c in chosen]
+    for _ in range(15):
+        k_len = rng.randint(1, 4)
+        w = tuple(rng.choice(_QUARTERS) for _ in range(k_len))
+        cases.append(
+            CaseCall("transposed_matrix", params, (w, rng.randint(1, 7), rng.randint(1, 4)))
+        )
+    return tuple(cases)
+
+
 #: Kernel lengths for same_padding: the course's first, odd and even ones.
 CASES_SAME = tuple(CaseSame(k) for k in (3, 1, 2, 5, 4, 7, 6, 9, 8, 11, 10, 12))
 CASES_LENGTH_VALID = _cases_length(padded=False)
 CASES_LENGTH_PADDED = _cases_length(padded=True)
 CASES_KERNEL_1D = _cases_kernel_1d()
 CASES_KERNEL_2D = _cases_kernel_2d()
+
+
+def _cases_cnn() -> tuple[CaseCall, ...]:
+    rng = random.Random(6401)
+    params = ("channels", "K")
+    chosen = [((1, 4, 8), 3), ((3, 16), 5), ((2, 2, 2, 2), 1), ((1, 1), 1)]
+    cases = [CaseCall("cnn_param_count", params, c) for c in chosen]
+    for _ in range(14):
+        channels = tuple(rng.randint(1, 12) for _ in range(rng.randint(2, 5)))
+        cases.append(CaseCall("cnn_param_count", params, (channels, rng.randint(1, 7))))
+    return tuple(cases)
+
+
 CASES_1D = _cases_1d()
 CASES_GAP = _cases_gap()
 CASES_2D = _cases_2d()
 CASES_COUNTS = _cases_counts()
+CASES_LENGTH = _cases_output_length()
+CASES_GENERAL = _cases_general()
+CASES_TRANSPOSED = _cases_transposed()
+CASES_CNN = _cases_cnn()
 
 #: The cases of each function exercise, by test grade_id.
 CASES: dict[str, tuple[Any, ...]] = {
@@ -169,4 +254,8 @@ CASES: dict[str, tuple[Any, ...]] = {
     "ex3_1_test": CASES_GAP,
     "ex4_2_test": CASES_2D,
     "ex5_2_test": CASES_COUNTS,
+    "ex6_1_test": CASES_LENGTH,
+    "ex6_2_test": CASES_GENERAL,
+    "ex6_3_test": CASES_TRANSPOSED,
+    "ex6_4_test": CASES_CNN,
 }

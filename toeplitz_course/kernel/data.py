@@ -116,3 +116,24 @@ class CaseSame:
 
     def call(self) -> str:
         return f"same_padding(K={self.k})"
+
+
+@dataclass(frozen=True)
+class CaseCall:
+    """A call of a Part 6 function: its name, parameter names and arguments (a kernel ``w`` or a
+    list of ``channels`` as a tuple; the probe passes ``w`` as a float32 tensor, ``channels`` as
+    a list)."""
+
+    name: str
+    params: tuple[str, ...]
+    args: tuple[Any, ...]
+
+    def arg(self, param: str) -> Any:
+        return self.args[self.params.index(param)]
+
+    def call(self) -> str:
+        shown = (
+            f"{p}={_fmt_list(a) if isinstance(a, (tuple, list)) else a}"
+            for p, a in zip(self.params, self.args, strict=True)
+        )
+        return f"{self.name}({', '.join(shown)})"

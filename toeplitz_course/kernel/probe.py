@@ -31,12 +31,12 @@ import contextlib
 import itertools
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 
-from .data import CaseGap
+from .data import CaseCall, CaseGap
 
 try:
     import numpy as np
@@ -362,34 +362,72 @@ def _probe_counts_result(value: Any) -> dict:
         return {"error": f"returned something unreadable ({_describe_exception(e)})"}
 
 
-#: What a builder may not call: torch's and numpy's convolutions. Looked up at call time by
-#: nn.Conv1d/Conv2d too, so the notebook's layers are off with them.
-CONVOLUTIONS = (
-    ("torch.nn.functional", ("conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d")),
-    ("torch", ("conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d")),
-    ("numpy", ("convolve", "correlate")),
+#: What a builder or a Part 6 function is called without (the notebook says so): torch's and
+#: numpy's convolutions and the layers made of them. ``nn.Conv1d`` looks ``F.conv1d`` up at call
+#: time, so a layer made before the call is off too. Running a convolution on unit vectors or on
+#: zeros would give the matrix, the length or the count without the reasoning.
+CONVOLUTIONS = {
+    "torch.nn.functional": (
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+    ),
+    "torch": (
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "convolution",
+        "conv_tbc",
+    ),
+    "torch.nn": (
+        "Conv1d",
+        "Conv2d",
+        "Conv3d",
+        "ConvTranspose1d",
+        "ConvTranspose2d",
+        "ConvTranspose3d",
+        "LazyConv1d",
+        "LazyConvTranspose1d",
+    ),
+    "numpy": ("convolve", "correlate"),
+}
+
+#: What the message says to do instead, by the kind of answer.
+BUILD_IT = (
+    "build the matrix from the kernel's entries by the index rule (running a convolution on "
+    "unit vectors is Part 5's trick, not this exercise)"
 )
+WORK_IT_OUT = "work it out from the shapes (the exercise says so); the cells around it may use it"
 
 
 @contextlib.contextmanager
-def without_convolution(name: str):
-    """While in the block, every function in :data:`CONVOLUTIONS` raises, naming ``name``."""
+def without_convolution(name: str, instead: str = BUILD_IT) -> Iterator[None]:
+    """While in the block, every function in :data:`CONVOLUTIONS` raises, naming ``name`` (the
+    function being probed) and what to do ``instead``; all are restored after it."""
 
-    def switched_off(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError(
-            f"the convolution is switched off while {name} runs: build the matrix from the "
-            "kernel's entries by the index rule (running a convolution on unit vectors is "
-            "Part 5's trick, not this exercise)"
-        )
+    def switched_off(qualified: str) -> Callable[..., Any]:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError(
+                f"the convolution is switched off while {name} runs ({qualified} is not "
+                f"available inside this function): {instead}"
+            )
+
+        return refuse
 
     saved = []
     try:
-        for module_name, names in CONVOLUTIONS:
+        for module_name, names in CONVOLUTIONS.items():
             module = sys.modules.get(module_name)
             for attr in names if module is not None else ():
-                if hasattr(module, attr):
-                    saved.append((module, attr, getattr(module, attr)))
-                    setattr(module, attr, switched_off)
+                if attr in vars(module):
+                    saved.append((module, attr, vars(module)[attr]))
+                    setattr(module, attr, switched_off(f"{module_name}.{attr}"))
         yield
     finally:
         for module, attr, value in reversed(saved):
@@ -476,6 +514,29 @@ def _calls_counts(fn: Callable, cases: Sequence[Any]) -> list[dict]:
     return results
 
 
+def _part6_args(case: CaseCall) -> tuple[Any, ...]:
+    args = []
+    for param, value in zip(case.params, case.args, strict=True):
+        if param == "w":
+            value = torch.tensor(value, dtype=torch.float32)
+        elif param == "channels":
+            value = list(value)
+        args.append(value)
+    return tuple(args)
+
+
+def _calls_part6(reader: Callable[[Any], dict]) -> Callable[[Callable, Sequence[Any]], list[dict]]:
+    def calls(fn: Callable, cases: Sequence[CaseCall]) -> list[dict]:
+        results = []
+        for case in cases:
+            with without_convolution(case.name, WORK_IT_OUT):
+                ok, value = _call(fn, *_part6_args(case))
+            results.append(reader(value) if ok else value)
+        return results
+
+    return calls
+
+
 # --------------------------------------------------------------------------------------------
 # The registry
 # --------------------------------------------------------------------------------------------
@@ -511,6 +572,10 @@ _PROBES: dict[str, Callable[[Any], dict]] = {
     "ex5_1b_test": _probe_count,
     "ex5_1c_test": _probe_count,
     "ex5_2_test": _function_probe(_calls_counts),
+    "ex6_1_test": _function_probe(_calls_part6(_probe_number_result)),
+    "ex6_2_test": _function_probe(_calls_part6(_probe_matrix)),
+    "ex6_3_test": _function_probe(_calls_part6(_probe_matrix)),
+    "ex6_4_test": _function_probe(_calls_part6(_probe_number_result)),
 }
 
 EXERCISES_PROBED = frozenset(_PROBES)

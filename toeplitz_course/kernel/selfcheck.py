@@ -28,7 +28,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import probe
-from .data import Case1D, Case2D, CaseCounts, CaseGap, CaseKernel, CaseLength, CaseSame, _fmt
+from .data import (
+    Case1D,
+    Case2D,
+    CaseCall,
+    CaseCounts,
+    CaseGap,
+    CaseKernel,
+    CaseLength,
+    CaseSame,
+    _fmt,
+)
 from .probe import _fmt_shape, _short_repr, _text
 
 ATOL = 1e-5
@@ -552,6 +562,40 @@ def judge_gap(table: dict, payload: Any) -> None:
     raise CheckFailure(f"{case['call']} returned {_fmt(got)}, {hint}")
 
 
+def judge_numbers(table: dict, payload: Any) -> None:
+    """Table (a function returning one whole number, Part 6): ``cases`` [{"args", "params",
+    "fn", "call", "right": key("c", n), "known": {mistake: key("c", n_mistake)}}, ...];
+    ``mistakes`` [[mistake, message], ...] in the order they are recognised; ``what`` (the
+    number's noun) and ``hint`` (what it should be, in words)."""
+    cases = table["cases"]
+    results = read_results(payload, table["name"], len(cases))
+    got: list[int] = []
+    for case, result in zip(cases, results, strict=True):
+        call = case["call"]
+        problem = result_problem(result, call)
+        if problem:
+            raise CheckFailure(problem)
+        v = decode(result["value"])
+        if not math.isfinite(v) or v != int(v):
+            raise CheckFailure(f"{call} returned {_fmt(v)}: {table['what']} is a whole number")
+        if v < 0:
+            raise CheckFailure(f"{call} returned {_fmt(v)}: {table['what']} cannot be negative")
+        got.append(int(v))
+    keys = [key("c", v) for v in got]
+    wrong = [i for i, case in enumerate(cases) if keys[i] != case["right"]]
+    if not wrong:
+        return
+    first = cases[wrong[0]]
+    shown = f"{first['call']} returned {got[wrong[0]]}"
+    for mistake, text in table["mistakes"]:
+        if all(k == case["known"].get(mistake) for k, case in zip(keys, cases, strict=True)):
+            raise CheckFailure(f"{table['name']} {text} (e.g. {shown})")
+    for mistake, text in table["mistakes"]:
+        if keys[wrong[0]] == first["known"].get(mistake):
+            raise CheckFailure(f"{shown}: that is what you get if it {text}")
+    raise CheckFailure(f"{shown}, which is not {table['hint']}")
+
+
 JUDGES = {
     "count": judge_count,
     "matrix": judge_matrix,
@@ -564,6 +608,8 @@ JUDGES = {
     "same": judge_same,
     "gap": judge_gap,
     "counts": judge_counts,
+    "matrices": judge_toeplitz,
+    "numbers": judge_numbers,
 }
 
 
@@ -597,6 +643,15 @@ def case_objects(table: dict) -> tuple[Any, ...] | None:
     if kind == "kernel_2d":
         return tuple(
             CaseKernel(table["name"], tuple(tuple(r) for r in c["args"][0])) for c in cases
+        )
+    if kind in ("matrices", "numbers"):
+        return tuple(
+            CaseCall(
+                c["fn"],
+                tuple(c["params"]),
+                tuple(tuple(a) if isinstance(a, list) else a for a in c["args"]),
+            )
+            for c in cases
         )
     return None
 
