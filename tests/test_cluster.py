@@ -148,6 +148,8 @@ def cluster(tmp_path_factory):
     running = LocalCluster(base, workers=2)
     yield running
     running.close()
+    # Dask deletes a worker's directory, and the scratch course in it, when the worker ends.
+    assert not list(base.rglob("toeplitz-course-*"))
 
 
 @pytest.fixture(scope="module")
@@ -207,11 +209,31 @@ def test_records_and_autograded_notebooks_equal_a_local_run(both):
 
 
 def test_workers_keep_nothing_of_the_course(both, cluster):
-    """A task's scratch course (in the worker's own directory) is gone when the task is done."""
-    for proc in cluster.workers:
-        scratch = Path(proc.args[proc.args.index("--local-directory") + 1])
-        assert scratch.is_dir()
-        assert not [p for p in scratch.rglob("*") if p.suffix in (".ipynb", ".db", ".pickle")]
+    """Between tasks a worker holds no student's hand-in, files or rows: only its scratch course
+    (in the worker's own directory), the release and a gradebook of the assignment alone."""
+    from nbgrader.api import Student, SubmittedAssignment
+
+    courses, _ = both
+    release = {
+        p.name: p.read_bytes() for p in (courses["local"] / "release" / ASSIGNMENT).iterdir()
+    }
+    scratches = [
+        Path(proc.args[proc.args.index("--local-directory") + 1]) for proc in cluster.workers
+    ]
+    found = [p for scratch in scratches for p in scratch.rglob("toeplitz-course-*")]
+    assert found, "no worker made a scratch course"
+    for course in found:
+        left = [p for p in course.rglob("*") if p.is_file()]
+        assert {p.name for p in left if p.suffix == ".ipynb"} == set(release)
+        for path in left:
+            assert path.relative_to(course).parts[0] in (
+                "release", "gradebook.db", "config.pickle", "nbgrader_config.py", "__pycache__"
+            ), path  # fmt: skip
+            if path.suffix == ".ipynb":
+                assert path.read_bytes() == release[path.name]
+        with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+            assert gb.db.query(Student).count() == 0
+            assert gb.db.query(SubmittedAssignment).count() == 0
 
 
 def test_a_worker_killed_mid_batch_loses_no_student(tmp_path, course_template, cluster):
