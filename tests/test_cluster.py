@@ -68,6 +68,8 @@ class LocalCluster:
         cmd = [str(DASK), "worker", self.address, "--nthreads", "1"]
         cmd += [] if self.nanny else ["--no-nanny"]
         cmd += ["--no-dashboard", "--local-directory", str(scratch), "--name", name]
+        # Each worker makes its warm parent as it starts (cluster.dask_setup).
+        cmd += ["--preload", "toeplitz_course.grader.cluster"]
         proc = self._start(name, cmd, scratch)
         self.procs.append(proc)
         self.workers.append(proc)
