@@ -76,6 +76,9 @@ from .gradebook import (
 #: gradebook longer.
 BATCH = 50
 
+#: How often a student whose result was lost on the way (not a task that failed) is sent again.
+RESEND = 2
+
 #: nbgrader config of a worker's scratch course: the course's own, as shipped in the bundle.
 WORKER_CONFIG = """\
 import pickle
@@ -172,14 +175,29 @@ def grade_on_cluster(
         # Each batch: every result that arrived while the last one was written (the results
         # are fetched in the background meanwhile).
         done = as_completed(futures, with_results=True, raise_errors=False)
+        resent: dict[str, int] = {}
         for arrived in done.batches():
             graded = []
             for future, result in arrived:
-                student = futures[future]
+                student = futures.pop(future)
                 if future.status == "finished":
                     graded.append((student, result))
                     continue
                 exc = result[1] if isinstance(result, tuple) else result
+                if future.status != "error" and resent.get(student, 0) < RESEND:
+                    # Not the task's failure: its result was lost before it reached here (the
+                    # worker holding it died, and the scheduler let the key go). Sent again.
+                    resent[student] = resent.get(student, 0) + 1
+                    again = client.submit(
+                        grade_task,
+                        student,
+                        hand_in(root, student),
+                        shared,
+                        key=f"grade-{student}-{run}-{resent[student]}",
+                    )
+                    futures[again] = student
+                    done.add(again)
+                    continue
                 if isinstance(exc, KilledWorker):
                     try:
                         records[student] = write_failure(
