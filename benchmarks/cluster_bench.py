@@ -41,6 +41,7 @@ from toeplitz_course.grader import cluster  # noqa: E402
 from toeplitz_course.instructor import bench  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
+IDLE = 10.0  # seconds the idle cluster is measured
 
 DASK = Path(sys.executable).with_name("dask")
 
@@ -182,7 +183,12 @@ def main(argv=None) -> None:
         try:
             handles = [psutil.Process(p.pid) for p in procs]
             # Workers are not our children: their CPU is read from /proc before they stop.
-            before_cluster = tree_cpu(handles)  # their start: imports, warm parents
+            started = tree_cpu(handles)  # their start: imports, warm parents
+            # What the scheduler and workers cost doing nothing (event loops, heartbeats,
+            # monitors), per second: a cost of wall time, not of tasks.
+            time.sleep(IDLE)
+            before_cluster = tree_cpu(handles)
+            idle = (before_cluster - started) / IDLE
             usage = resource.getrusage(resource.RUSAGE_CHILDREN)
             before_children = usage.ru_utime + usage.ru_stime
             start = time.perf_counter()
@@ -213,15 +219,20 @@ def main(argv=None) -> None:
             f"{'grade --scheduler (2 workers)':<26} {wall:7.1f} s wall  {notebooks / wall:5.2f} "
             f"notebooks/s  {cpu / notebooks:5.2f} s machine time per notebook "
             f"(command {command_cpu:.1f} s, scheduler and workers {cluster_cpu:.1f} s; "
-            f"the workers' start before the batch {before_cluster:.1f} s)"
+            f"the workers' start before the batch {started:.1f} s)"
         )
         per_task_wall = (wall - local.wall) / (len(mix) / 2)
         per_task_cpu = (cpu - local.cpu) / len(mix)
         print(
             f"the cluster adds {per_task_cpu * 1000:+.0f} ms of machine time per task (student) "
-            f"({(cpu + before_cluster - local.cpu) / len(mix) * 1000:+.0f} ms with the workers' "
+            f"({(cpu + started - local.cpu) / len(mix) * 1000:+.0f} ms with the workers' "
             f"start counted in this one batch) and {per_task_wall * 1000:+.0f} ms of wall time "
             f"per task on each worker; wall ratio {wall / local.wall:.2f}"
+        )
+        print(
+            f"of which the scheduler and workers idling: {idle * 100:.1f}% of a core together "
+            f"(measured over {IDLE:.0f} s before the batch), {idle * wall / len(mix) * 1000:.0f} "
+            f"ms per task at this run's {wall:.0f} s"
         )
         print("gradebooks agree" if same else "GRADEBOOKS DISAGREE")
         print(f"load average after grading: {' '.join(f'{x:.2f}' for x in load_after_grading)}")

@@ -404,8 +404,14 @@ def _cells(data: bytes | None) -> dict | None:
 def dask_setup(worker: Any) -> None:
     """``dask worker --preload toeplitz_course.grader.cluster``: the worker's warm parent (a new
     interpreter importing torch and IPython, seconds of CPU) made as the worker starts, not in
-    its first student's time."""
+    its first student's time; and without Dask's statistical profiler, which samples the
+    worker's threads every 10 ms, busy or idle (1.4% of a core per worker here, a third of an
+    idle worker's CPU), for profiles of grading tasks nobody reads."""
     from .config import KERNEL_PRELOAD
     from .warmkernel import prewarm
 
+    for name in ("profile", "profile-cycle"):
+        callback = worker.periodic_callbacks.pop(name, None)
+        if callback is not None:
+            callback.stop()
     prewarm(KERNEL_PRELOAD)
