@@ -322,3 +322,26 @@ def test_a_student_who_keeps_killing_workers_is_failed_and_the_batch_goes_on(
         expected = examples.expected_scores(f"example_{kind}")
         scores = {cell: s for nb in book[student].values() for cell, (s, _) in nb.items()}
         assert {k: scores[k] for k in expected} == expected, student
+
+
+def test_a_batch_that_cannot_be_written_is_written_student_by_student(monkeypatch):
+    """One result that cannot be written fails its own student, not the whole batch."""
+    from toeplitz_course.grader import cluster, handgrades
+
+    attempts = []
+
+    def write_results(root, graded, previous=None):
+        attempts.append([student for student, _ in graded])
+        if len(graded) > 1 or graded[0][0] == "bad":
+            raise RuntimeError("cannot write")
+        return {graded[0][0]: {"student": graded[0][0]}}
+
+    monkeypatch.setattr(cluster, "write_results", write_results)
+    monkeypatch.setattr(handgrades, "recorded_answers", lambda root, student: {})
+    records, errors, steps = {}, {}, []
+    batch = [("a", {}), ("bad", {}), ("c", {})]
+    cluster._write_batch(Path("."), batch, records, errors, steps.append)
+    assert attempts == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+    assert set(records) == {"a", "c"}
+    assert errors == {"bad": "RuntimeError: cannot write"}
+    assert steps == ["a", "bad", "c"]  # each student once on the progress bar

@@ -219,24 +219,34 @@ def _write_batch(
     records: dict[str, dict],
     errors: dict[str, str],
     step: Callable[[str], None],
+    previous: dict[str, dict] | None = None,
 ) -> None:
     """Write a batch in one transaction; when that fails, each student on their own, so that a
     student whose result cannot be written costs nobody else theirs."""
+    from . import handgrades
+
+    # Read before a failed attempt can have rewritten a student's record.
+    if previous is None:
+        previous = {s: handgrades.recorded_answers(root, s) for s, _ in graded}
     try:
-        records.update(write_results(root, graded))
+        records.update(write_results(root, graded, previous))
     except Exception as exc:  # noqa: BLE001
         if len(graded) == 1:
             errors[graded[0][0]] = f"{type(exc).__name__}: {exc}"
         else:
             for one in graded:
-                _write_batch(root, [one], records, errors, lambda _: None)
+                _write_batch(root, [one], records, errors, lambda _: None, previous)
     for student, _ in graded:
         step(student)
 
 
-def write_results(root: Path, graded: list[tuple[str, dict[str, Any]]]) -> dict[str, dict]:
+def write_results(
+    root: Path, graded: list[tuple[str, dict[str, Any]]], previous: dict[str, dict] | None = None
+) -> dict[str, dict]:
     """Write workers' results into the course directory and the gradebook, as grading here does:
-    the files first, then every student's rows and hand-grade decisions in one transaction."""
+    the files first, then every student's rows and hand-grade decisions in one transaction.
+
+    ``previous``: by student, the answers graded before (default: those their record keeps)."""
     from .grade import finish_record, ungraded_notebooks
 
     autograded = {student: _write_files(root, student, result) for student, result in graded}
@@ -249,7 +259,13 @@ def write_results(root: Path, graded: list[tuple[str, dict[str, Any]]]) -> dict[
             )
             batch = InTransaction(gb)
             records = {
-                student: finish_record(root, result["record"], autograded[student], gb=batch)
+                student: finish_record(
+                    root,
+                    result["record"],
+                    autograded[student],
+                    (previous or {}).get(student),
+                    gb=batch,
+                )
                 for student, result in graded
             }
             gb.db.commit()
