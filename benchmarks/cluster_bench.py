@@ -98,7 +98,7 @@ def sample_results(address: str, course: Path, mix: dict[str, str]) -> list[dict
 
     one_each = {kind: student for student, kind in reversed(mix.items())}
     with Client(address, timeout="30s") as client:
-        shared = client.scatter(cluster.bundle(course, True), broadcast=True)
+        [shared] = client.scatter([cluster.bundle(course, True)], broadcast=True)
         futures = [
             client.submit(cluster.grade_task, s, cluster.hand_in(course, s), shared, pure=False)
             for s in one_each.values()

@@ -164,7 +164,10 @@ def grade_on_cluster(
     records = {} if records is None else records
     errors = {} if errors is None else errors
     with Client(scheduler, timeout="30s") as client, engines_shared():
-        shared = client.scatter(bundle(root, sandbox), broadcast=True)
+        common = bundle(root, sandbox)
+        # One future for the whole bundle: a dict scattered as it is becomes one key per entry,
+        # named by the entry ("release", "config"): the same keys for every course.
+        [shared] = client.scatter([common], broadcast=True)
         run = uuid.uuid4().hex[:8]
         futures = {
             client.submit(
@@ -185,8 +188,11 @@ def grade_on_cluster(
                     continue
                 exc = result[1] if isinstance(result, tuple) else result
                 if future.status != "error" and resent.get(student, 0) < RESEND:
-                    # Not the task's failure: its result was lost before it reached here (the
-                    # worker holding it died, and the scheduler let the key go). Sent again.
+                    # Not the task's failure: its result or the bundle was lost on the way (the
+                    # workers holding it died; scattered data cannot be recomputed, so its
+                    # tasks are cancelled for "lost dependencies"). Sent again.
+                    if shared.status != "finished":
+                        [shared] = client.scatter([common], broadcast=True, hash=False)
                     resent[student] = resent.get(student, 0) + 1
                     again = client.submit(
                         grade_task,
