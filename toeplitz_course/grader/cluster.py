@@ -79,6 +79,9 @@ BATCH = 50
 #: How often a student whose result was lost on the way (not a task that failed) is sent again.
 RESEND = 2
 
+#: Seconds to wait for a worker to scatter a lost bundle to again.
+RESCATTER_TIMEOUT = 300
+
 #: nbgrader config of a worker's scratch course: the course's own, as shipped in the bundle.
 WORKER_CONFIG = """\
 import pickle
@@ -192,7 +195,14 @@ def grade_on_cluster(
                     # workers holding it died; scattered data cannot be recomputed, so its
                     # tasks are cancelled for "lost dependencies"). Sent again.
                     if shared.status != "finished":
-                        [shared] = client.scatter([common], broadcast=True, hash=False)
+                        try:
+                            # Every worker may be down at once, their nannies restarting them.
+                            client.wait_for_workers(1, timeout=RESCATTER_TIMEOUT)
+                            [shared] = client.scatter([common], broadcast=True, hash=False)
+                        except Exception as lost:  # noqa: BLE001 - this student's, for now
+                            errors[student] = f"{type(lost).__name__}: {lost}"
+                            step(student)
+                            continue
                     resent[student] = resent.get(student, 0) + 1
                     again = client.submit(
                         grade_task,
