@@ -68,6 +68,8 @@ class LocalCluster:
         cmd = [str(DASK), "worker", self.address, "--nthreads", "1"]
         cmd += [] if self.nanny else ["--no-nanny"]
         cmd += ["--no-dashboard", "--local-directory", str(scratch), "--name", name]
+        # Each worker makes its warm parent as it starts (cluster.dask_setup).
+        cmd += ["--preload", "toeplitz_course.grader.cluster"]
         proc = self._start(name, cmd, scratch)
         self.procs.append(proc)
         self.workers.append(proc)
@@ -148,6 +150,12 @@ def cluster(tmp_path_factory):
     running = LocalCluster(base, workers=2)
     yield running
     running.close()
+    # Dask deletes a worker's directory, and the scratch course in it, when the worker ends
+    # (one killed outright leaves it to the next worker started in that directory to purge).
+    for proc in running.workers:
+        if proc.returncode != -signal.SIGKILL:
+            scratch = Path(proc.args[proc.args.index("--local-directory") + 1])
+            assert not list(scratch.rglob("toeplitz-course-*")), scratch
 
 
 @pytest.fixture(scope="module")
@@ -207,11 +215,31 @@ def test_records_and_autograded_notebooks_equal_a_local_run(both):
 
 
 def test_workers_keep_nothing_of_the_course(both, cluster):
-    """A task's scratch course (in the worker's own directory) is gone when the task is done."""
-    for proc in cluster.workers:
-        scratch = Path(proc.args[proc.args.index("--local-directory") + 1])
-        assert scratch.is_dir()
-        assert not [p for p in scratch.rglob("*") if p.suffix in (".ipynb", ".db", ".pickle")]
+    """Between tasks a worker holds no student's hand-in, files or rows: only its scratch course
+    (in the worker's own directory), the release and a gradebook of the assignment alone."""
+    from nbgrader.api import Student, SubmittedAssignment
+
+    courses, _ = both
+    release = {
+        p.name: p.read_bytes() for p in (courses["local"] / "release" / ASSIGNMENT).iterdir()
+    }
+    scratches = [
+        Path(proc.args[proc.args.index("--local-directory") + 1]) for proc in cluster.workers
+    ]
+    found = [p for scratch in scratches for p in scratch.rglob("toeplitz-course-*")]
+    assert found, "no worker made a scratch course"
+    for course in found:
+        left = [p for p in course.rglob("*") if p.is_file()]
+        assert {p.name for p in left if p.suffix == ".ipynb"} == set(release)
+        for path in left:
+            assert path.relative_to(course).parts[0] in (
+                "release", "gradebook.db", "config.pickle", "nbgrader_config.py", "__pycache__"
+            ), path  # fmt: skip
+            if path.suffix == ".ipynb":
+                assert path.read_bytes() == release[path.name]
+        with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+            assert gb.db.query(Student).count() == 0
+            assert gb.db.query(SubmittedAssignment).count() == 0
 
 
 def test_a_worker_killed_mid_batch_loses_no_student(tmp_path, course_template, cluster):
@@ -294,3 +322,26 @@ def test_a_student_who_keeps_killing_workers_is_failed_and_the_batch_goes_on(
         expected = examples.expected_scores(f"example_{kind}")
         scores = {cell: s for nb in book[student].values() for cell, (s, _) in nb.items()}
         assert {k: scores[k] for k in expected} == expected, student
+
+
+def test_a_batch_that_cannot_be_written_is_written_student_by_student(monkeypatch):
+    """One result that cannot be written fails its own student, not the whole batch."""
+    from toeplitz_course.grader import cluster, handgrades
+
+    attempts = []
+
+    def write_results(root, graded, previous=None):
+        attempts.append([student for student, _ in graded])
+        if len(graded) > 1 or graded[0][0] == "bad":
+            raise RuntimeError("cannot write")
+        return {graded[0][0]: {"student": graded[0][0]}}
+
+    monkeypatch.setattr(cluster, "write_results", write_results)
+    monkeypatch.setattr(handgrades, "recorded_answers", lambda root, student: {})
+    records, errors, steps = {}, {}, []
+    batch = [("a", {}), ("bad", {}), ("c", {})]
+    cluster._write_batch(Path("."), batch, records, errors, steps.append)
+    assert attempts == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+    assert set(records) == {"a", "c"}
+    assert errors == {"bad": "RuntimeError: cannot write"}
+    assert steps == ["a", "bad", "c"]  # each student once on the progress bar

@@ -220,3 +220,78 @@ def test_prepare_in_postgres(graded):
     with Gradebook(db_url(course), "toeplitz-convolution") as gb:
         ids = {c.id for c in gb.db.query(Course)}
     assert {"toeplitz-convolution", "default_course"} <= ids
+
+
+# --- a cluster's results written in batches (toeplitz_course.grader.cluster.write_results)
+
+
+def _submission_rows(gb, student: str) -> dict:
+    sub = gb.find_submission(ASSIGNMENT, student)
+    return {
+        "timestamp": sub.timestamp,
+        "notebooks": {
+            nb.name: (
+                nb.late_submission_penalty,
+                {
+                    g.name: (g.auto_score, g.manual_score, bool(g.needs_manual_grade))
+                    for g in nb.grades
+                },
+                {c.name: c.auto_comment for c in nb.comments},
+            )
+            for nb in sub.notebooks
+        },
+    }
+
+
+def test_batched_results_into_postgres(graded):
+    """Each graded student's results, as a worker would send them, written under a new name in
+    one batch: the new rows equal the graded ones; written again with other results, the rows
+    are updated in place."""
+    import copy
+    import json
+
+    from nbgrader.api import Comment, Grade, Gradebook, SubmittedNotebook
+
+    from toeplitz_course.grader import cluster
+    from toeplitz_course.grader.gradebook import autograde_rows
+
+    course, cases, _ = graded
+    batch = []
+    with Gradebook(db_url(course)) as gb:
+        for student in cases:
+            folder = course / "autograded" / student / ASSIGNMENT
+            files = {p.name: p.read_bytes() for p in folder.iterdir()} if folder.is_dir() else {}
+            record = json.loads((course / "grading" / f"{student}.json").read_text())
+            result = {
+                "record": {**record, "student": f"copy_{student}"},
+                "files": files,
+                "cells": {n: cluster._cells(files.get(f"{n}.ipynb")) for n in NOTEBOOKS},
+                "rows": autograde_rows(gb, ASSIGNMENT, student),
+                "log": "",
+            }
+            batch.append((f"copy_{student}", result))
+    written = cluster.write_results(course, batch)
+
+    def counts(gb):
+        return [gb.db.query(m).count() for m in (SubmittedNotebook, Grade, Comment)]
+
+    with Gradebook(db_url(course)) as gb:
+        assert gb.engine.dialect.name == "postgresql"
+        for student in cases:
+            assert _submission_rows(gb, f"copy_{student}") == _submission_rows(gb, student)
+            original = json.loads((course / "grading" / f"{student}.json").read_text())
+            assert written[f"copy_{student}"]["total"] == original["total"], student
+        before = counts(gb)
+    # The update path: each copy now gets the next student's results; no row is added.
+    students = list(cases)
+    shifted = []
+    for i, (name, _) in enumerate(batch):
+        result = copy.deepcopy(batch[(i + 1) % len(batch)][1])
+        result["record"]["student"] = name
+        shifted.append((name, result))
+    cluster.write_results(course, shifted)
+    with Gradebook(db_url(course)) as gb:
+        assert counts(gb) == before
+        for i, student in enumerate(students):
+            now = _submission_rows(gb, f"copy_{student}")["notebooks"]
+            assert now == _submission_rows(gb, students[(i + 1) % len(students)])["notebooks"]

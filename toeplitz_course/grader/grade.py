@@ -342,12 +342,16 @@ def finish_record(
     record: dict,
     autograded: dict[str, dict | None],
     previous: dict[str, handgrades.Answers] | None = None,
+    gb=None,
 ) -> dict:
     """Complete a grading record from the gradebook (scores per cell, totals) and write it.
 
     First every hand grade is kept or reset (``handgrades.settle``) by comparing the answers
     now (``autograded``) with ``previous``, the answers graded before (default: those the
     student's last record keeps).
+
+    ``gb``: a gradebook open already (the cluster's batch, one transaction for many students);
+    default: the course's, opened here.
     """
     student = record["student"]
     if previous is None:
@@ -358,7 +362,8 @@ def finish_record(
         for name in NOTEBOOKS
     }
     record["answers"] = {name: digests for name, digests in current.items() if digests is not None}
-    with open_gradebook(db_url(root)) as gb:
+    opened = contextlib.nullcontext(gb) if gb is not None else open_gradebook(db_url(root))
+    with opened as gb:
         decisions = handgrades.settle(gb, student, previous, current, statuses)
         for name, cells in _cell_records(gb, autograded, student).items():
             record["notebooks"][name]["cells"] = cells
