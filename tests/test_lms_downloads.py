@@ -15,6 +15,7 @@ from lms_downloads import (
     Student,
     blackboard,
     brightspace,
+    brightspace_grades_export,
     canvas,
     canvas_submissions_json,
     classroom,
@@ -307,6 +308,22 @@ def test_brightspace_a_resubmission_is_the_same_student(course, tmp_path):
     assert {t.source for t in report.timestamps} == {"folder-name"}
     assert report.read == [("index.html", "Brightspace's index of the download (nothing to place)")]
     assert ledger(course)["students"]["brown_bob"]["lms"]["name"] == "Brown, Bob"
+
+
+def test_brightspace_namesakes_in_its_grades_export_are_reported_not_merged(course, tmp_path):
+    """Two students called Dana Lee: Brightspace's folders name them alike, so without the
+    export's word they would be one student, the later hand-in replacing the other's."""
+    people = term(True)
+    z = brightspace(tmp_path / "Toeplitz Download Dec 3, 2026 930 AM.zip", people)
+    export = tmp_path / "grades_export.csv"
+    export.write_text(brightspace_grades_export(people))
+    report = collect(z, course, config=utc(), times=export)
+    accounted(report, members(z))
+    danas = [r for r in report.rejected if "Lee, Dana" in r.source]
+    assert len(danas) == 2, report.rejected
+    assert all("two students with this name" in r.reason for r in danas)
+    assert "lee_dana" not in {p.student for p in report.placed}
+    assert ("anderson_alice", NB1) in placed(report)  # the others are placed as before
 
 
 # ------------------------------------------------------------------------ Classroom, exchange

@@ -1896,6 +1896,7 @@ def _place(entries, student, plugin, coursedir, root, downloaded, report, ctx) -
         else:
             kept.append(c)
     kept = _drive_duplicates(kept, report)
+    kept = _brightspace_namesakes(kept, ctx, report)
 
     groups: dict[tuple[str, str], list[_Candidate]] = defaultdict(list)
     for c in kept:
@@ -2015,6 +2016,37 @@ def _drive_duplicates(candidates: list[_Candidate], report: CollectReport) -> li
                 "tell; collect each with --student ID",
                 c.found.student,
                 c.found.lms(),
+            )
+        )
+    return kept
+
+
+def _brightspace_namesakes(
+    candidates: list[_Candidate], ctx: _Context, report: CollectReport
+) -> list[_Candidate]:
+    """The candidates without Brightspace submissions of a name two students share.
+
+    Brightspace's download names a submission's student by display name only (its folder's
+    numbers change with every submission), so two students of one name would be merged into one,
+    the later hand-in "replacing" the other's. Where the grades export (``collect --times``) lists
+    that name twice (``ctx.records`` holds None for it), neither is placed: the reason says how.
+    Without the export nothing can tell them apart; the README says to add it.
+    """
+    kept = []
+    for c in candidates:
+        f = c.found
+        name = brightspace_name_key(f.name) if f.system == "brightspace" else None
+        if name is None or f.mapped or ctx.records.get((f.system, name), False) is not None:
+            kept.append(c)
+            continue
+        report.rejected.append(
+            Rejected(
+                c.entry.source,
+                "Brightspace's grades export lists two students with this name, and its "
+                "download names students only: whose is which cannot be told; collect each with "
+                "--student ID",
+                f.student,
+                f.lms(),
             )
         )
     return kept
