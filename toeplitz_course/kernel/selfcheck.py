@@ -391,12 +391,13 @@ def judge_toeplitz(table: dict, payload: Any) -> None:
             raise CheckFailure(join(call, problem))
 
 
-def judge_length(table: dict, payload: Any) -> None:
-    """Table: ``cases`` [{"args": [N, K, P or null], "call", "right": key("c", length),
-    "known": [[key("c", v), why], ...]}, ...]; ``hint`` (``n_out_valid``, ``n_out_padded``)."""
+def whole_numbers(table: dict, payload: Any, what: str, negative: bool = True) -> list[int]:
+    """The whole numbers a function returned on ``table``'s cases, in order; the first result
+    that is not one (raised, unreadable, fractional, not finite, or negative where ``negative``
+    is False) fails naming its call and ``what`` the number is."""
     cases = table["cases"]
     results = read_results(payload, table["name"], len(cases))
-    got_values = []
+    got = []
     for case, result in zip(cases, results, strict=True):
         call = case["call"]
         problem = result_problem(result, call)
@@ -404,8 +405,18 @@ def judge_length(table: dict, payload: Any) -> None:
             raise CheckFailure(problem)
         v = decode(result["value"])
         if not math.isfinite(v) or v != int(v):
-            raise CheckFailure(f"{call} returned {_fmt(v)}: a length is a whole number")
-        got_values.append(int(v))
+            raise CheckFailure(f"{call} returned {_fmt(v)}: {what} is a whole number")
+        if v < 0 and not negative:
+            raise CheckFailure(f"{call} returned {_fmt(v)}: {what} cannot be negative")
+        got.append(int(v))
+    return got
+
+
+def judge_length(table: dict, payload: Any) -> None:
+    """Table: ``cases`` [{"args": [N, K, P or null], "call", "right": key("c", length),
+    "known": [[key("c", v), why], ...]}, ...]; ``hint`` (``n_out_valid``, ``n_out_padded``)."""
+    cases = table["cases"]
+    got_values = whole_numbers(table, payload, "a length")
     wrong = [
         (case, v) for case, v in zip(cases, got_values, strict=True) if key("c", v) != case["right"]
     ]
@@ -568,19 +579,7 @@ def judge_numbers(table: dict, payload: Any) -> None:
     ``mistakes`` [[mistake, message], ...] in the order they are recognised; ``what`` (the
     number's noun) and ``hint`` (what it should be, in words)."""
     cases = table["cases"]
-    results = read_results(payload, table["name"], len(cases))
-    got: list[int] = []
-    for case, result in zip(cases, results, strict=True):
-        call = case["call"]
-        problem = result_problem(result, call)
-        if problem:
-            raise CheckFailure(problem)
-        v = decode(result["value"])
-        if not math.isfinite(v) or v != int(v):
-            raise CheckFailure(f"{call} returned {_fmt(v)}: {table['what']} is a whole number")
-        if v < 0:
-            raise CheckFailure(f"{call} returned {_fmt(v)}: {table['what']} cannot be negative")
-        got.append(int(v))
+    got = whole_numbers(table, payload, table["what"], negative=False)
     keys = [key("c", v) for v in got]
     wrong = [i for i, case in enumerate(cases) if keys[i] != case["right"]]
     if not wrong:
