@@ -630,6 +630,25 @@ def _matrix_variants(
 _PART6_SAME_ROWS = "every row is the same: each output's window starts at its own input"
 
 
+def _part6_matrix_case(case: CaseCall, t: list, candidates: list, shape_text: str) -> dict:
+    """A Part 6 matrix case: the right matrix ``t`` and each candidate mistake's, judged as the
+    other matrix exercises are (``shape_text`` says what the shape should be)."""
+    variants, shapes = _matrix_variants(t, candidates)
+    return _part6_case(case) | {
+        "matrix": _matrix_table(
+            t,
+            variants,
+            shapes,
+            shape_text,
+            "expected a 2-D matrix (rows = outputs, columns = inputs), got shape {shape}",
+            None,
+            "",
+            None,
+            _PART6_SAME_ROWS,
+        )
+    }
+
+
 def _case_general(case: CaseCall) -> dict:
     w, n, p, s, d = case.args
     w = list(w)
@@ -684,24 +703,11 @@ def _case_general(case: CaseCall) -> dict:
                 "of x; they get no column, but they shift every window and add outputs",
             )
         )
-    variants, shapes = _matrix_variants(t, candidates)
     shape_text = (
         "returned shape {shape}: {problem} (one row per output, one column per input; "
         f"this case has {n} inputs)"
     )
-    return _part6_case(case) | {
-        "matrix": _matrix_table(
-            t,
-            variants,
-            shapes,
-            shape_text,
-            "expected a 2-D matrix (rows = outputs, columns = inputs), got shape {shape}",
-            None,
-            "",
-            None,
-            _PART6_SAME_ROWS,
-        )
-    }
+    return _part6_matrix_case(case, t, candidates, shape_text)
 
 
 def _case_transposed(case: CaseCall) -> dict:
@@ -735,24 +741,11 @@ def _case_transposed(case: CaseCall) -> dict:
                 f"has L*stride rows; the last input still spreads over K outputs: (L - 1)*{s} + K",
             )
         )
-    variants, shapes = _matrix_variants(t, candidates)
     shape_text = (
         "returned shape {shape}: {problem} (one row per output of the transposed convolution, "
         f"one column per each of its {L} inputs)"
     )
-    return _part6_case(case) | {
-        "matrix": _matrix_table(
-            t,
-            variants,
-            shapes,
-            shape_text,
-            "expected a 2-D matrix (rows = outputs, columns = inputs), got shape {shape}",
-            None,
-            "",
-            None,
-            _PART6_SAME_ROWS,
-        )
-    }
+    return _part6_matrix_case(case, t, candidates, shape_text)
 
 
 def _length_mistakes(N: int, K: int, P: int, s: int, d: int) -> dict[str, int]:
