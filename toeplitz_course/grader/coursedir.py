@@ -152,6 +152,23 @@ class Course:
         return configurable(config=self.config_with(), **kw)
 
     @property
+    def variant(self) -> str:
+        """``c.Course.variant``: the name of the term's set of numbers (``course.variant``);
+        "default" when not set."""
+        from ..course.variant import canonical
+
+        return canonical(self.config.get("Course", {}).get("variant"))
+
+    @property
+    def previous_variants(self) -> tuple[str, ...]:
+        """``c.Course.previous_variants``: earlier terms' variants, whose right answers are
+        old answers in this one (the default variant always counts as one)."""
+        names = self.config.get("Course", {}).get("previous_variants") or ()
+        if isinstance(names, str):
+            names = (names,)
+        return tuple(str(n) for n in names)
+
+    @property
     def course_id(self) -> str:
         """``c.CourseDirectory.course_id`` ("" when not set)."""
         return str(self.config.CourseDirectory.get("course_id", "") or "")
