@@ -94,7 +94,8 @@ def _acceptable(given: GivenData) -> bool:
         return False  # a zero weight hides a column; a palindrome hides the flipped kernel
     if any(0 in r for r in k) or given.kernel_2d == base.kernel_2d:
         return False  # Part 5 counts the nonzero entries of a kernel with no zero
-    turned = [reference.flip(k), [r[::-1] for r in k], k[::-1], [list(c) for c in zip(*k)]]
+    transposed = [list(c) for c in zip(*k, strict=True)]
+    turned = [reference.flip(k), [r[::-1] for r in k], k[::-1], transposed]
     if any(t == k for t in turned):
         return False  # each flip and the transpose is a mistake of its own
     flat = [v for row in given.img_2d for v in row]
@@ -143,7 +144,9 @@ def given(name: str | None, accept: Callable[[GivenData], bool] | None = None) -
     for candidate in candidates(name):
         if _acceptable(candidate) and (accept is None or accept(candidate)):
             return candidate
-    raise VariantProblem(f"variant {name!r}: no acceptable draw in {MAX_DRAWS}; choose another name")
+    raise VariantProblem(
+        f"variant {name!r}: no acceptable draw in {MAX_DRAWS}; choose another name"
+    )
 
 
 # -- how the notebooks write the data ----------------------------------------------------------
@@ -172,9 +175,7 @@ def toeplitz_rows(given: GivenData) -> str:
     t = reference.toeplitz_1d(list(given.w_1d), len(given.x_1d), 0).tolist()
     lines = ["T = ["]
     for i, row in enumerate(t):
-        lines.append(
-            "    [" + ", ".join(_f_wide(v) for v in row) + f"],  # row {i}: output {i}"
-        )
+        lines.append("    [" + ", ".join(_f_wide(v) for v in row) + f"],  # row {i}: output {i}")
     lines.append("]")
     return "\n".join(lines)
 
@@ -210,17 +211,14 @@ def phrases(given: GivenData) -> dict[str, str]:
         + "".join("    [" + ", ".join(str(v) for v in row) + "],\n" for row in img)
         + "], dtype=torch.float)",
         "kernel_2d code": "torch.tensor([\n"
-        + "".join(
-            "        [" + ", ".join(f"{_f(v):>3}" for v in row) + "],\n" for row in k2
-        )
+        + "".join("        [" + ", ".join(f"{_f(v):>3}" for v in row) + "],\n" for row in k2)
         + "    ])",
         "T_2d row 0": "    [" + ", ".join(_f_wide(v) for v in t2[0]) + "]",
         "T_1d": toeplitz_rows(given),
         "ex3_2 set": "equivariant_shifts_valid = " + _set(valid),
         "ex3_3 set": "equivariant_shifts_padded = " + _set(padded),
-        "padded set prose": "only for the shifts $" + _set(padded).replace("{", "\\{").replace(
-            "}", "\\}"
-        )
+        "padded set prose": "only for the shifts $"
+        + _set(padded).replace("{", "\\{").replace("}", "\\}")
         + "$",
         "valid set prose": "the unpadded layer is equivariant for the shifts $"
         + _set(valid).replace("{", "\\{").replace("}", "\\}")

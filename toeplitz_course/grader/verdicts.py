@@ -94,8 +94,8 @@ def _matrix_table(
     right = key("m", t)
     seen = {right}
     listed = []
-    for variant, text in variants:
-        k = key("m", _matrix_list(variant))
+    for wrong, text in variants:
+        k = key("m", _matrix_list(wrong))
         if k == right and collisions is not None:
             collisions.append(text)
         if k not in seen:  # the first mistake a matrix matches is the one named

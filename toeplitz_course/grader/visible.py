@@ -344,9 +344,9 @@ def _data_source(given: GivenData) -> str:
         (f"W_1D = {list(base.w_1d)}", f"W_1D = {list(given.w_1d)}"),
     ):
         text = text.replace(old, new)
-    for name, old_rows, new_rows in (
-        ("IMG_2D", base.img_2d, given.img_2d),
-        ("KERNEL_2D", base.kernel_2d, given.kernel_2d),
+    for name, new_rows in (
+        ("IMG_2D", given.img_2d),
+        ("KERNEL_2D", given.kernel_2d),
     ):
         start = text.index(f"{name} = [")
         end = text.index("\n]\n", start) + 3

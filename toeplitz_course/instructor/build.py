@@ -72,10 +72,11 @@ def to_variant(root: Path, given: GivenData) -> list[Path]:
         if was != given.name:
             old = variant.phrases(verdicts.given_data(was))
             swap = {old[k]: new[k] for k in old if old[k] != new[k]}
-            pattern = re.compile("|".join(re.escape(t) for t in sorted(swap, key=len, reverse=True)))
+            longest_first = sorted(swap, key=len, reverse=True)
+            pattern = re.compile("|".join(re.escape(t) for t in longest_first))
             for cell in nb.cells:
                 # One pass over each cell: a new phrase is never read again as an old one.
-                cell.source = pattern.sub(lambda m: swap[m.group(0)], cell.source)
+                cell.source = pattern.sub(lambda m, swap=swap: swap[m.group(0)], cell.source)
             if given.is_default:
                 nb.metadata.pop(METADATA, None)
             else:
