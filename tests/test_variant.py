@@ -159,7 +159,8 @@ def default_leftovers(root: Path) -> list[str]:
     for folder in FOLDERS:
         for path in sorted((root / folder).glob("*.ipynb")):
             for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
-                found += [f"{folder}/{path.name} cell {i}: {t!r}" for t in texts if t in cell.source]
+                where = f"{folder}/{path.name} cell {i}"
+                found += [f"{where}: {t!r}" for t in texts if t in cell.source]
     return found
 
 
@@ -285,7 +286,9 @@ def test_a_default_key_earns_0_on_the_variant_dependent_exercises_and_is_flagged
             }
             for student in ("s01_default_key", "s02_variant_key")
         }
-    maxima = {e.test_id: float(e.points) for n in HANDED_IN for e in exercises_in(n) if e.autograded}
+    maxima = {
+        e.test_id: float(e.points) for n in HANDED_IN for e in exercises_in(n) if e.autograded
+    }
     assert scores["s02_variant_key"] == maxima
     assert scores["s01_default_key"] == {
         gid: 0.0 if gid in verdicts.VARIANT_DEPENDENT else top for gid, top in maxima.items()
