@@ -30,6 +30,10 @@ from . import reference
 
 DEFAULT = "default"
 
+#: The notebook metadata section where a source notebook records its variant (``{"variant":
+#: name}``; absent: the default). ``build`` writes it; an unconfined kernel reads it.
+METADATA = "toeplitz_course"
+
 #: Draws tried before a name is given up on (a name whose draws all fail is reported, not hung on).
 MAX_DRAWS = 20000
 

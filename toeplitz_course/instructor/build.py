@@ -32,8 +32,7 @@ class BuildError(RuntimeError):
     pass
 
 
-#: Where a source notebook records the variant its numbers are in (absent: the default).
-METADATA = "toeplitz_course"
+METADATA = variant.METADATA
 
 #: Cells that must hold a phrase of the configured variant after a build: the model answers
 #: ``build`` keeps in step with the data (by grade id, the phrases' names).
