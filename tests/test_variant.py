@@ -306,3 +306,25 @@ def test_a_default_key_earns_0_on_the_variant_dependent_exercises_and_is_flagged
     text = report(course)
     assert "OLD ANSWERS: s01_default_key: 3 answers match variant 'default'" in text
     assert "s02_variant_key: " not in text.split("students flagged")[0].split("OLD ANSWERS")[-1]
+
+
+def test_previous_variants_are_read_from_the_config_and_their_answers_are_old(tmp_path):
+    root = _scratch(tmp_path / "course", VARIANT, previous=["2027-fall", "default"])
+    course = Course.load(root)
+    assert (course.variant, course.previous_variants) == (VARIANT, ("2027-fall", "default"))
+    given, others = verdicts.course_variants(course.variant, course.previous_variants)
+    assert [o.name for o in others] == ["default", "2027-fall"]
+    fall = verdicts.given_data("2027-fall")
+    told = 0
+    for grade_id in verdicts.VARIANT_DEPENDENT:
+        payload = _right_payload(grade_id, fall)
+        if payload == _right_payload(grade_id, given):
+            continue  # the same answer in both terms (3.2 has two possible sets): right here
+        told += 1
+        with pytest.raises(verdicts.OldAnswer, match="variant '2027-fall'"):
+            verdicts.verify(grade_id, payload, given, others)
+        # Without it among the previous variants, it is a plain wrong answer.
+        with pytest.raises(AssertionError) as caught:
+            verdicts.verify(grade_id, payload, given, (DEFAULT_DATA,))
+        assert not isinstance(caught.value, verdicts.OldAnswer)
+    assert told >= 2
