@@ -328,3 +328,13 @@ def test_previous_variants_are_read_from_the_config_and_their_answers_are_old(tm
             verdicts.verify(grade_id, payload, given, (DEFAULT_DATA,))
         assert not isinstance(caught.value, verdicts.OldAnswer)
     assert told >= 2
+
+
+def test_grading_refuses_a_variant_that_source_is_not_built_in(variant_course):
+    from toeplitz_course.grader.preprocessors import VerifyAnswers
+
+    course = Course.load(variant_course)
+    assert VerifyAnswers(config=course.config_with())._variants()[0].name == VARIANT
+    stale = course.config_with(**{"Course.variant": "2028-spring"})
+    with pytest.raises(RuntimeError, match="run `make build`"):
+        VerifyAnswers(config=stale)._variants()

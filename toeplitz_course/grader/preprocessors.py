@@ -587,11 +587,23 @@ class VerifyAnswers(NbGraderPreprocessor):
         return cell, resources
 
     def _variants(self):
+        from pathlib import Path
+
         from . import verdicts
         from .coursedir import variant_settings
 
         if getattr(self, "_given", None) is None:
-            self._given = verdicts.course_variants(*variant_settings(self.config))
+            name, previous = variant_settings(self.config)
+            root = self.config.get("CourseDirectory", {}).get("root")
+            built = verdicts.built_variant(Path(root)) if root else None
+            if built is not None and built != name:
+                # Judging the release of one variant by another's numbers would fail every
+                # right answer to 1.2, 3.2 and 3.3 (and flag it an old answer): refuse.
+                raise RuntimeError(
+                    f"c.Course.variant is {name!r} but source/ is in variant {built!r}: run "
+                    "`make build` (and release the notebooks it makes) before grading"
+                )
+            self._given = verdicts.course_variants(name, previous)
         return self._given
 
     def _verdict(self, grade_id, messages, errors, executed) -> dict[str, Any]:

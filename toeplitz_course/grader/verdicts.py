@@ -1001,15 +1001,20 @@ def _variants_of_root(root: Path | None) -> tuple[GivenData, tuple[GivenData, ..
     kernel a third of a second (it imports the grader's configuration), and the bench's stock
     run replaces it with nbgrader's defaults. Without the config the previous variants are not
     known; the default still counts, and the grader's ``VerifyAnswers`` knows them all."""
+    return course_variants(built_variant(root) or variant.DEFAULT)
+
+
+def built_variant(root: Path | None) -> str | None:
+    """The variant ``root/source/`` records (its first notebook's metadata); None without one."""
     if root is None:
-        return DEFAULT_DATA, ()
+        return None
     path = root / "source" / contract.ASSIGNMENT / f"{contract.NOTEBOOKS[0]}.ipynb"
     try:
         metadata = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
         name = metadata.get(variant.METADATA, {}).get("variant")
     except (OSError, ValueError, AttributeError):
-        name = None
-    return course_variants(variant.canonical(name if isinstance(name, str) else None))
+        return None
+    return variant.canonical(name if isinstance(name, str) else None)
 
 
 def course_variants(
