@@ -200,10 +200,6 @@ def test_a_second_build_of_the_variant_is_identical_and_the_way_back_is_the_defa
         assert (back / path).read_bytes() == (ROOT / path).read_bytes(), name
 
 
-def test_the_variant_course_has_no_drift(variant_course):
-    assert build.drift(variant_course) == []
-
-
 def test_a_model_answer_build_cannot_keep_in_step_stops_the_build(tmp_path):
     root = _scratch(tmp_path / "course", VARIANT)
     path = root / "source" / ASSIGNMENT / "03_equivariance.ipynb"
