@@ -152,6 +152,18 @@ class Course:
         return configurable(config=self.config_with(), **kw)
 
     @property
+    def variant(self) -> str:
+        """``c.Course.variant``: the name of the term's set of numbers (``course.variant``);
+        "default" when not set."""
+        return variant_settings(self.config)[0]
+
+    @property
+    def previous_variants(self) -> tuple[str, ...]:
+        """``c.Course.previous_variants``: earlier terms' variants, whose right answers are
+        old answers in this one (the default variant always counts as one)."""
+        return variant_settings(self.config)[1]
+
+    @property
     def course_id(self) -> str:
         """``c.CourseDirectory.course_id`` ("" when not set)."""
         return str(self.config.CourseDirectory.get("course_id", "") or "")
@@ -160,6 +172,19 @@ class Course:
     def downloaded(self) -> str:
         """The folder collect keeps downloads and its ledger in (``ZipCollectApp``)."""
         return str(self.config.ZipCollectApp.get("downloaded_directory", "downloaded"))
+
+
+def variant_settings(config: Config) -> tuple[str, tuple[str, ...]]:
+    """``(c.Course.variant, c.Course.previous_variants)`` of a configuration: the variant's name
+    ("default" when not set) and the earlier ones. ``Course`` is no traitlets class: nbgrader's
+    apps load the section and leave it alone, and it is read only here."""
+    from ..course.variant import canonical
+
+    section = config.get("Course", {})
+    names = section.get("previous_variants") or ()
+    if isinstance(names, str):
+        names = (names,)
+    return canonical(section.get("variant")), tuple(canonical(str(n)) for n in names)
 
 
 def course_config(root: Course | Path | str, **overrides: Any) -> Config:

@@ -33,6 +33,9 @@ recovered         the editor dropped nbgrader metadata; staging recovered it fro
                   (``recovery``): "N of M answer cells placed", and which were not (they score 0)
 hand_grade_reset  a hand grade (formgrader) was cleared by a regrade: the answer it was given for
                   changed, or the notebook could not be graded this time (``handgrades``)
+old_answer        an answer is right for another variant's numbers (``c.Course.variant``: the
+                  default one, or ``previous_variants``), not this course's; it scored 0. The
+                  detail names the variant, so ``report`` says which one the answers match
 ================  ================================================================================
 
 A recovered notebook is scanned as recovered (``Staged.raw``): the tests recovery matched are not
@@ -50,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..course import colab
-from ..course.contract import EXECUTION_TAGS
+from ..course.contract import EXECUTION_TAGS, VERDICT_KEY
 
 WATCHED_MODULES = {
     "torch",
@@ -657,4 +660,14 @@ def scan(
                     flag("kernel_died", f"the kernel died in {name}")
                 elif out.get("ename") == "SandboxLimit":
                     flag("limit", f"{out.get('evalue')} ({name})")
+            verdict = cell.get("metadata", {}).get(VERDICT_KEY)
+            old = verdict.get("old_variant") if isinstance(verdict, dict) else None
+            grade_id = nbgrader_meta(cell).get("grade_id")
+            if isinstance(old, str) and nbgrader_meta(cell).get("grade") and grade_id:
+                flag(OLD_ANSWER, f"{grade_id}: the right answer for variant {old!r}")
+                flags[-1]["variant"] = old
     return flags
+
+
+#: The flag of an answer that is right for another variant.
+OLD_ANSWER = "old_answer"

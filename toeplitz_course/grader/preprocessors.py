@@ -549,6 +549,10 @@ class VerifyAnswers(NbGraderPreprocessor):
     also rewrites the cell's outputs into what nbgrader should score: stderr becomes stdout (a
     library warning is not a failure), results and displays that could carry a partial-credit
     number are dropped, and a failed verdict becomes one error output with the teaching message.
+
+    Answers are judged for the course's variant (``c.Course.variant``); an answer that is right
+    for another one (``c.Course.previous_variants``, the default) fails like any wrong answer and
+    its verdict names that variant (``old_variant``, flagged by ``integrity.scan``).
     """
 
     def preprocess_cell(self, cell, resources, index):
@@ -582,14 +586,42 @@ class VerifyAnswers(NbGraderPreprocessor):
         cell.metadata[VERDICT_KEY] = verdict
         return cell, resources
 
+    def _variants(self):
+        from pathlib import Path
+
+        from . import verdicts
+        from .coursedir import variant_settings
+
+        if getattr(self, "_given", None) is None:
+            name, previous = variant_settings(self.config)
+            root = self.config.get("CourseDirectory", {}).get("root")
+            built = verdicts.built_variant(Path(root)) if root else None
+            if built is not None and built != name:
+                # Judging the release of one variant by another's numbers would fail every
+                # right answer to 1.2, 3.2 and 3.3 (and flag it an old answer): refuse.
+                raise RuntimeError(
+                    f"c.Course.variant is {name!r} but source/ is in variant {built!r}: run "
+                    "`make build` (and release the notebooks it makes) before grading"
+                )
+            self._given = verdicts.course_variants(name, previous)
+        return self._given
+
     def _verdict(self, grade_id, messages, errors, executed) -> dict[str, Any]:
         from . import verdicts  # at first use, not at import: feedback needs neither it nor torch
 
         mine = [m for m in messages if m["grade_id"] == grade_id]
         reported_once = len(mine) == 1 and len(messages) == 1
         if reported_once:
+            given, others = self._variants()
             try:
-                verdicts.verify(grade_id, mine[0]["payload"])
+                verdicts.verify(grade_id, mine[0]["payload"], given, others)
+            except verdicts.OldAnswer as exc:
+                return {
+                    "passed": False,
+                    "message": f"{_FAILURE}: {exc}",
+                    "judged": str(exc),
+                    "old_variant": exc.variant,
+                }
             except AssertionError as exc:
                 return {"passed": False, "message": f"{_FAILURE}: {exc}", "judged": str(exc)}
             except Exception as exc:  # a malformed payload is a failed answer, never a grader crash

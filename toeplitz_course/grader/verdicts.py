@@ -16,18 +16,22 @@ case, a notebook's self-check a few of them (``grader.visible``), so both judge 
 from __future__ import annotations
 
 import functools
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..course import contract, reference
+from ..course import contract, reference, variant
+from ..course.variant import DEFAULT_DATA, GivenData
 from ..kernel import selfcheck
 from ..kernel.cases import CASES, CaseCall, CaseGap
 from ..kernel.probe import _text, lookup
 from ..kernel.selfcheck import EQUIVARIANT_BELOW, SHIFTS, CheckFailure, key
 
-__all__ = ["CheckFailure", "EQUIVARIANT_BELOW", "SHIFTS", "table", "verify"]
+__all__ = ["CheckFailure", "EQUIVARIANT_BELOW", "SHIFTS", "OldAnswer", "table", "verify"]
 
 
 def _matrix_list(t: Any) -> list[list[float]]:
@@ -86,12 +90,15 @@ def _matrix_table(
     x_text: str,
     w_out: int | None,
     same_rows: str,
+    collisions: list[str] | None = None,
 ) -> dict:
     right = key("m", t)
     seen = {right}
     listed = []
-    for variant, text in variants:
-        k = key("m", _matrix_list(variant))
+    for wrong, text in variants:
+        k = key("m", _matrix_list(wrong))
+        if k == right and collisions is not None:
+            collisions.append(text)
         if k not in seen:  # the first mistake a matrix matches is the one named
             seen.add(k)
             listed.append([k, text])
@@ -149,8 +156,10 @@ def matrix_table_1d(
     *,
     course_x: Sequence[float] | None = None,
     with_counts: bool = False,
+    collisions: list[str] | None = None,
 ) -> dict:
-    """The table of the matrix of ``conv1d(., w, padding=p)`` on n inputs."""
+    """The table of the matrix of ``conv1d(., w, padding=p)`` on n inputs (``collisions``, when
+    given, collects the known mistakes whose matrix is the right one: they cannot be told)."""
     t = _matrix_list(reference.toeplitz_1d(list(w), n, p))
     rows, cols = len(t), n
     flipped = _matrix_list(reference.toeplitz_1d(list(w)[::-1], n, p))
@@ -204,6 +213,7 @@ def matrix_table_1d(
         None,
         "every row is the same: each row is the row above moved one column to the right, "
         "because the window of output i starts one input further on",
+        collisions,
     )
 
 
@@ -214,6 +224,7 @@ def matrix_table_2d(
     *,
     course_x: Sequence[float] | None = None,
     with_counts: bool = False,
+    collisions: list[str] | None = None,
 ) -> dict:
     """The table of the matrix of the valid conv2d of an H x W input, flattened row-major."""
     k = [list(row) for row in kernel]
@@ -281,26 +292,28 @@ def matrix_table_2d(
         w_out,
         "every row is the same: each output's window sits at its own place in the image, so "
         "each row holds the kernel at other columns",
+        collisions,
     )
 
 
 # -- the exercises whose answer is one matrix -------------------------------------------------
 
 
-def _table_ex1_2() -> dict:
-    matrix = matrix_table_1d(reference.W_1D, len(reference.X_1D), 0, course_x=reference.X_1D)
+def _table_ex1_2(given: GivenData, collisions: list[str] | None = None) -> dict:
+    matrix = matrix_table_1d(
+        given.w_1d, len(given.x_1d), 0, course_x=given.x_1d, collisions=collisions
+    )
     return {"kind": "matrix", "name": "linear_layer", "matrix": matrix}
 
 
 # -- counts -----------------------------------------------------------------------------------
 
 
-def _course_2d() -> tuple[int, int, int]:
+def _course_2d(given: GivenData) -> tuple[int, int, int]:
     """(entries, nonzero entries) of the course's block-Toeplitz matrix and its kernel size."""
-    t = reference.block_toeplitz_2d(
-        reference.KERNEL_2D, len(reference.IMG_2D), len(reference.IMG_2D[0])
-    )
-    kernel_size = len(reference.KERNEL_2D) * len(reference.KERNEL_2D[0])
+    kernel = [list(row) for row in given.kernel_2d]
+    t = reference.block_toeplitz_2d(kernel, len(given.img_2d), len(given.img_2d[0]))
+    kernel_size = len(kernel) * len(kernel[0])
     return t.numel(), int((t != 0).sum()), kernel_size
 
 
@@ -314,9 +327,9 @@ def _count_table(name: str, expected: int, hint: str, known: dict[int, str]) -> 
     }
 
 
-def _table_ex5_1a() -> dict:
-    dense, nonzero, kernel_size = _course_2d()
-    inputs = len(reference.IMG_2D) * len(reference.IMG_2D[0])
+def _table_ex5_1a(given: GivenData) -> dict:
+    dense, nonzero, kernel_size = _course_2d(given)
+    inputs = len(given.img_2d) * len(given.img_2d[0])
     outputs = dense // inputs
     known = {
         dense + outputs: "that adds a bias per output; count only the weights (no bias here)",
@@ -333,8 +346,8 @@ def _table_ex5_1a() -> dict:
     )
 
 
-def _table_ex5_1b() -> dict:
-    dense, nonzero, kernel_size = _course_2d()
+def _table_ex5_1b(given: GivenData) -> dict:
+    dense, nonzero, kernel_size = _course_2d(given)
     known = {
         kernel_size: "that is the number of distinct kernel weights; each of them appears in "
         "many rows of the matrix",
@@ -349,8 +362,8 @@ def _table_ex5_1b() -> dict:
     )
 
 
-def _table_ex5_1c() -> dict:
-    dense, nonzero, kernel_size = _course_2d()
+def _table_ex5_1c(given: GivenData) -> dict:
+    dense, nonzero, kernel_size = _course_2d(given)
     known = {
         kernel_size + 1: "no bias here: count only the kernel's weights",
         nonzero: "that counts the nonzero entries of the matrix; the layer stores each kernel "
@@ -368,19 +381,13 @@ def _table_ex5_1c() -> dict:
 # -- sets of shifts ---------------------------------------------------------------------------
 
 
-def equivariant_shifts(padding: int) -> set[int]:
-    """The shifts in ``SHIFTS`` that commute with the course's Conv1d (w = W_1D) on x_1d."""
-    w = torch.tensor(reference.W_1D, dtype=torch.float64).view(1, 1, -1)
-    x = torch.tensor([reference.X_1D], dtype=torch.float64)
-
-    def conv(v: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.conv1d(v, w, padding=padding)
-
-    return {n for n in SHIFTS if reference.equivariance_gap(conv, x, n) < EQUIVARIANT_BELOW}
+def equivariant_shifts(padding: int, given: GivenData = DEFAULT_DATA) -> set[int]:
+    """The shifts in ``SHIFTS`` that commute with the course's Conv1d (w_1d) on x_1d."""
+    return variant.equivariant_shifts(given, padding)
 
 
-def _shifts_table(name: str, padding: int) -> dict:
-    members = equivariant_shifts(padding)
+def _shifts_table(name: str, padding: int, given: GivenData) -> dict:
+    members = equivariant_shifts(padding, given)
     return {
         "kind": "shifts",
         "name": name,
@@ -544,10 +551,10 @@ def _with_course_variant(matrix: dict, course: list[list[float]]) -> dict:
     return matrix
 
 
-def _case_padded_matrix(case: Any) -> dict:
+def _case_padded_matrix(case: Any, given: GivenData = DEFAULT_DATA) -> dict:
     w = [float(v) for v in case.kernel]
     matrix = matrix_table_1d(w, PADDED_N, PADDED_P, with_counts=True)
-    course = _matrix_list(reference.toeplitz_1d(reference.W_1D, PADDED_N, PADDED_P))
+    course = _matrix_list(reference.toeplitz_1d(list(given.w_1d), PADDED_N, PADDED_P))
     return {
         "args": [w],
         "call": case.call(),
@@ -555,10 +562,11 @@ def _case_padded_matrix(case: Any) -> dict:
     }
 
 
-def _case_block_matrix(case: Any) -> dict:
+def _case_block_matrix(case: Any, given: GivenData = DEFAULT_DATA) -> dict:
     k = [[float(v) for v in row] for row in case.kernel]
     matrix = matrix_table_2d(k, BLOCK_H, BLOCK_W, with_counts=True)
-    course = _matrix_list(reference.block_toeplitz_2d(reference.KERNEL_2D, BLOCK_H, BLOCK_W))
+    kernel = [list(row) for row in given.kernel_2d]
+    course = _matrix_list(reference.block_toeplitz_2d(kernel, BLOCK_H, BLOCK_W))
     return {
         "args": [k],
         "call": case.call(),
@@ -870,29 +878,44 @@ _FUNCTIONS = {
     "ex6_4_test": ("numbers", _case_cnn),
 }
 
+#: The exercises whose one answer is built from the course's data (``given``).
 _VALUES = {
     "ex1_2_test": _table_ex1_2,
-    "ex3_2_test": lambda: _shifts_table("equivariant_shifts_valid", 0),
-    "ex3_3_test": lambda: _shifts_table("equivariant_shifts_padded", 1),
+    "ex3_2_test": lambda given: _shifts_table("equivariant_shifts_valid", 0, given),
+    "ex3_3_test": lambda given: _shifts_table("equivariant_shifts_padded", 1, given),
     "ex5_1a_test": _table_ex5_1a,
     "ex5_1b_test": _table_ex5_1b,
     "ex5_1c_test": _table_ex5_1c,
 }
 
+#: Function exercises whose table also names the course's own kernel (as a known mistake).
+_GIVEN_CASES = {"ex2_2_test", "ex4_1_test"}
+
+#: The exercises whose right answer differs from one variant to the next (with sizes fixed, the
+#: counts of Exercise 5.1 and every function exercise are the same in every variant).
+VARIANT_DEPENDENT = ("ex1_2_test", "ex3_2_test", "ex3_3_test")
+
 EXERCISES_CHECKED = frozenset(_VALUES) | frozenset(_FUNCTIONS)
 
 
-def table(grade_id: str, cases: Sequence[Any] | None = None) -> dict:
-    """The table ``selfcheck.judge`` checks an answer to ``grade_id`` against (plain JSON).
+def table(
+    grade_id: str, cases: Sequence[Any] | None = None, given: GivenData = DEFAULT_DATA
+) -> dict:
+    """The table ``selfcheck.judge`` checks an answer to ``grade_id`` against (plain JSON), for
+    the course's data ``given`` (a variant's; by default the default variant's).
 
     A function exercise's table covers ``cases``, by default every case the grader calls.
     """
     lookup(grade_id, dict.fromkeys(EXERCISES_CHECKED))
     if grade_id in _VALUES:
-        return _VALUES[grade_id]()
+        return _VALUES[grade_id](given)
     kind, build_case = _FUNCTIONS[grade_id]
     cases = CASES[grade_id] if cases is None else cases
-    out = {"kind": kind, "name": _name(grade_id), "cases": [build_case(c) for c in cases]}
+    if grade_id in _GIVEN_CASES:
+        built = [build_case(c, given) for c in cases]
+    else:
+        built = [build_case(c) for c in cases]
+    out = {"kind": kind, "name": _name(grade_id), "cases": built}
     if kind == "length":
         out["hint"] = _LENGTH_HINTS[grade_id]
     if kind == "same":
@@ -904,8 +927,8 @@ def table(grade_id: str, cases: Sequence[Any] | None = None) -> dict:
 
 
 @functools.cache
-def _grader_table(grade_id: str) -> dict:
-    return table(grade_id)
+def _grader_table(grade_id: str, given: GivenData = DEFAULT_DATA) -> dict:
+    return table(grade_id, given=given)
 
 
 def _name(grade_id: str) -> str:
@@ -913,13 +936,124 @@ def _name(grade_id: str) -> str:
     return exercise.name if exercise else grade_id
 
 
-def verify(grade_id: str, payload: Any) -> None:
-    """Raise :class:`CheckFailure` with a teaching message unless ``payload`` is a right answer."""
-    lookup(grade_id, dict.fromkeys(EXERCISES_CHECKED))
+# -- variants ---------------------------------------------------------------------------------
+
+
+def distinct(given: GivenData) -> bool:
+    """No known mistake of the exercises built from ``given`` has the right answer's key (the
+    grader's condition on a variant's draw: each mistake must be told from the answer)."""
+    collisions: list[str] = []
+    _table_ex1_2(given, collisions)
+    kernel = [list(row) for row in given.kernel_2d]
+    matrix_table_2d(kernel, BLOCK_H, BLOCK_W, with_counts=True, collisions=collisions)
+    matrix_table_1d(given.w_1d, PADDED_N, PADDED_P, with_counts=True, collisions=collisions)
+    return not collisions
+
+
+@functools.cache
+def given_data(name: str | None) -> GivenData:
+    """The data of variant ``name`` as the grader judges it (``variant.given`` with the
+    grader's own condition, ``distinct``)."""
+    return variant.given(name, accept=distinct)
+
+
+class OldAnswer(CheckFailure):
+    """The answer is right, but for another variant's data (``variant`` names it)."""
+
+    def __init__(self, message: str, variant_name: str):
+        super().__init__(message)
+        self.variant = variant_name
+
+
+def old_answer(grade_id: str, payload: Any, others: Sequence[GivenData]) -> str | None:
+    """The name of the first variant in ``others`` whose right answer ``payload`` is, or None."""
+    if grade_id not in VARIANT_DEPENDENT:
+        return None
+    for other in others:
+        try:
+            selfcheck.judge(_grader_table(grade_id, other), payload)
+        except Exception:  # wrong for that variant too, or malformed: not its answer
+            continue
+        return other.name
+    return None
+
+
+def _course_variants() -> tuple[GivenData, tuple[GivenData, ...]]:
+    """The variant of the course this process runs in, found from the working directory up
+    (an unconfined kernel's: the instructor's JupyterLab on ``source/``, stock ``nbgrader
+    autograde`` in ``autograded/``); the default where no course is found."""
+    return _variants_of_root(_course_root(Path(os.getcwd())))
+
+
+def _course_root(start: Path) -> Path | None:
+    from .coursedir import CONFIG_FILE
+
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    return None
+
+
+@functools.cache
+def _variants_of_root(root: Path | None) -> tuple[GivenData, tuple[GivenData, ...]]:
+    """The variant ``root``'s ``source/`` was built in, as its first notebook records it: what
+    the notebooks being run were made from. Not ``nbgrader_config.py``: executing it costs a
+    kernel a third of a second (it imports the grader's configuration), and the bench's stock
+    run replaces it with nbgrader's defaults. Without the config the previous variants are not
+    known; the default still counts, and the grader's ``VerifyAnswers`` knows them all."""
+    return course_variants(built_variant(root) or variant.DEFAULT)
+
+
+def built_variant(root: Path | None) -> str | None:
+    """The variant ``root/source/`` records (its first notebook's metadata); None without one."""
+    if root is None:
+        return None
+    path = root / "source" / contract.ASSIGNMENT / f"{contract.NOTEBOOKS[0]}.ipynb"
     try:
-        selfcheck.judge(_grader_table(grade_id), payload)
-    except CheckFailure:
-        raise
+        metadata = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
+        name = metadata.get(variant.METADATA, {}).get("variant")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return variant.canonical(name if isinstance(name, str) else None)
+
+
+def course_variants(
+    name: str, previous: Sequence[str] = ()
+) -> tuple[GivenData, tuple[GivenData, ...]]:
+    """The data of variant ``name`` and of every other variant whose answers are old answers
+    there: ``previous`` and the default variant, which always counts as one."""
+    given = given_data(name)
+    names = dict.fromkeys(variant.canonical(n) for n in (variant.DEFAULT, *previous))
+    others = tuple(given_data(n) for n in names if n != given.name)
+    return given, others
+
+
+def verify(
+    grade_id: str,
+    payload: Any,
+    given: GivenData | None = None,
+    others: Sequence[GivenData] | None = None,
+) -> None:
+    """Raise :class:`CheckFailure` with a teaching message unless ``payload`` is a right answer
+    for the course's data ``given``; :class:`OldAnswer` when it is the right answer of one of
+    ``others`` (earlier variants). Without ``given``, the course the working directory is in
+    decides both."""
+    lookup(grade_id, dict.fromkeys(EXERCISES_CHECKED))
+    if given is None:
+        given, found = _course_variants()
+        others = found if others is None else others
+    others = () if others is None else others
+    try:
+        selfcheck.judge(_grader_table(grade_id, given), payload)
+    except CheckFailure as failure:
+        matched = old_answer(grade_id, payload, [o for o in others if o != given])
+        if matched is not None:
+            raise OldAnswer(
+                f"{_name(grade_id)}: this is the answer for other numbers than this notebook's "
+                f"(variant {matched!r}); work it out for the numbers given here",
+                matched,
+            ) from None
+        raise failure from None
     except (
         selfcheck.Malformed,
         KeyError,

@@ -15,10 +15,13 @@ grading); ``build`` regenerates it there and the drift test fails when it is sta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 from ..course import contract
+from ..course.variant import DEFAULT_DATA, GivenData
 from ..kernel import cases as hidden_cases
 from . import verdicts
 from .config import CELL_TIMEOUT
@@ -234,8 +237,33 @@ def _ok(exercise: contract.Exercise, n_cases: int | None) -> str:
     )
 
 
-def tables(notebook: str) -> dict[str, dict]:
-    """The tables of ``notebook``'s autograded exercises, by exercise id ("ex1_2")."""
+def _in_variant(case: Any, given: GivenData) -> Any:
+    """``case`` with the default variant's data replaced by ``given``'s: the visible checks try
+    the notebook's own example. (The grader's hidden cases stay as they are: the grading kernel
+    computes them without knowing the variant, and the default's data are one generic case.)"""
+    if given.is_default:
+        return case
+    base = DEFAULT_DATA
+    swap = {
+        tuple(float(v) for v in base.w_1d): tuple(float(v) for v in given.w_1d),
+        tuple(float(v) for v in base.x_1d): tuple(float(v) for v in given.x_1d),
+        tuple(tuple(float(v) for v in r) for r in base.kernel_2d): tuple(
+            tuple(float(v) for v in r) for r in given.kernel_2d
+        ),
+    }
+    changed = {}
+    for field in dataclasses.fields(case):
+        value = getattr(case, field.name)
+        if field.name == "args":
+            changed["args"] = tuple(swap.get(a, a) if isinstance(a, tuple) else a for a in value)
+        elif isinstance(value, tuple) and value in swap:
+            changed[field.name] = swap[value]
+    return dataclasses.replace(case, **changed)
+
+
+def tables(notebook: str, given: GivenData = DEFAULT_DATA) -> dict[str, dict]:
+    """The tables of ``notebook``'s autograded exercises, by exercise id ("ex1_2"), for the
+    course's data ``given``."""
     out = {}
     for exercise in contract.exercises_in(notebook):
         if not exercise.autograded:
@@ -243,8 +271,8 @@ def tables(notebook: str) -> dict[str, dict]:
         picks = VISIBLE_CASES.get(exercise.test_id)
         cases = None
         if picks is not None:
-            cases = [hidden_cases.CASES[exercise.test_id][i] for i in picks]
-        table = verdicts.table(exercise.test_id, cases)
+            cases = [_in_variant(hidden_cases.CASES[exercise.test_id][i], given) for i in picks]
+        table = verdicts.table(exercise.test_id, cases, given)
         table.update(
             test_id=exercise.test_id,
             ok=_ok(exercise, None if cases is None else len(cases)),
@@ -300,15 +328,44 @@ self_check, answered = _self_checks.check, _self_checks.answered
 """
 
 
-def cell_source(notebook: str) -> str:
-    """The self-checks cell of ``notebook`` (its name without ``.ipynb``)."""
+def _data_source(given: GivenData) -> str:
+    """``kernel/data.py`` as the cell inlines it: with ``given``'s numbers in a variant, so the
+    notebook holds no other variant's data."""
+    text = (KERNEL / "data.py").read_text()
+    if given.is_default:
+        return text
+
+    def lines(name: str, rows) -> str:
+        return f"{name} = [\n" + "".join(f"    {list(r)},\n" for r in rows) + "]\n"
+
+    base = DEFAULT_DATA
+    for old, new in (
+        (f"X_1D = {list(base.x_1d)}", f"X_1D = {list(given.x_1d)}"),
+        (f"W_1D = {list(base.w_1d)}", f"W_1D = {list(given.w_1d)}"),
+    ):
+        text = text.replace(old, new)
+    for name, new_rows in (
+        ("IMG_2D", given.img_2d),
+        ("KERNEL_2D", given.kernel_2d),
+    ):
+        start = text.index(f"{name} = [")
+        end = text.index("\n]\n", start) + 3
+        comment = text[start : text.index("\n", start)].partition("#")[2]
+        block = lines(name, new_rows).replace(f"{name} = [\n", f"{name} = [  #{comment}\n", 1)
+        text = text[:start] + block + text[end:]
+    return text
+
+
+def cell_source(notebook: str, given: GivenData = DEFAULT_DATA) -> str:
+    """The self-checks cell of ``notebook`` (its name without ``.ipynb``) for the course's data
+    ``given``."""
     sources = []
     for name in INLINED:
-        text = (KERNEL / f"{name}.py").read_text()
+        text = _data_source(given) if name == "data" else (KERNEL / f"{name}.py").read_text()
         sources.append(f"        ({name!r}, {_literal(text, f'kernel/{name}.py')}),")
     lines = [
         f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False, sort_keys=True)}"
-        for k, v in tables(notebook).items()
+        for k, v in tables(notebook, given).items()
     ]
     tables_text = "{\n" + ",\n".join(lines) + "\n}"
     body = BODY.replace("{sources}", "\n".join(sources)).replace(

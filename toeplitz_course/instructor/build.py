@@ -1,6 +1,9 @@
 """Regenerate the student notebooks from ``source/``: one command, and a check for drift.
 
-First the one generated cell of each source notebook, its self-checks (``grader.visible``); then
+First ``source/`` is moved, in place, to the course's variant (``c.Course.variant``) when a
+notebook is in another one (``to_variant``: every phrase that quotes the data or an answer built
+from them, ``variant.phrases``, replaced by the configured variant's); then the one generated cell
+of each source notebook, its self-checks (``grader.visible``); then
 ``release/toeplitz/``, what ``nbgrader generate_assignment toeplitz`` writes; then ``notebooks/``,
 the Colab edition made from it (``colab.edition``). All are committed and generated only here.
 """
@@ -8,6 +11,7 @@ the Colab edition made from it (``colab.edition``). All are committed and genera
 from __future__ import annotations
 
 import filecmp
+import re
 import shutil
 import subprocess
 import sys
@@ -16,18 +20,82 @@ from pathlib import Path
 
 import nbformat
 
-from ..course import colab
+from ..course import colab, variant
 from ..course.contract import ASSIGNMENT, NOTEBOOKS
-from ..grader import visible
+from ..course.variant import GivenData
+from ..grader import verdicts, visible
 from ..grader.config import ensure_tools_on_path
+from ..grader.coursedir import Course
 
 
 class BuildError(RuntimeError):
     pass
 
 
-def write_self_checks(root: Path) -> list[Path]:
+METADATA = variant.METADATA
+
+#: Cells that must hold a phrase of the configured variant after a build: the model answers
+#: ``build`` keeps in step with the data (by grade id, the phrases' names).
+REQUIRED = {
+    "ex1_2": ("T_1d",),
+    "ex3_2": ("ex3_2 set",),
+    "ex3_3": ("ex3_3 set",),
+    "ex3_4": ("padded set prose", "valid set prose", "edge zeros"),
+}
+
+
+def recorded_variant(nb) -> str:
+    """The variant a source notebook's numbers are in (its metadata; absent: the default)."""
+    return variant.canonical(nb.metadata.get(METADATA, {}).get("variant"))
+
+
+def course_data(root: Path) -> GivenData:
+    """The data of the variant the course directory ``root`` is configured for."""
+    return verdicts.given_data(Course.of(root).variant)
+
+
+def _grade_id(cell) -> str:
+    return cell.metadata.get("nbgrader", {}).get("grade_id", "")
+
+
+def to_variant(root: Path, given: GivenData) -> list[Path]:
+    """Rewrite ``source/`` in place into variant ``given``: in each notebook recorded in another
+    variant, every phrase of that variant (``variant.phrases``: the data in code and prose, the
+    model answers built from them) becomes ``given``'s. The notebooks it changed."""
+    new = variant.phrases(given)
+    changed = []
+    for name in NOTEBOOKS:
+        path = root / "source" / ASSIGNMENT / f"{name}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        was = recorded_variant(nb)
+        if was != given.name:
+            old = variant.phrases(verdicts.given_data(was))
+            swap = {old[k]: new[k] for k in old if old[k] != new[k]}
+            longest_first = sorted(swap, key=len, reverse=True)
+            pattern = re.compile("|".join(re.escape(t) for t in longest_first))
+            for cell in nb.cells:
+                # One pass over each cell: a new phrase is never read again as an old one.
+                cell.source = pattern.sub(lambda m, swap=swap: swap[m.group(0)], cell.source)
+            if given.is_default:
+                nb.metadata.pop(METADATA, None)
+            else:
+                nb.metadata.setdefault(METADATA, {})["variant"] = given.name
+            nbformat.write(nb, path)
+            changed.append(path)
+        for cell in nb.cells:
+            for key in REQUIRED.get(_grade_id(cell), ()):
+                if new[key] not in cell.source:
+                    raise BuildError(
+                        f"{path}: cell {_grade_id(cell)} does not hold {new[key]!r}, what "
+                        f"`make build` keeps in step with variant {given.name!r} ({key}): write "
+                        "it as the committed notebook does, then build again"
+                    )
+    return changed
+
+
+def write_self_checks(root: Path, given: GivenData | None = None) -> list[Path]:
     """Regenerate the self-checks cell of every source notebook; the notebooks it changed."""
+    given = course_data(root) if given is None else given
     changed = []
     for name in NOTEBOOKS:
         path = root / "source" / ASSIGNMENT / f"{name}.ipynb"
@@ -40,7 +108,7 @@ def write_self_checks(root: Path) -> list[Path]:
                 f"filled in by `make build`), found {len(cells)}"
             )
         cell = cells[0]
-        source = visible.cell_source(name)
+        source = visible.cell_source(name, given)
         # Folded on Colab (a form) and in JupyterLab: students run it, they need not read it.
         metadata = {"cellView": "form", "jupyter": {"source_hidden": True}}
         if cell.source != source or any(cell.metadata.get(k) != v for k, v in metadata.items()):
@@ -83,7 +151,9 @@ def write_colab_edition(root: Path, where: colab.Links | None = None) -> list[Pa
 def build(root: Path | str = ".") -> list[Path]:
     """Regenerate ``release/`` and ``notebooks/`` under the course directory ``root``."""
     root = Path(root).resolve()
-    write_self_checks(root)
+    given = course_data(root)
+    to_variant(root, given)
+    write_self_checks(root, given)
     generate_release(root)
     return write_colab_edition(root)
 
@@ -99,7 +169,9 @@ def drift(root: Path | str = ".") -> list[str]:
         scratch = Path(tmp)
         shutil.copytree(root / "source", scratch / "source")
         shutil.copy(root / "nbgrader_config.py", scratch / "nbgrader_config.py")
-        write_self_checks(scratch)
+        given = course_data(scratch)
+        to_variant(scratch, given)
+        write_self_checks(scratch, given)
         generate_release(scratch)
         write_colab_edition(scratch)
         problems = []

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..course.contract import ASSIGNMENT, AUTOGRADED, NOTEBOOKS
+from ..course.variant import DEFAULT_DATA, GivenData
 
 Notebooks = dict[str, nbformat.NotebookNode]
 
@@ -90,8 +91,20 @@ def _conv2d_matrix(kernel: list[list[float]], h: int, w: int) -> torch.Tensor:
     return out.reshape(h * w, -1).T
 
 
-W_1D = [1.0, 1.0, -2.0]
-KERNEL_2D = [[2.0, 1.0, -2.0], [-3.0, -1.0, 1.0], [1.0, 1.0, -1.0]]
+def _w_1d(given: GivenData) -> list[float]:
+    return [float(v) for v in given.w_1d]
+
+
+def course_data(root: Path) -> GivenData:
+    """The numbers of the course at ``root`` (its ``c.Course.variant``): the examples' answers
+    that are built from the data follow them."""
+    from ..grader.coursedir import Course
+    from ..grader.verdicts import given_data
+
+    return given_data(Course.of(root).variant)
+
+
+W_1D = _w_1d(DEFAULT_DATA)
 
 
 def _linear(name: str, out_f: int, in_f: int, matrix: torch.Tensor) -> str:
@@ -131,9 +144,13 @@ def _builder_2d(column: str, kernel: str = "kernel", result: str = "T") -> str:
     )
 
 
+def _flipped_t(given: GivenData) -> str:
+    return _linear("linear_layer", 8, 10, _conv1d_matrix(_w_1d(given)[::-1], 10, 0))
+
+
 MISTAKES: dict[str, str] = {
     "ex1_1": "def n_out_valid(N, K):\n    return N - K\n",
-    "ex1_2": _linear("linear_layer", 8, 10, _conv1d_matrix(W_1D[::-1], 10, 0)),
+    "ex1_2": _flipped_t(DEFAULT_DATA),  # mistakes() flips the course's own kernel
     "ex1_3": (
         "def toeplitz_1d(w, n, padding=0):\n"
         "    k = len(w)\n"
@@ -181,8 +198,9 @@ def blank(root: Path) -> Notebooks:
 
 def mistakes(root: Path) -> Notebooks:
     nbs = correct(root)
+    given = course_data(root)
     for grade_id, source in MISTAKES.items():
-        answer(nbs, grade_id, source)
+        answer(nbs, grade_id, _flipped_t(given) if grade_id == "ex1_2" else source)
     return nbs
 
 
@@ -513,8 +531,9 @@ def _nb_subset(nbs: Notebooks, names: list[str]) -> dict[str, str]:
 
 
 def form_cases(root: Path) -> list[Case]:
-    t1 = _conv1d_matrix(W_1D, 10, 0)
-    t1p = _conv1d_matrix(W_1D, 10, 1)
+    w_1d = _w_1d(course_data(root))
+    t1 = _conv1d_matrix(w_1d, 10, 0)
+    t1p = _conv1d_matrix(w_1d, 10, 1)
     nb1, nb2, nb3, nb4, nb5, nb6 = NOTEBOOKS
     cases = []
 

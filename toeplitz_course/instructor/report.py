@@ -15,6 +15,7 @@ from pathlib import Path
 from ..course.contract import NOTEBOOKS
 from ..course.untrusted import for_terminal
 from ..grader.coursedir import RECORDS, Course
+from ..grader.integrity import OLD_ANSWER
 from .similarity import summary_lines as similarity_lines
 
 
@@ -47,6 +48,7 @@ def report(course: Course | Path | str = ".") -> str:
             "the sandbox (--no-sandbox or c.Sandbox.enabled = False); their code ran with the "
             f"grader's rights: {', '.join(unconfined[:10])}{' ...' if len(unconfined) > 10 else ''}"
         )
+    lines += _old_answers(records)
     flagged = 0
     for student, record in records.items():
         flags = record.get("flags", []) if isinstance(record, dict) else []
@@ -69,6 +71,32 @@ def report(course: Course | Path | str = ".") -> str:
     lines += _lateness(course)
     lines += ["", *similarity_lines(root)]
     return "\n".join(lines)
+
+
+def old_answers(record: dict) -> dict[str, list[str]]:
+    """The variants a student's answers match other than the course's: {variant: [exercise
+    test ids]}, from the record's ``old_answer`` flags."""
+    found: dict[str, list[str]] = {}
+    flags = record.get("flags", []) if isinstance(record, dict) else []
+    for f in flags if isinstance(flags, list) else []:
+        if isinstance(f, dict) and f.get("kind") == OLD_ANSWER:
+            name = f.get("variant")
+            if isinstance(name, str):
+                found.setdefault(name, []).append(str(f.get("detail", "")).partition(":")[0])
+    return found
+
+
+def _old_answers(records: dict[str, dict]) -> list[str]:
+    """One line per student whose answers are another variant's (they scored 0 there)."""
+    lines = []
+    for student, record in records.items():
+        for name, exercises in old_answers(record).items():
+            lines.append(
+                f"OLD ANSWERS: {for_terminal(student)}: {len(exercises)} answer"
+                f"{'s' if len(exercises) != 1 else ''} match variant {for_terminal(name)!r}, "
+                f"not this course's ({', '.join(for_terminal(e) for e in exercises)})"
+            )
+    return lines
 
 
 def _lateness(course: Course | Path | str) -> list[str]:

@@ -1,0 +1,336 @@
+"""A variant per term (issue 24): ``c.Course.variant`` draws the course's numbers from a name,
+``build`` moves ``source/`` to them and regenerates the rest, and the answers of another variant
+score 0 and are flagged.
+
+One scratch course in variant ``VARIANT`` is built once for the module (``variant_course``);
+the default course is the repository itself.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from toeplitz_course.course import variant
+from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS, exercises_in
+from toeplitz_course.course.variant import DEFAULT_DATA
+from toeplitz_course.grader import answers, verdicts
+from toeplitz_course.grader.coursedir import Course
+from toeplitz_course.grader.preprocessors import is_autograder_test
+from toeplitz_course.instructor import build, examples
+from toeplitz_course.kernel import probe
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANT = "2027-spring"
+FOLDERS = (Path("source") / ASSIGNMENT, Path("release") / ASSIGNMENT, Path("notebooks"))
+
+
+def _scratch(dest: Path, name: str | None, previous: list[str] | None = None) -> Path:
+    """A course directory with the repository's sources, configured for variant ``name``."""
+    dest.mkdir(parents=True)
+    shutil.copytree(ROOT / "source", dest / "source")
+    config = (ROOT / "nbgrader_config.py").read_text()
+    if name is not None:
+        config += f"\nc.Course.variant = {name!r}\n"
+    if previous:
+        config += f"c.Course.previous_variants = {previous!r}\n"
+    (dest / "nbgrader_config.py").write_text(config)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def variant_course(tmp_path_factory) -> Path:
+    root = _scratch(tmp_path_factory.mktemp("variant") / "course", VARIANT)
+    build.build(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def given() -> variant.GivenData:
+    return verdicts.given_data(VARIANT)
+
+
+# -- the draw ---------------------------------------------------------------------------------
+
+
+def test_the_default_variant_is_the_committed_data_and_the_config_default():
+    assert verdicts.given_data(None) == verdicts.given_data("default") == DEFAULT_DATA
+    assert Course.load(ROOT).variant == "default"
+    assert Course.load(ROOT).previous_variants == ()
+
+
+def test_a_draw_is_deterministic_across_processes(given):
+    code = (
+        "from toeplitz_course.grader import verdicts\n"
+        f"print(repr(verdicts.given_data({VARIANT!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.strip()
+    assert out == repr(given)
+
+
+@pytest.mark.parametrize("name", [VARIANT, "2027-fall", "2028-spring", "x"])
+def test_every_variant_dependent_answer_differs_and_every_mistake_is_told(name):
+    g = verdicts.given_data(name)
+    assert g.name == name
+    assert 0 not in g.w_1d and list(g.w_1d) != list(g.w_1d)[::-1]
+    assert all(0 not in row for row in g.kernel_2d)
+    assert g.x_1d[0] == g.x_1d[-1] == 0
+    assert verdicts.distinct(g)
+    for grade_id in verdicts.VARIANT_DEPENDENT:
+        mine, default = verdicts.table(grade_id, given=g), verdicts.table(grade_id)
+        assert mine != default, grade_id
+        # The default's right answer is an old answer here, never the right one.
+        right_default = _right_payload(grade_id, DEFAULT_DATA)
+        with pytest.raises(verdicts.OldAnswer) as caught:
+            verdicts.verify(grade_id, right_default, g, (DEFAULT_DATA,))
+        assert caught.value.variant == "default"
+        verdicts.verify(grade_id, _right_payload(grade_id, g), g, (DEFAULT_DATA,))
+
+
+def test_distinct_sees_a_collision():
+    # A palindromic kernel: its flipped matrix is the right one, which no table can tell.
+    palindrome = variant.GivenData(
+        "p", DEFAULT_DATA.x_1d, (1, 2, 1), DEFAULT_DATA.img_2d, DEFAULT_DATA.kernel_2d
+    )
+    assert not verdicts.distinct(palindrome)
+    assert verdicts.distinct(DEFAULT_DATA)
+
+
+def _right_payload(grade_id: str, g: variant.GivenData):
+    """The probed right answer of a variant-dependent exercise, computed from torch itself."""
+    import torch
+    import torch.nn.functional as F
+
+    if grade_id == "ex1_2_test":
+        n = len(g.x_1d)
+        eye = torch.eye(n).unsqueeze(1)
+        w = torch.tensor(g.w_1d, dtype=torch.float32).view(1, 1, -1)
+        layer = torch.nn.Linear(n, n - len(g.w_1d) + 1, bias=False)
+        with torch.no_grad():
+            layer.weight.copy_(F.conv1d(eye, w)[:, 0, :].T)
+        return probe.probe(grade_id, layer)
+    padding = 0 if grade_id == "ex3_2_test" else 1
+    w = torch.tensor(g.w_1d, dtype=torch.float64).view(1, 1, -1)
+    x = torch.tensor([g.x_1d], dtype=torch.float64)
+    shifts = set()
+    for n in range(-5, 6):
+        shifted = torch.zeros_like(x)
+        if n >= 0:
+            shifted[..., n:] = x[..., : x.shape[-1] - n]
+        else:
+            shifted[..., :n] = x[..., -n:]
+        y, y_shifted = F.conv1d(x, w, padding=padding), F.conv1d(shifted, w, padding=padding)
+        moved = torch.zeros_like(y)
+        if n >= 0:
+            moved[..., n:] = y[..., : y.shape[-1] - n]
+        else:
+            moved[..., :n] = y[..., -n:]
+        if float((y_shifted - moved).abs().max()) == 0:
+            shifts.add(n)
+    return probe.probe(grade_id, shifts)
+
+
+# -- the build --------------------------------------------------------------------------------
+
+
+def default_leftovers(root: Path) -> list[str]:
+    """Where the notebooks under ``root`` quote the default variant's numbers or an answer built
+    from them, in the formats the notebooks write them (code, prose, model answers, the
+    self-checks' inlined data and shown calls)."""
+    base = DEFAULT_DATA
+    texts = set(variant.phrases(base).values())
+    texts |= {
+        f"X_1D = {list(base.x_1d)}",
+        f"W_1D = {list(base.w_1d)}",
+        "w=" + str(list(base.w_1d)),  # a visible case's call, toeplitz_1d(w=[1, 1, -2], ...)
+        str([float(v) for v in base.x_1d]),  # a table's example input
+        str([list(r) for r in base.kernel_2d]),
+    }
+    found = []
+    for folder in FOLDERS:
+        for path in sorted((root / folder).glob("*.ipynb")):
+            for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+                where = f"{folder}/{path.name} cell {i}"
+                found += [f"{where}: {t!r}" for t in texts if t in cell.source]
+    return found
+
+
+def test_no_number_of_the_default_variant_is_left(variant_course):
+    # The check finds the default's numbers where they are (the committed course) ...
+    assert len(default_leftovers(ROOT)) > 30
+    # ... and none in the variant's notebooks.
+    assert default_leftovers(variant_course) == []
+
+
+def test_the_variant_is_recorded_in_the_source_notebooks(variant_course, given):
+    for name in NOTEBOOKS:
+        nb = nbformat.read(variant_course / "source" / ASSIGNMENT / f"{name}.ipynb", as_version=4)
+        assert build.recorded_variant(nb) == VARIANT
+        text = "\n".join(c.source for c in nb.cells)
+        if name == "03_equivariance":
+            assert variant.phrases(given)["ex3_2 set"] in text
+    committed = nbformat.read(ROOT / "source" / ASSIGNMENT / f"{NOTEBOOKS[0]}.ipynb", as_version=4)
+    assert build.recorded_variant(committed) == "default"
+
+
+def test_a_second_build_of_the_variant_is_identical_and_the_way_back_is_the_default(
+    variant_course, tmp_path
+):
+    again = _scratch(tmp_path / "again", VARIANT)
+    build.to_variant(again, verdicts.given_data(VARIANT))
+    build.write_self_checks(again)
+    back = tmp_path / "back"
+    shutil.copytree(variant_course / "source", back / "source")
+    shutil.copy(ROOT / "nbgrader_config.py", back / "nbgrader_config.py")  # the default
+    build.to_variant(back, DEFAULT_DATA)
+    build.write_self_checks(back)
+    for name in NOTEBOOKS:
+        path = Path("source") / ASSIGNMENT / f"{name}.ipynb"
+        assert (again / path).read_bytes() == (variant_course / path).read_bytes(), name
+        # The instructor edits one notebook: moved to a variant and back, it is the same file.
+        assert (back / path).read_bytes() == (ROOT / path).read_bytes(), name
+
+
+def test_a_model_answer_build_cannot_keep_in_step_stops_the_build(tmp_path):
+    root = _scratch(tmp_path / "course", VARIANT)
+    path = root / "source" / ASSIGNMENT / "03_equivariance.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "ex3_2")
+    cell.source = cell.source.replace("{0, 1, 2, 3, 4, 5}", "set(range(6))")
+    nbformat.write(nb, path)
+    with pytest.raises(build.BuildError, match="ex3_2"):
+        build.to_variant(root, verdicts.given_data(VARIANT))
+
+
+# -- the course's checks pass on the variant --------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_the_variant_solutions_pass_their_self_checks_and_verify(variant_course, given, name):
+    folder = variant_course / "source" / ASSIGNMENT
+    nb = nbformat.read(folder / f"{name}.ipynb", as_version=4)
+    # Run where the instructor runs it: the kernel finds the course (and its variant) from there.
+    NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    ).execute()
+    tested = set()
+    for cell in nb.cells:
+        if not is_autograder_test(cell):
+            continue
+        gid = cell.metadata.nbgrader.grade_id
+        messages = answers.payloads(cell)
+        assert [m["grade_id"] for m in messages] == [gid]
+        verdicts.verify(gid, messages[0]["payload"], given, (DEFAULT_DATA,))
+        assert "✔" in "".join(o.get("text", "") for o in cell.outputs)
+        tested.add(gid)
+        if gid in verdicts.VARIANT_DEPENDENT:
+            # The variant's right answer is wrong in the default course.
+            with pytest.raises(AssertionError):
+                verdicts.verify(gid, messages[0]["payload"], DEFAULT_DATA, ())
+    assert tested == {e.test_id for e in exercises_in(name) if e.autograded}
+
+
+def test_the_kernel_verifies_for_the_course_it_runs_in(variant_course, given, monkeypatch):
+    payload = _right_payload("ex3_2_test", DEFAULT_DATA)
+    monkeypatch.chdir(variant_course / "source" / ASSIGNMENT)
+    with pytest.raises(verdicts.OldAnswer):
+        verdicts.verify("ex3_2_test", payload)
+    verdicts.verify("ex3_2_test", _right_payload("ex3_2_test", given))
+    monkeypatch.chdir(ROOT)
+    verdicts.verify("ex3_2_test", payload)
+
+
+# -- old answers show -------------------------------------------------------------------------
+
+HANDED_IN = ("01_conv1d_toeplitz", "03_equivariance")  # every variant-dependent exercise
+
+
+def test_a_default_key_earns_0_on_the_variant_dependent_exercises_and_is_flagged(
+    variant_course, tmp_path
+):
+    from nbgrader.api import Gradebook
+
+    from toeplitz_course.grader.coursedir import db_url
+    from toeplitz_course.grader.grade import grade
+    from toeplitz_course.instructor.report import report
+
+    course = tmp_path / "course"
+    shutil.copytree(variant_course, course)
+    default_key = examples.correct(ROOT)  # the default course's release, solved
+    variant_key = examples.correct(course)
+    for student, nbs in (("s01_default_key", default_key), ("s02_variant_key", variant_key)):
+        examples.write({n: nbs[n] for n in HANDED_IN}, course, student)
+    run = grade(course, jobs=1, progress=False)
+    assert run.errors == {}
+
+    with Gradebook(db_url(course)) as gb:
+        scores = {
+            student: {
+                g.name: g.score
+                for nb in gb.find_submission(ASSIGNMENT, student).notebooks
+                for g in nb.grades
+                if g.name.endswith("_test") and nb.name in HANDED_IN
+            }
+            for student in ("s01_default_key", "s02_variant_key")
+        }
+    maxima = {
+        e.test_id: float(e.points) for n in HANDED_IN for e in exercises_in(n) if e.autograded
+    }
+    assert scores["s02_variant_key"] == maxima
+    assert scores["s01_default_key"] == {
+        gid: 0.0 if gid in verdicts.VARIANT_DEPENDENT else top for gid, top in maxima.items()
+    }
+
+    record = json.loads((course / "grading" / "s01_default_key.json").read_text())
+    old = [f for f in record["flags"] if f["kind"] == "old_answer"]
+    assert sorted(f["detail"].partition(":")[0] for f in old) == sorted(verdicts.VARIANT_DEPENDENT)
+    assert {f["variant"] for f in old} == {"default"}
+    cell = record["notebooks"]["01_conv1d_toeplitz"]["cells"]["ex1_2_test"]
+    assert "variant 'default'" in cell["message"]
+    mine = json.loads((course / "grading" / "s02_variant_key.json").read_text())
+    assert not [f for f in mine["flags"] if f["kind"] == "old_answer"]
+
+    text = report(course)
+    assert "OLD ANSWERS: s01_default_key: 3 answers match variant 'default'" in text
+    assert "s02_variant_key: " not in text.split("students flagged")[0].split("OLD ANSWERS")[-1]
+
+
+def test_previous_variants_are_read_from_the_config_and_their_answers_are_old(tmp_path):
+    root = _scratch(tmp_path / "course", VARIANT, previous=["2027-fall", "default"])
+    course = Course.load(root)
+    assert (course.variant, course.previous_variants) == (VARIANT, ("2027-fall", "default"))
+    given, others = verdicts.course_variants(course.variant, course.previous_variants)
+    assert [o.name for o in others] == ["default", "2027-fall"]
+    fall = verdicts.given_data("2027-fall")
+    told = 0
+    for grade_id in verdicts.VARIANT_DEPENDENT:
+        payload = _right_payload(grade_id, fall)
+        if payload == _right_payload(grade_id, given):
+            continue  # the same answer in both terms (3.2 has two possible sets): right here
+        told += 1
+        with pytest.raises(verdicts.OldAnswer, match="variant '2027-fall'"):
+            verdicts.verify(grade_id, payload, given, others)
+        # Without it among the previous variants, it is a plain wrong answer.
+        with pytest.raises(AssertionError) as caught:
+            verdicts.verify(grade_id, payload, given, (DEFAULT_DATA,))
+        assert not isinstance(caught.value, verdicts.OldAnswer)
+    assert told >= 2
+
+
+def test_grading_refuses_a_variant_that_source_is_not_built_in(variant_course):
+    from toeplitz_course.grader.preprocessors import VerifyAnswers
+
+    course = Course.load(variant_course)
+    assert VerifyAnswers(config=course.config_with())._variants()[0].name == VARIANT
+    stale = course.config_with(**{"Course.variant": "2028-spring"})
+    with pytest.raises(RuntimeError, match="run `make build`"):
+        VerifyAnswers(config=stale)._variants()

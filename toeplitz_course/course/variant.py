@@ -1,0 +1,234 @@
+"""A variant: the course's given numbers for one term, drawn from the variant's name.
+
+``given(name)`` is the data every notebook shows (the 1D input and kernel, the image and its
+kernel). The default variant (no name, or ``"default"``) is the data of
+:mod:`toeplitz_course.kernel.data`, which the committed notebooks are in; any other name seeds a
+``random.Random`` with its SHA-256, so the same name gives the same numbers on every machine.
+
+Only the numbers vary; the sizes (N = 10, K = 3, a 4 x 5 image, a 3 x 3 kernel) and the paddings
+stay, because the prose, the function exercises' sizes and Exercise 5.1's counts are written for
+them. A draw is kept only if every exercise stays meaningful and every answer that depends on the
+data differs from the default variant's (``_acceptable``); the grader adds its own condition (no
+known mistake shares a key with the right answer, ``verdicts.distinct``) through ``accept``.
+
+Also here: the texts the notebooks quote the data in (``phrases``), so that ``build`` can move a
+source notebook from one variant to another by replacing each variant's phrase with the other's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ..kernel import data
+from ..kernel.selfcheck import EQUIVARIANT_BELOW, SHIFTS
+from . import reference
+
+DEFAULT = "default"
+
+#: The notebook metadata section where a source notebook records its variant (``{"variant":
+#: name}``; absent: the default). ``build`` writes it; an unconfined kernel reads it.
+METADATA = "toeplitz_course"
+
+#: Draws tried before a name is given up on (a name whose draws all fail is reported, not hung on).
+MAX_DRAWS = 20000
+
+
+@dataclass(frozen=True)
+class GivenData:
+    """One variant's given numbers: ``x_1d`` (10 values), ``w_1d`` (3), ``img_2d`` (4 rows of 5),
+    ``kernel_2d`` (3 rows of 3); whole numbers, as the notebooks write them."""
+
+    name: str
+    x_1d: tuple[int, ...]
+    w_1d: tuple[int, ...]
+    img_2d: tuple[tuple[int, ...], ...]
+    kernel_2d: tuple[tuple[int, ...], ...]
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT
+
+
+def _rows(values) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(int(v) for v in row) for row in values)
+
+
+DEFAULT_DATA = GivenData(
+    DEFAULT,
+    tuple(int(v) for v in data.X_1D),
+    tuple(int(v) for v in data.W_1D),
+    _rows(data.IMG_2D),
+    _rows(data.KERNEL_2D),
+)
+
+
+def canonical(name: str | None) -> str:
+    """The variant's name as configured: None and "" are the default."""
+    name = (name or "").strip()
+    return name or DEFAULT
+
+
+def equivariant_shifts(given: GivenData, padding: int) -> set[int]:
+    """The shifts in ``SHIFTS`` that commute with ``Conv1d(w_1d, padding)`` on ``x_1d``."""
+    w = torch.tensor(given.w_1d, dtype=torch.float64).view(1, 1, -1)
+    x = torch.tensor([given.x_1d], dtype=torch.float64)
+
+    def conv(v: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv1d(v, w, padding=padding)
+
+    return {n for n in SHIFTS if reference.equivariance_gap(conv, x, n) < EQUIVARIANT_BELOW}
+
+
+def _edge_zeros(x: tuple[int, ...]) -> tuple[int, int]:
+    lead = next(i for i, v in enumerate(x) if v)
+    trail = next(i for i, v in enumerate(reversed(x)) if v)
+    return lead, trail
+
+
+def _acceptable(given: GivenData) -> bool:
+    """Every exercise stays meaningful and every data-dependent answer is new."""
+    base = DEFAULT_DATA
+    w, k = list(given.w_1d), [list(r) for r in given.kernel_2d]
+    if 0 in w or w == w[::-1] or given.w_1d == base.w_1d:
+        return False  # a zero weight hides a column; a palindrome hides the flipped kernel
+    if any(0 in r for r in k) or given.kernel_2d == base.kernel_2d:
+        return False  # Part 5 counts the nonzero entries of a kernel with no zero
+    transposed = [list(c) for c in zip(*k, strict=True)]
+    turned = [reference.flip(k), [r[::-1] for r in k], k[::-1], transposed]
+    if any(t == k for t in turned):
+        return False  # each flip and the transpose is a mistake of its own
+    flat = [v for row in given.img_2d for v in row]
+    if given.img_2d == base.img_2d or not (6 <= flat.count(0) <= 14):
+        return False  # a binary image with zeros (the prose says so) and enough ones
+    x = given.x_1d
+    if x[0] != 0 or x[-1] != 0 or x == base.x_1d:
+        return False  # zero at both ends, as the prose says
+    lead, trail = _edge_zeros(x)
+    if any(v == 0 for v in x[lead : len(x) - trail]):
+        return False
+    valid, padded = equivariant_shifts(given, 0), equivariant_shifts(given, 1)
+    if valid == set(SHIFTS) or padded == set(SHIFTS) or valid == padded:
+        return False  # "neither layer is equivariant for every shift", "for different shifts"
+    return valid != equivariant_shifts(base, 0) and padded != equivariant_shifts(base, 1)
+
+
+def candidates(name: str) -> Iterator[GivenData]:
+    """The draws of variant ``name``, in order (deterministic: seeded by the name's SHA-256)."""
+    seed = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big")
+    rng = random.Random(seed)
+    weights_1d = [-2, -1, 1, 2]  # |w| <= 2: the notebooks' colour scales are -2..2
+    weights_2d = [-3, -2, -1, 1, 2, 3]  # and -3..3 for the 2D kernel
+    for _ in range(MAX_DRAWS):
+        lead, trail = rng.randint(1, 3), rng.randint(1, 3)
+        body = [rng.randint(1, 9) for _ in range(10 - lead - trail)]
+        yield GivenData(
+            name,
+            tuple([0] * lead + body + [0] * trail),
+            tuple(rng.choice(weights_1d) for _ in range(3)),
+            tuple(tuple(rng.randint(0, 1) for _ in range(5)) for _ in range(4)),
+            tuple(tuple(rng.choice(weights_2d) for _ in range(3)) for _ in range(3)),
+        )
+
+
+class VariantProblem(ValueError):
+    pass
+
+
+def given(name: str | None, accept: Callable[[GivenData], bool] | None = None) -> GivenData:
+    """The data of variant ``name``: the default's for the default, else the first draw that is
+    acceptable (and passes ``accept``, the grader's condition)."""
+    name = canonical(name)
+    if name == DEFAULT:
+        return DEFAULT_DATA
+    for candidate in candidates(name):
+        if _acceptable(candidate) and (accept is None or accept(candidate)):
+            return candidate
+    raise VariantProblem(
+        f"variant {name!r}: no acceptable draw in {MAX_DRAWS}; choose another name"
+    )
+
+
+# -- how the notebooks write the data ----------------------------------------------------------
+
+
+def _f(v: float) -> str:
+    """A number as the notebooks' code writes it: ``1.``, ``-2.``, ``0.``."""
+    return f"{int(v)}."
+
+
+def _f_wide(v: float) -> str:
+    """Right-aligned to 3 characters, as in a matrix literal: `` 1.``, ``-2.``."""
+    return f"{_f(v):>3}"
+
+
+def _set(values: set[int]) -> str:
+    return "{" + ", ".join(str(v) for v in sorted(values)) + "}"
+
+
+def _list_and(values: list[int]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def toeplitz_rows(given: GivenData) -> str:
+    """Exercise 1.2's model answer, the rows of T as the source notebook writes them."""
+    t = reference.toeplitz_1d(list(given.w_1d), len(given.x_1d), 0).tolist()
+    lines = ["T = ["]
+    for i, row in enumerate(t):
+        lines.append("    [" + ", ".join(_f_wide(v) for v in row) + f"],  # row {i}: output {i}")
+    lines.append("]")
+    return "\n".join(lines)
+
+
+def gaps(given: GivenData, padding: int) -> dict[int, float]:
+    """``gap_n`` of ``Conv1d(w_1d, padding)`` on ``x_1d`` for every shift."""
+    w = torch.tensor(given.w_1d, dtype=torch.float64).view(1, 1, -1)
+    x = torch.tensor([given.x_1d], dtype=torch.float64)
+
+    def conv(v: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv1d(v, w, padding=padding)
+
+    return {n: reference.equivariance_gap(conv, x, n) for n in SHIFTS}
+
+
+def phrases(given: GivenData) -> dict[str, str]:
+    """Every text a source notebook quotes the data or an answer derived from them in, by what
+    it is. ``build`` moves a notebook from variant A to B by replacing ``phrases(A)[k]`` with
+    ``phrases(B)[k]``; after that no phrase of A may be left."""
+    x, w = given.x_1d, given.w_1d
+    img, k2 = given.img_2d, given.kernel_2d
+    t2 = reference.block_toeplitz_2d([list(r) for r in k2], len(img), len(img[0])).tolist()
+    valid, padded = equivariant_shifts(given, 0), equivariant_shifts(given, 1)
+    pad_gaps = gaps(given, 1)
+    right = [n for n in SHIFTS if n > 0 and pad_gaps[n] >= EQUIVARIANT_BELOW]
+    left = [n for n in SHIFTS if n < 0 and pad_gaps[n] >= EQUIVARIANT_BELOW]
+    lead, trail = _edge_zeros(x)
+    return {
+        "x_1d code": "torch.tensor([[" + ", ".join(_f(v) for v in x) + "]])",
+        "w_1d code": "torch.tensor([" + ", ".join(_f(v) for v in w) + "])",
+        "w_1d prose": "$w = (" + ", ".join(str(v) for v in w) + ")$",
+        "img_2d code": "img_2d = torch.tensor([\n"
+        + "".join("    [" + ", ".join(str(v) for v in row) + "],\n" for row in img)
+        + "], dtype=torch.float)",
+        "kernel_2d code": "torch.tensor([\n"
+        + "".join("        [" + ", ".join(f"{_f(v):>3}" for v in row) + "],\n" for row in k2)
+        + "    ])",
+        "T_2d row 0": "    [" + ", ".join(_f_wide(v) for v in t2[0]) + "]",
+        "T_1d": toeplitz_rows(given),
+        "ex3_2 set": "equivariant_shifts_valid = " + _set(valid),
+        "ex3_3 set": "equivariant_shifts_padded = " + _set(padded),
+        "padded set prose": "only for the shifts $"
+        + _set(padded).replace("{", "\\{").replace("}", "\\}")
+        + "$",
+        "valid set prose": "the unpadded layer is equivariant for the shifts $"
+        + _set(valid).replace("{", "\\{").replace("}", "\\}")
+        + "$",
+        "padded breaks right": "right shifts $n = " + (_list_and(right) or "\\text{none}") + "$",
+        "padded breaks left": "left shifts $n = " + (_list_and(left) or "\\text{none}") + "$",
+        "edge zeros": f"`x_1d` starts with ${lead}$ zero{'s' if lead > 1 else ''} and ends "
+        f"with ${trail}$",
+    }
