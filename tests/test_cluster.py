@@ -19,11 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+import handins
 import pytest
 from nbgrader.api import Gradebook
-from test_parallel import HOSTILE, TEST_LIMITS, autograded, gradebook, record, row_counts
+from test_parallel import TEST_LIMITS, autograded, gradebook, hostile, record, row_counts
 
-from toeplitz_course.course.contract import ASSIGNMENT
+from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS
 from toeplitz_course.grader.coursedir import db_url
 from toeplitz_course.grader.grade import grade
 from toeplitz_course.instructor import examples
@@ -32,6 +33,8 @@ pytestmark = pytest.mark.timeout(900)
 
 ROOT = Path(__file__).resolve().parent.parent
 DASK = Path(sys.executable).with_name("dask")
+#: What the honest students of the tests with workers killed hand in (a kernel each notebook).
+PARTS = NOTEBOOKS[:2]
 
 
 class LocalCluster:
@@ -116,8 +119,7 @@ def _grade_on(course: Path, address: str, *extra: str) -> subprocess.Popen:
 
 def _class(course: Path) -> dict[str, examples.Case]:
     shutil.copytree(ROOT / "notebooks", course / "notebooks")
-    wanted = [c for c in examples.hostile_class(course) if c.student in HOSTILE]
-    cases = {c.student: c for c in wanted}
+    cases = hostile(course)
     shutil.rmtree(course / "notebooks")
     return cases
 
@@ -246,8 +248,8 @@ def test_a_worker_killed_mid_batch_loses_no_student(tmp_path, course_template, c
     course = tmp_path / "course"
     shutil.copytree(course_template, course)
     mix = {f"k{i:02d}": kind for i, kind in enumerate(["correct", "mistakes", "blank"] * 3)}
-    for student, kind in mix.items():
-        examples.write(getattr(examples, kind)(course), course, student)
+    for student, kind in mix.items():  # two kernels a student: the batch outlasts the kill
+        handins.write(getattr(examples, kind)(course), course, student, PARTS)
     spare = cluster.add_worker(f"spare-{os.getpid()}")  # so that two remain after the kill
     cluster.wait_for(3)
     remote = _grade_on(course, cluster.address)
@@ -265,7 +267,7 @@ def test_a_worker_killed_mid_batch_loses_no_student(tmp_path, course_template, c
     assert set(book) == set(mix)  # everyone, once: one submission per student
     assert row_counts(course)["SubmittedAssignment"] == len(mix)
     for student, kind in mix.items():
-        expected = examples.expected_scores(f"example_{kind}")
+        expected = handins.expected(f"example_{kind}", PARTS)
         scores = {cell: s for nb in book[student].values() for cell, (s, _) in nb.items()}
         assert {k: scores[k] for k in expected} == expected, student
     assert {p.stem for p in (course / "grading").glob("*.json")} == set(mix)
@@ -294,18 +296,16 @@ def test_a_student_who_keeps_killing_workers_is_failed_and_the_batch_goes_on(
     failed, and the others are graded (nannies bring the workers back)."""
     import nbformat
 
-    from toeplitz_course.course.contract import NOTEBOOKS
-
     course = tmp_path / "course"
     shutil.copytree(course_template, course)
-    examples.write(examples.correct(course), course, "a_honest")
+    handins.write(examples.correct(course), course, "a_honest", PARTS)
     nbs = examples.correct(course)
     examples.answer(nbs, "ex1_1", KILL_WORKER + examples.solutions(course)["ex1_1"])
     examples.write_case(
         examples.Case("b_killer", {f"{NOTEBOOKS[0]}.ipynb": nbformat.writes(nbs[NOTEBOOKS[0]])}),
         course,
     )
-    examples.write(examples.blank(course), course, "c_blank")
+    handins.write(examples.blank(course), course, "c_blank", PARTS)
     env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}
     running = LocalCluster(tmp_path, workers=2, nanny=True, env=env)
     try:
@@ -319,7 +319,7 @@ def test_a_student_who_keeps_killing_workers_is_failed_and_the_batch_goes_on(
     assert killer["total"] == 0
     book = gradebook(course)
     for student, kind in (("a_honest", "correct"), ("c_blank", "blank")):
-        expected = examples.expected_scores(f"example_{kind}")
+        expected = handins.expected(f"example_{kind}", PARTS)
         scores = {cell: s for nb in book[student].values() for cell, (s, _) in nb.items()}
         assert {k: scores[k] for k in expected} == expected, student
 

@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import handins
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
@@ -59,7 +60,10 @@ def _free_port() -> int:
 def course(tmp_path_factory, course_template) -> Path:
     course = tmp_path_factory.mktemp("formgrader") / "course"
     shutil.copytree(course_template, course)
-    examples.write(examples.mistakes(course), course, STUDENT)
+    # The notebooks the pages are opened on (a kernel each): the written answer's and the first
+    # with a mistake.
+    first_mistake = next(e.notebook for e in EXERCISES if e.answer_id in examples.MISTAKES)
+    handins.write(examples.mistakes(course), course, STUDENT, {WRITTEN.notebook, first_mistake})
     run = grade(course, jobs=1, progress=False)
     assert run.errors == {}
     return course

@@ -26,6 +26,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
+import handins
 import nbformat
 import pytest
 
@@ -427,15 +428,17 @@ def graded(course_template: Path, tmp_path_factory: pytest.TempPathFactory):
         }
         cell.metadata["tags"] = ["raises-exception"]
         nb1.cells.append(cell)
-    folder = examples.write(nbs, course, "s_evil_text")
+    # Each student hands in the notebooks its text or answers are in (a kernel each).
+    folder = handins.write(nbs, course, "s_evil_text", [contract.NOTEBOOKS[0]])
     (folder / EVIL_FILE).write_text(nbformat.writes(nb1), encoding="utf-8")
     # Nothing answered but what the self-checks give away.
     nbs = examples.blank(course)
     for answer_id in SEARCHABLE:
         cheat = brute_force_by_judge if answer_id == "ex5_1b" else brute_force_by_key
         examples.answer(nbs, answer_id, cheat(answer_id))
-    examples.write(nbs, course, "s_brute_force")
-    examples.write(examples.correct(course), course, "s_honest")
+    searched = {_exercise(a).notebook for a in SEARCHABLE}
+    handins.write(nbs, course, "s_brute_force", searched)
+    handins.write(examples.correct(course), course, "s_honest", searched)
     run = grade(course, jobs=1, progress=False)
     return course, run
 

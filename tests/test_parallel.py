@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import handins
 import nbformat
 import pytest
 from nbgrader.api import (
@@ -44,13 +45,28 @@ c.HardenedExecute.timeout = 6
 c.HardenedExecute.notebook_deadline = 60
 """
 
-HOSTILE = (
-    "s03_mistakes",
-    "s04_skip_tags",
-    "s06_duplicates",
-    "s11_kernel_crash",
-    "s13_invalid_json",
-)
+NB1, NB2, NB3, NB4, NB5, _ = NOTEBOOKS
+
+#: hostile_class's students, each handing in the notebooks its hostility is in (a kernel each;
+#: the others are missing and score 0): a notebook after the crash, a valid one beside the
+#: invalid one, so that each shows the rest of its hand-in graded.
+HOSTILE = {
+    "s03_mistakes": (NB1,),
+    "s04_skip_tags": (NB2,),
+    "s06_duplicates": (NB1, NB5),
+    "s11_kernel_crash": (NB2, NB3),
+    "s13_invalid_json": (NB3, NB4),
+}
+
+
+def hostile(course: Path) -> dict[str, examples.Case]:
+    """HOSTILE's cases (hostile_class reads the committed edition from ``course/notebooks``)."""
+    return {
+        c.student: handins.only(c, HOSTILE[c.student])
+        for c in examples.hostile_class(course)
+        if c.student in HOSTILE
+    }
+
 
 # Every place a kernel could leave state for the next one, if kernels shared anything: a module
 # they both import (torch, our own package), builtins, the environment, the working directory's
@@ -75,7 +91,6 @@ sys.modules["_leak_module"] = sys
 _leak_global = {who!r}
 """
 
-NB1 = NOTEBOOKS[0]
 NB1_TESTS = {e.test_id for e in exercises_in(NB1) if e.test_id}
 
 
@@ -124,8 +139,8 @@ def graded(tmp_path_factory, course_template):
         courses[name] = course
     # hostile_class builds every case, the Colab round trip too, from the committed edition.
     shutil.copytree(ROOT / "notebooks", courses["sequential"] / "notebooks")
-    wanted = [c for c in examples.hostile_class(courses["sequential"]) if c.student in HOSTILE]
-    cases = {c.student: c for c in wanted + leak_cases(courses["sequential"])}
+    wanted = hostile(courses["sequential"])
+    cases = {**wanted, **{c.student: c for c in leak_cases(courses["sequential"])}}
     assert set(HOSTILE) <= set(cases)
     for course in courses.values():
         for case in cases.values():
@@ -357,7 +372,8 @@ print(json.dumps({"errors": run.errors, "left": left, "graded": len(run.records)
 def test_a_parallel_run_reaps_every_process_it_started(course):
     from toeplitz_course.instructor import bench
 
-    bench.write_class(course, bench.class_mix(2))
+    for student, kind in bench.class_mix(2).items():  # a kernel each is enough to leave any
+        handins.write(getattr(examples, kind)(course), course, student, NOTEBOOKS[:1])
     out = subprocess.run(
         [sys.executable, "-c", UNREAPED, str(course)],
         capture_output=True,

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import handins
 import pytest
 from racing import open_at_once
 
@@ -34,7 +35,15 @@ c.HardenedExecute.timeout = 6
 c.HardenedExecute.notebook_deadline = 60
 """
 
-CLASS = ("s01_correct", "s02_blank", "s03_mistakes", "s11_kernel_crash")
+NB1, NB2, NB3 = NOTEBOOKS[:3]
+#: hostile_class's students, with the notebooks each hands in (a kernel each; the others are
+#: missing, and score 0 in rows of their own): the written answer (ex3_4) is in NB3.
+CLASS = {
+    "s01_correct": (NB1, NB3),
+    "s02_blank": (NB1,),
+    "s03_mistakes": (NB2,),
+    "s11_kernel_crash": (NB2, NB3),
+}
 
 
 def server_binaries() -> Path | None:
@@ -160,7 +169,11 @@ def graded(postgres, tmp_path_factory):
     config += TEST_LIMITS + f"c.CourseDirectory.db_url = {postgres.url()!r}\n"
     (course / "nbgrader_config.py").write_text(config)
     generate_release(course)  # nbgrader generate_assignment, into PostgreSQL
-    cases = {c.student: c for c in examples.hostile_class(course) if c.student in CLASS}
+    cases = {
+        c.student: handins.only(c, CLASS[c.student])
+        for c in examples.hostile_class(course)
+        if c.student in CLASS
+    }
     for case in cases.values():
         examples.write_case(case, course)
     run = grade(course, jobs=2, progress=False)

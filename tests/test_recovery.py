@@ -13,6 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
+import handins
 import nbformat
 import pytest
 
@@ -354,9 +355,10 @@ def stripped_class(course: Path) -> tuple[list[examples.Case], dict[str, dict[st
     full = {n: detail(len(answer_ids(release[n])), len(answer_ids(release[n]))) for n in NOTEBOOKS}
     cases, lines = [], {}
 
-    def add(case: examples.Case, recovered: dict[str, str]) -> None:
-        cases.append(case)
-        lines[case.student] = recovered
+    def add(case: examples.Case, recovered: dict[str, str], parts=NOTEBOOKS) -> None:
+        """``parts``: the notebooks handed in (a kernel each): those the case is about."""
+        cases.append(handins.only(case, parts))
+        lines[case.student] = {n: line for n, line in recovered.items() if n in parts}
 
     nbs = {n: strip(nb, outputs=True) for n, nb in examples.correct(course).items()}
     add(examples.Case("r1_stripped", _files(nbs), flags={"recovered"}), full)
@@ -376,11 +378,13 @@ def stripped_class(course: Path) -> tuple[list[examples.Case], dict[str, dict[st
     add(
         examples.Case("r3_one_blank", _files(nbs), wrong={blank.test_id}, flags={"recovered"}),
         full,
+        [blank.notebook],
     )
 
     nbs = {n: strip(nb) for n, nb in examples.mistakes(course).items()}
     wrong = examples.mistake_test_ids()
-    add(examples.Case("r4_mistakes", _files(nbs), wrong=wrong, flags={"recovered"}), full)
+    case = examples.Case("r4_mistakes", _files(nbs), wrong=wrong, flags={"recovered"})
+    add(case, full, [NB1, NB2])
 
     nbs = {n: strip(nb) for n, nb in examples.correct(course).items()}
     test = nbs[NB1]["cells"][index_of(as_json(examples.correct(course)[NB1]), "ex1_2_test")]
@@ -388,6 +392,7 @@ def stripped_class(course: Path) -> tuple[list[examples.Case], dict[str, dict[st
     add(
         examples.Case("r5_edited_test", _files(nbs), flags={"recovered", "edited_test"}),
         full,
+        [NB1],
     )
 
     nbs = examples.correct(course)
@@ -398,6 +403,7 @@ def stripped_class(course: Path) -> tuple[list[examples.Case], dict[str, dict[st
     add(
         examples.Case("r6_swapped", _files(nbs), wrong=swapped, flags={"recovered"}),
         {**full, NB1: detail(1, 3, ["ex1_1", "ex1_2"])},
+        [NB1],
     )
 
     part2 = strip(examples.correct(course)[NB2])

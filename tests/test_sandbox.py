@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+import handins
 import nbformat
 import pytest
 
@@ -312,7 +313,9 @@ def _attacker(course: Path, student: str, code: str, steals: bool) -> examples.C
 
 
 def _write_class(course: Path, attacks: dict[str, str], fill: dict[str, str]) -> None:
-    examples.write(examples.correct(course), course, "honest")
+    # Notebook 1 only, like the attackers (a kernel each): the sandbox's grading of every notebook
+    # as earned is test_grading's class, graded sandboxed.
+    handins.write(examples.correct(course), course, "honest", [NB1])
     for student, template in attacks.items():
         code = template.format(**fill) if "{" in template else template
         steals = student in ("a_solution", "a_reference", "a_other_student")
@@ -470,7 +473,7 @@ def confined(run) -> bool:
 def test_the_batch_finishes_and_the_honest_student_is_graded_as_earned(run):
     assert run["result"].returncode == 0, run["result"].stderr[-3000:]
     honest = run["records"]["honest"]
-    expected = examples.expected_scores("example_correct")
+    expected = handins.expected("example_correct", [NB1])
     got = {c: v["score"] for nb in honest["notebooks"].values() for c, v in nb["cells"].items()}
     assert {c: got[c] for c in expected} == expected
     assert set(run["records"]) == {"honest", *ATTACKS}
@@ -572,9 +575,9 @@ def kill_run(request, course_template, tmp_path_factory):
     with open(course / "nbgrader_config.py", "a") as f:
         f.write(LIMITS)
     # Graded in name order: the attacker between two honest students, on one worker each side.
-    examples.write(examples.correct(course), course, "a_honest")
+    handins.write(examples.correct(course), course, "a_honest", [NB1])
     examples.write_case(_attacker(course, "b_killer", KILL_GRADER, steals=False), course)
-    examples.write(examples.correct(course), course, "c_honest")
+    handins.write(examples.correct(course), course, "c_honest", [NB1])
     result = _grade(course, mode, course)
     records = {p.stem: json.loads(p.read_text()) for p in (course / "grading").glob("*.json")}
     return {"mode": mode, "result": result, "records": records}
@@ -586,7 +589,7 @@ def test_student_code_cannot_kill_the_grader(kill_run):
     )
     assert finished is confined(kill_run), kill_run["result"].stderr[-2000:]
     if confined(kill_run):
-        expected = examples.expected_scores("example_correct")
+        expected = handins.expected("example_correct", [NB1])
         for student in ("a_honest", "c_honest"):
             cells = kill_run["records"][student]["notebooks"]
             got = {c: v["score"] for nb in cells.values() for c, v in nb["cells"].items()}

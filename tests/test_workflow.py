@@ -15,6 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
+import handins
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
@@ -178,7 +179,8 @@ def test_a_regrade_keeps_hand_grades_unless_the_answer_changed(course, tmp_path)
     student = "bob"
     nbs = examples.mistakes(course)
     examples.answer(nbs, "ex3_4", "Shifting first and convolving after is the same.")
-    examples.write(nbs, course, student)
+    # The notebooks the hand grades and the changes are in (a kernel each on every regrade).
+    handins.write(nbs, course, student, [NOTEBOOKS[0], NB3, NB5])
     assert grade(course, [student], jobs=1, progress=False).errors == {}
     # The written answer, and overrides of autograded tests in notebooks 3 and 5.
     hand_grade(course, student, NB3, "ex3_4", 0.5, "half right: say why")
