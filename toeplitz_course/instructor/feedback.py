@@ -20,7 +20,10 @@ page shares (the course's text, its locked code, a right answer's test) is parse
 process, never again. The page written is the one stock writes, byte for byte
 (``tests/test_feedback.py``); whatever ``_SoupPass`` cannot prove it renders the same way goes
 through nbconvert's own code. Students are spread over worker processes as ``grade`` spreads them
-(``grade.run_in_pool``), with the same progress bar, quiet terminal and Ctrl-C.
+(``grade.run_in_pool``), with the same progress bar, quiet terminal and Ctrl-C; the workers are
+forks of this process after it has written the first student's pages (``_feedback_forked``), so
+the warm-up (imports, compiled templates, the course's cells parsed) is paid once, not once per
+worker after a server's imports.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 #: Where each student's feedback log goes (nbgrader's messages, warnings), under the course.
 FEEDBACK_LOGS = Path(LOGS) / "feedback"
 
-#: What a feedback worker needs, imported once by the server the workers are forked from.
+#: What a feedback worker needs, imported once by the server the workers are forked from where
+#: they cannot be forks of the command's own warmed process (``_feedback_forked``).
 #: (``grader.preprocessors`` imports torch, through ``grader.verdicts``: 3 s that stock
 #: ``GenerateFeedback`` with the course's configuration pays as well.)
 FEEDBACK_PRELOAD = (
@@ -687,19 +691,7 @@ def _feedback(
         if jobs == 1:
             _feedback_here(course, students, secrets, results, run.errors, bar.step)
         else:
-            grading.run_in_pool(
-                feedback_student,
-                course,
-                students,
-                (secrets,),
-                jobs,
-                results,
-                run.errors,
-                bar.step,
-                initializer=partial(grading._worker_init, kernels=False),
-                preload=FEEDBACK_PRELOAD,
-                died="the feedback worker died three times on this student",
-            )
+            _feedback_forked(course, students, secrets, jobs, results, run.errors, bar.step)
     except KeyboardInterrupt:
         bar.close()
         _collect(results, run)
@@ -719,6 +711,60 @@ def _collect(results: dict[str, dict], run: FeedbackRun) -> None:
         run.errors.update(results[student]["errors"])
 
 
+def _feedback_forked(
+    course: Course,
+    students: list[str],
+    secrets: set[str],
+    jobs: int,
+    results: dict[str, dict],
+    errors: dict[str, str],
+    step,
+) -> None:
+    """The first student in this process, the others in ``jobs`` workers forked from it.
+
+    The first student is the warm-up every process needs (the imports, the converter and its
+    compiled templates, the page frame and the course's cells through ``_SoupPass``, pygments'
+    and mistune's expressions compiled): done once here, every worker inherits it, where each
+    worker forked from a server used to pay it again. The gradebook engine is not inherited
+    (``run_here`` disposes of it; each worker opens its own). Where this process cannot fork
+    (a thread, no ``fork``), the workers come from the server as ``grade``'s do.
+    """
+    from ..grader import grade as grading
+
+    first, rest = students[:1], students[1:]
+    try:
+        _feedback_here(course, first, secrets, results, errors, step, keep_converter=True)
+        _close_student_logs(first)
+        grading.run_in_pool(
+            feedback_student,
+            course,
+            rest,
+            (secrets,),
+            jobs,
+            results,
+            errors,
+            step,
+            initializer=partial(grading._worker_init, kernels=False, forked_here=True),
+            preload=FEEDBACK_PRELOAD,
+            died="the feedback worker died three times on this student",
+            fork_here=True,
+        )
+    finally:
+        _CONVERTERS.pop(course.root, None)
+        _GRADEBOOKS.clear()
+
+
+def _close_student_logs(students: list[str]) -> None:
+    """Close the log files this process wrote for ``students``: no worker inherits them open."""
+    for logger in (
+        _current_log(),
+        *(logging.getLogger(f"toeplitz_course.feedback.{s}") for s in students),
+    ):
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+
+
 def _feedback_here(
     course: Course,
     students: list[str],
@@ -726,13 +772,17 @@ def _feedback_here(
     results: dict[str, dict],
     errors: dict[str, str],
     step,
+    keep_converter: bool = False,
 ) -> None:
-    """One student after the other in this process (grade's ``run_here``)."""
+    """One student after the other in this process (grade's ``run_here``); ``keep_converter``:
+    the converter (its templates compiled, its caches) stays for the workers forked next."""
     from ..grader.grade import run_here
 
     try:
         run_here(feedback_student, course, students, (secrets,), results, errors, step)
     finally:
-        # Their gradebook engine is disposed of with run_here's block: forget both.
-        _CONVERTERS.pop(course.root, None)
+        # Their gradebook engine is disposed of with run_here's block: forget it (the converter
+        # finds a new one in _GRADEBOOKS on its next notebook).
+        if not keep_converter:
+            _CONVERTERS.pop(course.root, None)
         _GRADEBOOKS.clear()
