@@ -192,25 +192,111 @@ def test_skipping_the_demonstrations_changes_no_other_cell(notebook, monkeypatch
     assert json.dumps(full).count("rng ") >= 5
 
 
-def test_where_a_person_grades_only_the_figures_above_the_cell_run():
-    """03: the scan, the bars and the panels above ex3_4 run; the shifts picture, the printout
-    of tau and the circular-padding demonstration after ex3_4 are skipped."""
+def _cell(source: str, *, demo: bool = False, **nbgrader) -> dict:
+    meta = {"tags": ["demo"]} if demo else {}
+    if nbgrader:
+        meta["nbgrader"] = nbgrader
+    kind = "markdown" if nbgrader.get("solution") and nbgrader.get("grade") else "code"
+    return {"cell_type": kind, "source": source, "metadata": meta}
+
+
+def test_the_figures_graded_by_hand_are_the_drawings_above_the_cell_and_what_they_need():
+    """Of the demonstrations above a written answer, those that draw run, with a demonstration
+    they read a name from (even before the previous test); one that only prints, one that draws
+    elsewhere, and one no figure needs, are skipped."""
+    cells = [
+        _cell("from matplotlib import pyplot as pp\nimport numpy as np"),
+        _cell("grid = np.zeros((3, 3))\nprint(grid)", demo=True),  # a figure below needs it
+        _cell("pp.imshow(np.eye(3))\npp.show()", demo=True),  # draws, not above the answer
+        _cell("check()", grade=True, solution=False, grade_id="t"),
+        _cell("print(sorted(answer))", demo=True),  # only prints
+        _cell("pp.imshow(grid)\npp.show()", demo=True),  # the picture the answer is about
+        _cell("YOUR ANSWER HERE", grade=True, solution=True, grade_id="written"),
+        _cell("pp.plot([1, 2])", demo=True),  # after the answer
+    ]
+    nb = {"cells": cells}
+    sources = [demos.source_of(c) for c in cells if c["cell_type"] == "code"]
+    figures = demos.figures_graded_by_hand(nb)
+    assert figures == {"pp.imshow(grid)\npp.show()"}
+    skipped = {sources[i] for i in skippable(sources, demos.demo_sources(nb) - figures)}
+    assert skipped == {
+        "pp.imshow(np.eye(3))\npp.show()",
+        "print(sorted(answer))",
+        "pp.plot([1, 2])",
+    }
+
+
+@pytest.mark.parametrize(
+    "source, names",
+    [
+        ("import matplotlib.pyplot as plt", {"plt"}),
+        ("from matplotlib import pyplot as pp, cm", {"pp"}),
+        ("from matplotlib import pyplot", {"pyplot"}),
+        ("import matplotlib", {"matplotlib"}),
+        ("import numpy as np\nimport matplotlib.colors as mc", set()),
+    ],
+)
+def test_pyplot_names(source, names):
+    assert demos.pyplot_names([source]) == names
+
+
+def test_where_a_person_grades_only_the_drawings_above_the_cell_run():
+    """03: of the demonstrations between ex3_3's test and ex3_4, those that draw run (the bars
+    and the panels: "the two pictures above"); the scan that prints, the shifts picture, the
+    printout of tau and the circular-padding demonstration are skipped."""
     release = nbformat.read(ROOT / "release" / ASSIGNMENT / "03_equivariance.ipynb", as_version=4)
     figures = demos.figures_graded_by_hand(release)
-    cells = release.cells
-    by_hand = next(i for i, c in enumerate(cells) if demos._by_hand(c))
-    last_test = max(
-        i
-        for i, c in enumerate(cells[:by_hand])
-        if c.metadata.get("nbgrader", {}).get("grade") and i < by_hand
-    )
-    between = {
-        demos.normalized(c.source)
-        for c in cells[last_test + 1 : by_hand]
-        if "demo" in c.metadata.get("tags", [])
-    }
-    assert figures == between and len(figures) >= 2
+    assert figures == _drawings_above_the_written_answer(release)
+    assert len(figures) >= 2
     sources = _code_sources(release)
     skipped = skippable(sources, demos.demo_sources(release) - figures)
     assert not any(demos.normalized(sources[i]) in figures for i in skipped)
-    assert skipped  # the demonstrations the person grading does not look at
+    assert len(skipped) == len(demos.demo_sources(release)) - len(figures)
+
+
+def _section_above_the_written_answer(release) -> list:
+    cells = release.cells
+    by_hand = next(i for i, c in enumerate(cells) if demos._by_hand(c))
+    last_test = max(
+        i for i, c in enumerate(cells[:by_hand]) if c.metadata.get("nbgrader", {}).get("grade")
+    )
+    return [c for c in cells[last_test + 1 : by_hand] if "demo" in c.metadata.get("tags", [])]
+
+
+def _drawings_above_the_written_answer(release) -> set[str]:
+    """Found by text, not by the analysis under test: the demonstrations that call plt."""
+    section = _section_above_the_written_answer(release)
+    return {demos.normalized(c.source) for c in section if "plt." in c.source}
+
+
+def test_a_real_grade_runs_the_drawings_above_the_written_answer_and_skips_the_rest(graded_class):
+    """In a class graded by ``grade``: in 03, the demonstrations that draw above ex3_4 ran and
+    have their figures; the one between them that only prints, and every other demonstration,
+    did not run."""
+    from test_grading import MISTAKES
+
+    from toeplitz_course.grader.preprocessors import SkipDemoCells
+
+    course = graded_class.course
+    release = nbformat.read(course / "release" / ASSIGNMENT / "03_equivariance.ipynb", 4)
+    drawings = _drawings_above_the_written_answer(release)
+    printing = [c for c in _section_above_the_written_answer(release) if "plt." not in c.source]
+    assert drawings and printing  # the notebook still has both kinds above ex3_4
+    graded = nbformat.read(
+        course / "autograded" / MISTAKES / ASSIGNMENT / "03_equivariance.ipynb", 4
+    )
+    note = SkipDemoCells().note
+    ran, skipped = set(), set()
+    for cell in graded.cells:
+        if "demo" not in cell.metadata.get("tags", []):
+            continue
+        source = demos.normalized(cell.source)
+        if cell.execution_count and not any(o.get("text") == note for o in cell.outputs):
+            ran.add(source)
+            if source in drawings:
+                assert any("image/png" in o.get("data", {}) for o in cell.outputs), source[:60]
+        else:
+            skipped.add(source)
+    assert ran == drawings
+    assert demos.normalized(printing[0].source) in skipped
+    assert skipped == demos.demo_sources(release) - drawings

@@ -13,10 +13,12 @@ provably cannot change a score (``SkipDemoCells`` in ``preprocessors``, through 
   name rebound first does not count). The analysis is over-cautious: any cell it cannot parse, or
   that reaches names dynamically (``globals()``, ``eval``, ``get_ipython`` ...), makes every
   demonstration before it run;
-* a notebook with a manually graded cell (ex3_4's written answer) runs all its demonstrations,
-  figures drawn (``graded_by_hand``): the person grading it reads the answer against the
-  pictures the student was told to use, and those must be the grader's, not the student's own
-  outputs, which a student could forge;
+* in a notebook with a manually graded cell (ex3_4's written answer, ``graded_by_hand``), the
+  demonstrations that draw the pictures the answer is about run, figures drawn
+  (``figures_graded_by_hand``: those that use pyplot between the previous autograded test and
+  the answer), with whatever they read from other demonstrations: the person grading reads the
+  answer against those pictures, and they must be the grader's, not the student's own outputs,
+  which a student could forge;
 * what this cannot see, the instructor guarantees and ``tests/test_project.py`` checks on the
   solutions: a demonstration mutates no object that later cells use and draws no random numbers
   that later cells would (the test runs each notebook with and without its demonstrations and
@@ -72,12 +74,16 @@ def _by_hand(cell: dict) -> bool:
 
 
 def figures_graded_by_hand(nb: dict, tag: str = DEMO_TAG) -> set[str]:
-    """The demonstrations a person grading by hand looks at: those between the last autograded
-    test before a cell graded by hand and that cell (in 03: the scan, the bars and the panels of
-    the disagreeing outputs above ex3_4), as normalized sources. The others need not run."""
+    """The demonstrations a person grading by hand looks at, as normalized sources: those that
+    draw (read a name the notebook binds to ``matplotlib.pyplot``) between the last autograded
+    test before a cell graded by hand and that cell. In 03 these are "the two pictures above"
+    ex3_4 (the bars and the panels); the scan that only prints, and the demonstrations elsewhere,
+    need not run. What the figures read from other demonstrations ``skippable`` runs too."""
+    cells = nb.get("cells", [])
+    pyplot = pyplot_names(source_of(c) for c in cells if c.get("cell_type") == "code")
     found: set[str] = set()
     section: list[str] = []
-    for cell in nb.get("cells", []):
+    for cell in cells:
         meta = cell.get("metadata", {}).get("nbgrader") or {}
         if _by_hand(cell):
             found.update(section)
@@ -87,8 +93,35 @@ def figures_graded_by_hand(nb: dict, tag: str = DEMO_TAG) -> set[str]:
         elif cell.get("cell_type") == "code" and tag in (
             cell.get("metadata", {}).get("tags") or []
         ):
-            section.append(normalized(source_of(cell)))
+            source = source_of(cell)
+            if draws(source, pyplot):
+                section.append(normalized(source))
     return found
+
+
+def pyplot_names(sources: Iterable[str]) -> set[str]:
+    """The names ``sources`` bind to ``matplotlib.pyplot`` (``import matplotlib.pyplot as plt``,
+    ``from matplotlib import pyplot``); ``matplotlib`` itself when it is imported whole."""
+    names: set[str] = set()
+    for source in sources:
+        tree = _parse(source)
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name == "matplotlib.pyplot" and alias.asname:
+                        names.add(alias.asname)
+                    elif alias.name.split(".")[0] == "matplotlib" and not alias.asname:
+                        names.add("matplotlib")
+            elif isinstance(node, ast.ImportFrom) and node.module == "matplotlib":
+                names.update(a.asname or a.name for a in node.names if a.name == "pyplot")
+    return names
+
+
+def draws(source: str, pyplot: set[str]) -> bool:
+    """Whether a cell may draw a figure: it reads one of the ``pyplot`` names (a cell the
+    analysis cannot read counts as drawing)."""
+    reads = names_of(source).reads
+    return reads is None or bool(reads & pyplot)
 
 
 class Unknown(Exception):

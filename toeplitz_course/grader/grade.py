@@ -607,10 +607,13 @@ def _die_with_server() -> None:
         os._exit(1)
 
 
-def _worker_init(env_file: str | None = None, *, kernels: bool = True) -> None:
+def _worker_init(
+    env_file: str | None = None, *, kernels: bool = True, forked_here: bool = False
+) -> None:
     """Set up a grading worker; ``env_file`` holds the caller's environment when the worker is
     forked from the server. ``kernels=False``: a worker that runs no kernel (``feedback``), so
-    without a warm parent."""
+    without a warm parent. ``forked_here``: a fork of the batch driver itself (``run_in_pool``'s
+    ``fork_here``), which it dies with."""
     from multiprocessing.util import Finalize
 
     from .config import KERNEL_PRELOAD
@@ -622,7 +625,7 @@ def _worker_init(env_file: str | None = None, *, kernels: bool = True) -> None:
     # workers (``_stop_workers``); one interrupted here would print its traceback and that of
     # every task of its event loop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if env_file is not None:
+    if env_file is not None or forked_here:
         _die_with_server()
     # This worker's warm parent, started now, while the pool hands out the first students. A
     # worker forked from the server has imported the kernel's modules (KERNEL_PRELOAD) and done
@@ -650,11 +653,14 @@ def _worker_init(env_file: str | None = None, *, kernels: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def _worker_context(preload: tuple[str, ...] | None = None) -> Iterator[tuple[Any, tuple]]:
+def _worker_context(
+    preload: tuple[str, ...] | None = None, fork_here: bool = False
+) -> Iterator[tuple[Any, tuple]]:
     """The multiprocessing context for grading workers, and the initializer's arguments.
 
     ``preload``: what the server imports (default: ``WORKER_PRELOAD`` and ``KERNEL_PRELOAD``,
-    what a grading worker and its kernels need).
+    what a grading worker and its kernels need). ``fork_here``: no server, workers forked from
+    this process (``run_in_pool``), where ``fork`` exists and this process has no other thread.
 
     Each worker would import torch, nbgrader and nbconvert on its own, and its warm parent
     torch, IPython and ipykernel, about five seconds of CPU each. With ``forkserver``, one
@@ -668,6 +674,10 @@ def _worker_context(preload: tuple[str, ...] | None = None) -> Iterator[tuple[An
     """
     from multiprocessing import forkserver
 
+    if fork_here and "fork" in multiprocessing.get_all_start_methods():
+        if threading.active_count() == 1:
+            yield get_context("fork"), ()
+            return
     server = getattr(forkserver, "_forkserver", None)
     if (
         "forkserver" not in multiprocessing.get_all_start_methods()
@@ -887,10 +897,17 @@ def run_in_pool(
     initializer: Callable[..., None] = _worker_init,
     preload: tuple[str, ...] | None = None,
     died: str = "the grading worker died three times on this student",
+    fork_here: bool = False,
 ) -> None:
     """``results[student] = task(root, student, *extra)`` for each student, in ``jobs`` worker
     processes forked from a server that has imported ``preload`` (``_worker_context``);
     an exception is the student's entry in ``errors``; ``step(student)`` after each student.
+
+    ``fork_here``: the workers are forks of this process instead, with everything it has
+    imported and warmed (``feedback`` warms up on its first student, then forks). Only for
+    tasks that run no student code: a grading worker's warm parent must not be a copy of the
+    caller (its environment, what it has read). This process must have no thread then; the pool
+    starts its own only after forking every worker (``fork``: processes launched up front).
 
     A worker that dies (out of memory, a signal) breaks the whole pool: the students it took
     down with it are run again in a new pool, up to three times each (then ``died``). Ctrl-C
@@ -900,7 +917,7 @@ def run_in_pool(
     pending = list(students)
     while pending:
         retry = []
-        with _worker_context(preload) as (context, initargs):
+        with _worker_context(preload, fork_here) as (context, initargs):
             pool = ProcessPoolExecutor(
                 jobs, mp_context=context, initializer=initializer, initargs=initargs
             )

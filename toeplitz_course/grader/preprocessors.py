@@ -270,8 +270,9 @@ class SkipDemoCells(NbGraderPreprocessor):
     one-line note as its output, which the student sees in the feedback.
 
     A notebook in which a person grades a cell (``demos.graded_by_hand`` on the release: ex3_4)
-    is the exception: the demonstrations between the last autograded test and that cell run
-    (``demos.figures_graded_by_hand``), with any other they need, and figures are drawn
+    is the exception: the demonstrations that draw the pictures that cell is about run (those
+    using pyplot between the last autograded test and that cell: ``demos.figures_graded_by_hand``),
+    with any other demonstration they read a name from, and figures are drawn
     (``RENDER_PLOTS`` for ``HardenedExecute``), so that the formgrader and the feedback show the
     grader's own pictures of the student's code, the ones the written answer is about. The
     student's outputs are never kept: ``ClearOutput`` removed them, and a picture in a hand-in
@@ -281,9 +282,9 @@ class SkipDemoCells(NbGraderPreprocessor):
     enabled = Bool(True, help="Skip demonstrations; off: run every cell.").tag(config=True)
     run_where_graded_by_hand = Bool(
         True,
-        help="In a notebook with a manually graded cell, run the demonstrations above that cell "
-        "(since the last autograded test) and draw their figures, so that the person grading "
-        "sees them.",
+        help="In a notebook with a manually graded cell, run the demonstrations that draw above "
+        "that cell (since the last autograded test), with what they need, and draw their "
+        "figures, so that the person grading sees them.",
     ).tag(config=True)
     demo_tag = Unicode(demos.DEMO_TAG, help="The tag of a demonstration in the release.").tag(
         config=True

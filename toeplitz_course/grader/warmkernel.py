@@ -93,6 +93,7 @@ import asyncio
 import atexit
 import gc
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -836,6 +837,10 @@ def _warm_matplotlib() -> None:
 
     Uses the object-oriented API: pyplot would resolve the inline backend, which must only be
     loaded inside a kernel (rule 4). Agg draws in the calling thread; no thread is started.
+    The figure goes through what a drawn demonstration does (bars, markers, a shaded span, a
+    legend, ``tight_layout``, then the inline backend's PNG with a tight bounding box): their
+    first use in a process imports and compiles about 0.2 s of matplotlib, which each kernel
+    that draws (03's, where a person grades) would otherwise pay again.
     """
     if "matplotlib" not in sys.modules:
         return
@@ -843,14 +848,30 @@ def _warm_matplotlib() -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(2, 2))
+        fig = Figure(figsize=(4, 2))
         FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        ax.imshow([[0.0, 1.0], [1.0, 0.0]])
-        ax.set_title("warm")
-        ax.text(0, 0, "1")
-        fig.colorbar(ax.images[0], ax=ax)
-        fig.canvas.draw()
+        image, plot = fig.subplots(1, 2)
+        image.imshow([[0.0, 1.0], [1.0, 0.0]])
+        image.set_title("warm")
+        image.text(0, 0, "1", ha="center", va="center", fontsize=8)
+        fig.colorbar(image.images[0], ax=image)
+        plot.bar([-1, 0, 1], [1.0, 0.0, 2.0], color=["C2", "C3", "C3"])
+        plot.plot([0.0, 1.0, 2.0], "o", mfc="none", ms=11, label="a")
+        plot.plot([0.0, 1.0, 2.0], ".", ms=9, label="b")
+        plot.axvspan(0.6, 1.4, color="C3", alpha=0.2)
+        plot.set_xticks([-1, 0, 1, 2])
+        plot.set_xlabel("n")
+        plot.legend(fontsize=8)
+        fig.tight_layout()
+        # As IPython's pylabtools.print_figure calls it for the inline backend.
+        fig.canvas.print_figure(
+            io.BytesIO(),
+            format="png",
+            bbox_inches="tight",
+            dpi=fig.dpi,
+            facecolor=fig.get_facecolor(),
+            edgecolor=fig.get_edgecolor(),
+        )
     except Exception:  # noqa: BLE001 - only a slower first plot
         pass
 

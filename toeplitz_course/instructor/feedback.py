@@ -20,7 +20,10 @@ page shares (the course's text, its locked code, a right answer's test) is parse
 process, never again. The page written is the one stock writes, byte for byte
 (``tests/test_feedback.py``); whatever ``_SoupPass`` cannot prove it renders the same way goes
 through nbconvert's own code. Students are spread over worker processes as ``grade`` spreads them
-(``grade.run_in_pool``), with the same progress bar, quiet terminal and Ctrl-C.
+(``grade.run_in_pool``), with the same progress bar, quiet terminal and Ctrl-C; the workers are
+forks of this process after it has written the first student's pages (``_feedback_forked``), so
+the warm-up (imports, compiled templates, the course's cells parsed) is paid once, not once per
+worker after a server's imports.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import nbformat
 
@@ -52,7 +55,8 @@ BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 #: Where each student's feedback log goes (nbgrader's messages, warnings), under the course.
 FEEDBACK_LOGS = Path(LOGS) / "feedback"
 
-#: What a feedback worker needs, imported once by the server the workers are forked from.
+#: What a feedback worker needs, imported once by the server the workers are forked from where
+#: they cannot be forks of the command's own warmed process (``_feedback_forked``).
 #: (``grader.preprocessors`` imports torch, through ``grader.verdicts``: 3 s that stock
 #: ``GenerateFeedback`` with the course's configuration pays as well.)
 FEEDBACK_PRELOAD = (
@@ -363,6 +367,8 @@ def _classes() -> _Classes:
     from nbconvert.exporters import HTMLExporter, TemplateExporter
     from nbconvert.filters.highlight import Highlight2HTML
     from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbconvert.preprocessors import csshtmlheader as css_module
     from nbgrader.converters import GenerateFeedback
     from nbgrader.preprocessors import GetGrades
     from traitlets import Type
@@ -486,6 +492,35 @@ def _classes() -> _Classes:
                 self.done[key] = self.markdown(context, source)
             return self.done[key]
 
+    class SameCSSHeader(CSSHTMLHeaderPreprocessor):
+        """nbconvert's CSSHTMLHeaderPreprocessor, pygments' style sheet built once per (style,
+        highlight class), the only things it depends on; stock builds a formatter and its
+        sheet for every page. The custom CSS is looked for on every page, as stock does."""
+
+        _sheets: ClassVar[dict[tuple, str]] = {}
+
+        def _generate_header(self, resources):
+            key = (self.style, self.highlight_class)
+            if key not in self._sheets:
+                from pygments.formatters import HtmlFormatter
+
+                self._sheets[key] = HtmlFormatter(style=self.style).get_style_defs(
+                    self.highlight_class
+                )
+            header = [self._sheets[key]]
+            # CSSHTMLHeaderPreprocessor._generate_header from here on, verbatim.
+            config_dir = resources["config_dir"]
+            custom_css_filename = os.path.join(config_dir, "custom", "custom.css")
+            if os.path.isfile(custom_css_filename):
+                if css_module.DEFAULT_STATIC_FILES_PATH and self._default_css_hash is None:
+                    self._default_css_hash = self._hash(
+                        os.path.join(css_module.DEFAULT_STATIC_FILES_PATH, "custom", "custom.css")
+                    )
+                if self._hash(custom_css_filename) != self._default_css_hash:
+                    with open(custom_css_filename, encoding="utf-8") as f:
+                        header.append(f.read())
+            return header
+
     class FeedbackExporter(HTMLExporter):
         """nbconvert's HTMLExporter, writing the same page: validated once, after the last
         preprocessor (stock: after each, and the page is the same when the last passes),
@@ -501,6 +536,18 @@ def _classes() -> _Classes:
                 nbc, resc = preprocessor(nbc, resc)
             self._validate_preprocessor(nbc, preprocessor)
             return nbc, resc
+
+        def register_preprocessor(self, preprocessor, enabled=False):
+            # The style sheet pass that runs is the template's (its conf.json names it, and
+            # nbconvert registers it built, enabled); GenerateFeedback's own is registered
+            # disabled. Either becomes SameCSSHeader with the same trait values: a built one
+            # changes class (it adds no state), a class or name is replaced by the subclass,
+            # which reads CSSHTMLHeaderPreprocessor's configuration.
+            if type(preprocessor) is CSSHTMLHeaderPreprocessor:
+                preprocessor.__class__ = SameCSSHeader
+            elif preprocessor in (CSSHTMLHeaderPreprocessor, _CSS_HEADER):
+                preprocessor = SameCSSHeader
+            return super().register_preprocessor(preprocessor, enabled)
 
         def _create_environment(self):
             environment = super()._create_environment()
@@ -559,6 +606,8 @@ def _classes() -> _Classes:
     _CLASSES = _Classes(FeedbackExporter, ReusedFeedback)
     return _CLASSES
 
+
+_CSS_HEADER = "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"
 
 #: The gradebook GetGrades reads, one per process: {url: Gradebook}.
 _GRADEBOOKS: dict[str, Any] = {}
@@ -687,19 +736,7 @@ def _feedback(
         if jobs == 1:
             _feedback_here(course, students, secrets, results, run.errors, bar.step)
         else:
-            grading.run_in_pool(
-                feedback_student,
-                course,
-                students,
-                (secrets,),
-                jobs,
-                results,
-                run.errors,
-                bar.step,
-                initializer=partial(grading._worker_init, kernels=False),
-                preload=FEEDBACK_PRELOAD,
-                died="the feedback worker died three times on this student",
-            )
+            _feedback_forked(course, students, secrets, jobs, results, run.errors, bar.step)
     except KeyboardInterrupt:
         bar.close()
         _collect(results, run)
@@ -719,6 +756,60 @@ def _collect(results: dict[str, dict], run: FeedbackRun) -> None:
         run.errors.update(results[student]["errors"])
 
 
+def _feedback_forked(
+    course: Course,
+    students: list[str],
+    secrets: set[str],
+    jobs: int,
+    results: dict[str, dict],
+    errors: dict[str, str],
+    step,
+) -> None:
+    """The first student in this process, the others in ``jobs`` workers forked from it.
+
+    The first student is the warm-up every process needs (the imports, the converter and its
+    compiled templates, the page frame and the course's cells through ``_SoupPass``, pygments'
+    and mistune's expressions compiled): done once here, every worker inherits it, where each
+    worker forked from a server used to pay it again. The gradebook engine is not inherited
+    (``run_here`` disposes of it; each worker opens its own). Where this process cannot fork
+    (a thread, no ``fork``), the workers come from the server as ``grade``'s do.
+    """
+    from ..grader import grade as grading
+
+    first, rest = students[:1], students[1:]
+    try:
+        _feedback_here(course, first, secrets, results, errors, step, keep_converter=True)
+        _close_student_logs(first)
+        grading.run_in_pool(
+            feedback_student,
+            course,
+            rest,
+            (secrets,),
+            jobs,
+            results,
+            errors,
+            step,
+            initializer=partial(grading._worker_init, kernels=False, forked_here=True),
+            preload=FEEDBACK_PRELOAD,
+            died="the feedback worker died three times on this student",
+            fork_here=True,
+        )
+    finally:
+        _CONVERTERS.pop(course.root, None)
+        _GRADEBOOKS.clear()
+
+
+def _close_student_logs(students: list[str]) -> None:
+    """Close the log files this process wrote for ``students``: no worker inherits them open."""
+    for logger in (
+        _current_log(),
+        *(logging.getLogger(f"toeplitz_course.feedback.{s}") for s in students),
+    ):
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+
+
 def _feedback_here(
     course: Course,
     students: list[str],
@@ -726,13 +817,17 @@ def _feedback_here(
     results: dict[str, dict],
     errors: dict[str, str],
     step,
+    keep_converter: bool = False,
 ) -> None:
-    """One student after the other in this process (grade's ``run_here``)."""
+    """One student after the other in this process (grade's ``run_here``); ``keep_converter``:
+    the converter (its templates compiled, its caches) stays for the workers forked next."""
     from ..grader.grade import run_here
 
     try:
         run_here(feedback_student, course, students, (secrets,), results, errors, step)
     finally:
-        # Their gradebook engine is disposed of with run_here's block: forget both.
-        _CONVERTERS.pop(course.root, None)
+        # Their gradebook engine is disposed of with run_here's block: forget it (the converter
+        # finds a new one in _GRADEBOOKS on its next notebook).
+        if not keep_converter:
+            _CONVERTERS.pop(course.root, None)
         _GRADEBOOKS.clear()
