@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import nbformat
 
@@ -369,8 +369,6 @@ def _classes() -> _Classes:
     from nbconvert.exporters import HTMLExporter, TemplateExporter
     from nbconvert.filters.highlight import Highlight2HTML
     from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-    from nbconvert.preprocessors import csshtmlheader as css_module
     from nbgrader.converters import GenerateFeedback
     from nbgrader.preprocessors import GetGrades
     from traitlets import Type
@@ -494,35 +492,6 @@ def _classes() -> _Classes:
                 self.done[key] = self.markdown(context, source)
             return self.done[key]
 
-    class SameCSSHeader(CSSHTMLHeaderPreprocessor):
-        """nbconvert's CSSHTMLHeaderPreprocessor, pygments' style sheet built once per (style,
-        highlight class), the only things it depends on; stock builds a formatter and its
-        sheet for every page. The custom CSS is looked for on every page, as stock does."""
-
-        _sheets: ClassVar[dict[tuple, str]] = {}
-
-        def _generate_header(self, resources):
-            key = (self.style, self.highlight_class)
-            if key not in self._sheets:
-                from pygments.formatters import HtmlFormatter
-
-                self._sheets[key] = HtmlFormatter(style=self.style).get_style_defs(
-                    self.highlight_class
-                )
-            header = [self._sheets[key]]
-            # CSSHTMLHeaderPreprocessor._generate_header from here on, verbatim.
-            config_dir = resources["config_dir"]
-            custom_css_filename = os.path.join(config_dir, "custom", "custom.css")
-            if os.path.isfile(custom_css_filename):
-                if css_module.DEFAULT_STATIC_FILES_PATH and self._default_css_hash is None:
-                    self._default_css_hash = self._hash(
-                        os.path.join(css_module.DEFAULT_STATIC_FILES_PATH, "custom", "custom.css")
-                    )
-                if self._hash(custom_css_filename) != self._default_css_hash:
-                    with open(custom_css_filename, encoding="utf-8") as f:
-                        header.append(f.read())
-            return header
-
     class FeedbackExporter(HTMLExporter):
         """nbconvert's HTMLExporter, writing the same page: validated once, after the last
         preprocessor (stock: after each, and the page is the same when the last passes),
@@ -538,18 +507,6 @@ def _classes() -> _Classes:
                 nbc, resc = preprocessor(nbc, resc)
             self._validate_preprocessor(nbc, preprocessor)
             return nbc, resc
-
-        def register_preprocessor(self, preprocessor, enabled=False):
-            # The style sheet pass that runs is the template's (its conf.json names it, and
-            # nbconvert registers it built, enabled); GenerateFeedback's own is registered
-            # disabled. Either becomes SameCSSHeader with the same trait values: a built one
-            # changes class (it adds no state), a class or name is replaced by the subclass,
-            # which reads CSSHTMLHeaderPreprocessor's configuration.
-            if type(preprocessor) is CSSHTMLHeaderPreprocessor:
-                preprocessor.__class__ = SameCSSHeader
-            elif preprocessor in (CSSHTMLHeaderPreprocessor, _CSS_HEADER):
-                preprocessor = SameCSSHeader
-            return super().register_preprocessor(preprocessor, enabled)
 
         def _create_environment(self):
             environment = super()._create_environment()
@@ -608,8 +565,6 @@ def _classes() -> _Classes:
     _CLASSES = _Classes(FeedbackExporter, ReusedFeedback)
     return _CLASSES
 
-
-_CSS_HEADER = "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"
 
 #: The gradebook GetGrades reads, one per process: {url: Gradebook}.
 _GRADEBOOKS: dict[str, Any] = {}
