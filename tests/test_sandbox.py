@@ -237,7 +237,9 @@ while True:
 }
 
 # Kills every process above the kernel: its warm parent, the grading worker, the grade command
-# (only its own grading tree, so that running the tests harms nothing else on the machine).
+# (only its own grading tree, up to `python -m toeplitz_course ... grade`, so that running the
+# tests harms nothing else on the machine: not pytest, nor a pytest-xdist worker, whose command
+# line does not say pytest).
 KILL_GRADER = """
 import os, signal
 pid = os.getppid()
@@ -249,14 +251,14 @@ while pid > 1:
             pid = int(f.read().rsplit(")", 1)[1].split()[1])
     except OSError:
         break
-targets = []
+targets, seen = [], []
 for pid in ancestors:
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         cmd = f.read()
-    program = cmd.split(b"\\0")[:2]
-    if any(arg == b"pytest" or arg.endswith(b"/pytest") for arg in program):
-        break  # the test runner (not a path that merely holds "pytest"): spare it
-    targets.append((pid, cmd))
+    seen.append((pid, cmd))
+    if cmd.split(b"\\0")[1:3] == [b"-m", b"toeplitz_course"]:
+        targets = seen  # up to the grade command: what is above it is the test runner's
+        break
 # The grade command first: killing a nearer ancestor first can end this kernel (its parent's
 # death signal) before it reaches the rest.
 for pid, cmd in reversed(targets):
