@@ -279,6 +279,33 @@ def test_the_variant_solutions_pass_their_self_checks_and_verify(variant_course,
     assert tested == {e.test_id for e in exercises_in(name) if e.autograded}
 
 
+def test_the_example_class_answers_the_variant(variant_course, given):
+    """The example class's sets of shifts (right ones in several forms, wrong ones) follow the
+    course's variant: each is right or wrong by the variant's tables as its case says."""
+    import numpy as np
+    import torch
+
+    judged = 0
+    for case in examples.form_cases(variant_course):
+        for text in case.files.values():
+            for cell in nbformat.reads(text, as_version=4).cells:
+                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+                if grade_id not in ("ex3_2", "ex3_3") or "BEGIN SOLUTION" in cell.source:
+                    continue
+                namespace = {"np": np, "torch": torch}
+                exec(cell.source, namespace)
+                name = "equivariant_shifts_" + ("valid" if grade_id == "ex3_2" else "padded")
+                test_id = f"{grade_id}_test"
+                payload = probe.probe(test_id, namespace[name])
+                if test_id in case.wrong:
+                    with pytest.raises(verdicts.CheckFailure):
+                        verdicts.verify(test_id, payload, given, ())
+                else:
+                    verdicts.verify(test_id, payload, given, ())
+                judged += 1
+    assert judged >= 6  # two right forms and one wrong form of each
+
+
 def test_the_kernel_verifies_for_the_course_it_runs_in(variant_course, given, monkeypatch):
     payload = _right_payload("ex3_2_test", DEFAULT_DATA)
     monkeypatch.chdir(variant_course / "source" / ASSIGNMENT)
