@@ -96,10 +96,47 @@ def test_every_variant_dependent_answer_differs_and_every_mistake_is_told(name):
         verdicts.verify(grade_id, _right_payload(grade_id, g), g, (DEFAULT_DATA,))
 
 
+@pytest.mark.parametrize("name", ["default", VARIANT, "2026-fall", "2028-spring", "x"])
+def test_the_panels_of_part_3_show_shifts_that_break_in_every_variant(name):
+    """03's panels ("each panel compares the two sides for one broken shift") show, in every
+    variant, a shift where the two sides differ: the unpadded layer's, then the padded layer's
+    on the left and on the right (what Exercise 3.4 asks about)."""
+    import re
+
+    import torch
+    import torch.nn.functional as F
+
+    def shift(t, n):  # the course's tau_n: zeros come in, what passes the end is lost
+        out = torch.zeros_like(t)
+        if n >= 0:
+            out[..., n:] = t[..., : t.shape[-1] - n]
+        else:
+            out[..., :n] = t[..., -n:]
+        return out
+
+    g = verdicts.given_data(name)
+    line = variant.phrases(g)["broken panels"]
+    panels = [(layer, int(n)) for layer, n in re.findall(r'\("(\w+)", \w+, (-?\d+)\)', line)]
+    assert [layer for layer, _ in panels] == ["conv1d_layer", "conv1d_pad", "conv1d_pad"]
+    assert panels[1][1] < 0 < panels[2][1]
+    w = torch.tensor(g.w_1d, dtype=torch.float64).view(1, 1, -1)
+    x = torch.tensor([[g.x_1d]], dtype=torch.float64)
+    for layer, n in panels:
+        assert n in g.shifts
+        padding = 0 if layer == "conv1d_layer" else 1
+        gap = F.conv1d(shift(x, n), w, padding=padding) - shift(F.conv1d(x, w, padding=padding), n)
+        assert float(gap.abs().max()) > 0, (name, layer, n)
+
+
 def test_distinct_sees_a_collision():
     # A palindromic kernel: its flipped matrix is the right one, which no table can tell.
     palindrome = variant.GivenData(
-        "p", DEFAULT_DATA.x_1d, (1, 2, 1), DEFAULT_DATA.img_2d, DEFAULT_DATA.kernel_2d
+        "p",
+        DEFAULT_DATA.x_1d,
+        (1, 2, 1),
+        DEFAULT_DATA.img_2d,
+        DEFAULT_DATA.kernel_2d,
+        DEFAULT_DATA.max_shift,
     )
     assert not verdicts.distinct(palindrome)
     assert verdicts.distinct(DEFAULT_DATA)
@@ -122,7 +159,7 @@ def _right_payload(grade_id: str, g: variant.GivenData):
     w = torch.tensor(g.w_1d, dtype=torch.float64).view(1, 1, -1)
     x = torch.tensor([g.x_1d], dtype=torch.float64)
     shifts = set()
-    for n in range(-5, 6):
+    for n in g.shifts:
         shifted = torch.zeros_like(x)
         if n >= 0:
             shifted[..., n:] = x[..., : x.shape[-1] - n]
@@ -151,6 +188,7 @@ def default_leftovers(root: Path) -> list[str]:
     texts |= {
         f"X_1D = {list(base.x_1d)}",
         f"W_1D = {list(base.w_1d)}",
+        f"MAX_SHIFT = {base.max_shift}",
         "w=" + str(list(base.w_1d)),  # a visible case's call, toeplitz_1d(w=[1, 1, -2], ...)
         str([float(v) for v in base.x_1d]),  # a table's example input
         str([list(r) for r in base.kernel_2d]),
@@ -167,7 +205,9 @@ def default_leftovers(root: Path) -> list[str]:
 def test_no_number_of_the_default_variant_is_left(variant_course):
     # The check finds the default's numbers where they are (the committed course) ...
     assert len(default_leftovers(ROOT)) > 30
-    # ... and none in the variant's notebooks.
+    # ... and none in the variant's notebooks (the shift range among them: this variant's
+    # differs from the default's).
+    assert verdicts.given_data(VARIANT).max_shift != DEFAULT_DATA.max_shift
     assert default_leftovers(variant_course) == []
 
 
@@ -239,6 +279,33 @@ def test_the_variant_solutions_pass_their_self_checks_and_verify(variant_course,
     assert tested == {e.test_id for e in exercises_in(name) if e.autograded}
 
 
+def test_the_example_class_answers_the_variant(variant_course, given):
+    """The example class's sets of shifts (right ones in several forms, wrong ones) follow the
+    course's variant: each is right or wrong by the variant's tables as its case says."""
+    import numpy as np
+    import torch
+
+    judged = 0
+    for case in examples.form_cases(variant_course):
+        for text in case.files.values():
+            for cell in nbformat.reads(text, as_version=4).cells:
+                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+                if grade_id not in ("ex3_2", "ex3_3") or "BEGIN SOLUTION" in cell.source:
+                    continue
+                namespace = {"np": np, "torch": torch}
+                exec(cell.source, namespace)
+                name = "equivariant_shifts_" + ("valid" if grade_id == "ex3_2" else "padded")
+                test_id = f"{grade_id}_test"
+                payload = probe.probe(test_id, namespace[name])
+                if test_id in case.wrong:
+                    with pytest.raises(verdicts.CheckFailure):
+                        verdicts.verify(test_id, payload, given, ())
+                else:
+                    verdicts.verify(test_id, payload, given, ())
+                judged += 1
+    assert judged >= 6  # two right forms and one wrong form of each
+
+
 def test_the_kernel_verifies_for_the_course_it_runs_in(variant_course, given, monkeypatch):
     payload = _right_payload("ex3_2_test", DEFAULT_DATA)
     monkeypatch.chdir(variant_course / "source" / ASSIGNMENT)
@@ -305,25 +372,26 @@ def test_a_default_key_earns_0_on_the_variant_dependent_exercises_and_is_flagged
 
 
 def test_previous_variants_are_read_from_the_config_and_their_answers_are_old(tmp_path):
-    root = _scratch(tmp_path / "course", VARIANT, previous=["2027-fall", "default"])
+    root = _scratch(tmp_path / "course", VARIANT, previous=["2026-fall", "default"])
     course = Course.load(root)
-    assert (course.variant, course.previous_variants) == (VARIANT, ("2027-fall", "default"))
+    assert (course.variant, course.previous_variants) == (VARIANT, ("2026-fall", "default"))
     given, others = verdicts.course_variants(course.variant, course.previous_variants)
-    assert [o.name for o in others] == ["default", "2027-fall"]
-    fall = verdicts.given_data("2027-fall")
+    assert [o.name for o in others] == ["default", "2026-fall"]
+    fall = verdicts.given_data("2026-fall")
     told = 0
     for grade_id in verdicts.VARIANT_DEPENDENT:
         payload = _right_payload(grade_id, fall)
-        if payload == _right_payload(grade_id, given):
-            continue  # the same answer in both terms (3.2 has two possible sets): right here
+        # Two terms can share a set of shifts (the sets depend only on where x_1d's zeros are
+        # and on the shift range); these two do not.
+        assert payload != _right_payload(grade_id, given), grade_id
         told += 1
-        with pytest.raises(verdicts.OldAnswer, match="variant '2027-fall'"):
+        with pytest.raises(verdicts.OldAnswer, match="variant '2026-fall'"):
             verdicts.verify(grade_id, payload, given, others)
         # Without it among the previous variants, it is a plain wrong answer.
         with pytest.raises(AssertionError) as caught:
             verdicts.verify(grade_id, payload, given, (DEFAULT_DATA,))
         assert not isinstance(caught.value, verdicts.OldAnswer)
-    assert told >= 2
+    assert told == len(verdicts.VARIANT_DEPENDENT)
 
 
 def test_grading_refuses_a_variant_that_source_is_not_built_in(variant_course):

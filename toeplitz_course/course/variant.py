@@ -1,15 +1,20 @@
 """A variant: the course's given numbers for one term, drawn from the variant's name.
 
 ``given(name)`` is the data every notebook shows (the 1D input and kernel, the image and its
-kernel). The default variant (no name, or ``"default"``) is the data of
-:mod:`toeplitz_course.kernel.data`, which the committed notebooks are in; any other name seeds a
-``random.Random`` with its SHA-256, so the same name gives the same numbers on every machine.
+kernel) and the range of shifts Exercises 3.2 and 3.3 ask about. The default variant (no name,
+or ``"default"``) is the data of :mod:`toeplitz_course.kernel.data`, which the committed
+notebooks are in; any other name seeds a ``random.Random`` with its SHA-256, so the same name
+gives the same numbers on every machine.
 
-Only the numbers vary; the sizes (N = 10, K = 3, a 4 x 5 image, a 3 x 3 kernel) and the paddings
-stay, because the prose, the function exercises' sizes and Exercise 5.1's counts are written for
-them. A draw is kept only if every exercise stays meaningful and every answer that depends on the
-data differs from the default variant's (``_acceptable``); the grader adds its own condition (no
-known mistake shares a key with the right answer, ``verdicts.distinct``) through ``accept``.
+Only the numbers and the shift range vary; the sizes (N = 10, K = 3, a 4 x 5 image, a 3 x 3
+kernel) and the paddings stay, because the prose, the function exercises' sizes and Exercise
+5.1's counts are written for them, and Part 3's padded layer is Part 2's answer (the padding
+that keeps the length: 1 for K = 3). A draw is kept only if every exercise stays meaningful and
+every answer that depends on the data differs from the default variant's (``_acceptable``); the
+grader adds its own condition (no known mistake shares a key with the right answer,
+``verdicts.distinct``) through ``accept``. Exercises 3.2 and 3.3 depend only on how many zeros
+``x_1d`` has at each end and on the shift range, so two terms share those sets more often than
+the matrices (15 pairs of sets in 200 names drawn; the commonest in 28%).
 
 Also here: the texts the notebooks quote the data in (``phrases``), so that ``build`` can move a
 source notebook from one variant to another by replacing each variant's phrase with the other's.
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from ..kernel import data
-from ..kernel.selfcheck import EQUIVARIANT_BELOW, SHIFTS
+from ..kernel.selfcheck import EQUIVARIANT_BELOW
 from . import reference
 
 DEFAULT = "default"
@@ -41,13 +46,19 @@ MAX_DRAWS = 20000
 @dataclass(frozen=True)
 class GivenData:
     """One variant's given numbers: ``x_1d`` (10 values), ``w_1d`` (3), ``img_2d`` (4 rows of 5),
-    ``kernel_2d`` (3 rows of 3); whole numbers, as the notebooks write them."""
+    ``kernel_2d`` (3 rows of 3); whole numbers, as the notebooks write them. ``max_shift``: Part
+    3 asks about the shifts ``-max_shift..max_shift`` (``shifts``)."""
 
     name: str
     x_1d: tuple[int, ...]
     w_1d: tuple[int, ...]
     img_2d: tuple[tuple[int, ...], ...]
     kernel_2d: tuple[tuple[int, ...], ...]
+    max_shift: int
+
+    @property
+    def shifts(self) -> range:
+        return range(-self.max_shift, self.max_shift + 1)
 
     @property
     def is_default(self) -> bool:
@@ -64,6 +75,7 @@ DEFAULT_DATA = GivenData(
     tuple(int(v) for v in data.W_1D),
     _rows(data.IMG_2D),
     _rows(data.KERNEL_2D),
+    data.MAX_SHIFT,
 )
 
 
@@ -74,14 +86,14 @@ def canonical(name: str | None) -> str:
 
 
 def equivariant_shifts(given: GivenData, padding: int) -> set[int]:
-    """The shifts in ``SHIFTS`` that commute with ``Conv1d(w_1d, padding)`` on ``x_1d``."""
+    """The shifts in ``given.shifts`` that commute with ``Conv1d(w_1d, padding)`` on ``x_1d``."""
     w = torch.tensor(given.w_1d, dtype=torch.float64).view(1, 1, -1)
     x = torch.tensor([given.x_1d], dtype=torch.float64)
 
     def conv(v: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.conv1d(v, w, padding=padding)
 
-    return {n for n in SHIFTS if reference.equivariance_gap(conv, x, n) < EQUIVARIANT_BELOW}
+    return {n for n in given.shifts if reference.equivariance_gap(conv, x, n) < EQUIVARIANT_BELOW}
 
 
 def _edge_zeros(x: tuple[int, ...]) -> tuple[int, int]:
@@ -112,8 +124,10 @@ def _acceptable(given: GivenData) -> bool:
     if any(v == 0 for v in x[lead : len(x) - trail]):
         return False
     valid, padded = equivariant_shifts(given, 0), equivariant_shifts(given, 1)
-    if valid == set(SHIFTS) or padded == set(SHIFTS) or valid == padded:
+    if valid == set(given.shifts) or valid == padded:
         return False  # "neither layer is equivariant for every shift", "for different shifts"
+    if not (min(given.shifts) not in padded and max(given.shifts) not in padded):
+        return False  # Exercise 3.4 asks where the padded layer breaks on each side
     return valid != equivariant_shifts(base, 0) and padded != equivariant_shifts(base, 1)
 
 
@@ -124,7 +138,10 @@ def candidates(name: str) -> Iterator[GivenData]:
     weights_1d = [-2, -1, 1, 2]  # |w| <= 2: the notebooks' colour scales are -2..2
     weights_2d = [-3, -2, -1, 1, 2, 3]  # and -3..3 for the 2D kernel
     for _ in range(MAX_DRAWS):
-        lead, trail = rng.randint(1, 3), rng.randint(1, 3)
+        # At most 7: a left shift then still leaves one output of the unpadded layer's 8 to
+        # compare (Part 3's summary counts them).
+        max_shift = rng.choice([4, 5, 6, 7])
+        lead, trail = rng.randint(1, 4), rng.randint(1, 4)
         body = [rng.randint(1, 9) for _ in range(10 - lead - trail)]
         yield GivenData(
             name,
@@ -132,6 +149,7 @@ def candidates(name: str) -> Iterator[GivenData]:
             tuple(rng.choice(weights_1d) for _ in range(3)),
             tuple(tuple(rng.randint(0, 1) for _ in range(5)) for _ in range(4)),
             tuple(tuple(rng.choice(weights_2d) for _ in range(3)) for _ in range(3)),
+            max_shift,
         )
 
 
@@ -185,14 +203,14 @@ def toeplitz_rows(given: GivenData) -> str:
 
 
 def gaps(given: GivenData, padding: int) -> dict[int, float]:
-    """``gap_n`` of ``Conv1d(w_1d, padding)`` on ``x_1d`` for every shift."""
+    """``gap_n`` of ``Conv1d(w_1d, padding)`` on ``x_1d`` for every shift in ``given.shifts``."""
     w = torch.tensor(given.w_1d, dtype=torch.float64).view(1, 1, -1)
     x = torch.tensor([given.x_1d], dtype=torch.float64)
 
     def conv(v: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.conv1d(v, w, padding=padding)
 
-    return {n: reference.equivariance_gap(conv, x, n) for n in SHIFTS}
+    return {n: reference.equivariance_gap(conv, x, n) for n in given.shifts}
 
 
 def phrases(given: GivenData) -> dict[str, str]:
@@ -204,9 +222,18 @@ def phrases(given: GivenData) -> dict[str, str]:
     t2 = reference.block_toeplitz_2d([list(r) for r in k2], len(img), len(img[0])).tolist()
     valid, padded = equivariant_shifts(given, 0), equivariant_shifts(given, 1)
     pad_gaps = gaps(given, 1)
-    right = [n for n in SHIFTS if n > 0 and pad_gaps[n] >= EQUIVARIANT_BELOW]
-    left = [n for n in SHIFTS if n < 0 and pad_gaps[n] >= EQUIVARIANT_BELOW]
+    right = [n for n in given.shifts if n > 0 and pad_gaps[n] >= EQUIVARIANT_BELOW]
+    left = [n for n in given.shifts if n < 0 and pad_gaps[n] >= EQUIVARIANT_BELOW]
     lead, trail = _edge_zeros(x)
+    m = given.max_shift
+    unpadded_breaks = min(n for n in given.shifts if n not in valid)
+    # The panels of Part 3 show one broken shift of each kind: the unpadded layer's lowest, the
+    # padded layer's nearest to 0 on each side (where it starts to break).
+    panels = [
+        ("conv1d_layer", unpadded_breaks),
+        ("conv1d_pad", max(left)),
+        ("conv1d_pad", min(right)),
+    ]
     return {
         "x_1d code": "torch.tensor([[" + ", ".join(_f(v) for v in x) + "]])",
         "w_1d code": "torch.tensor([" + ", ".join(_f(v) for v in w) + "])",
@@ -231,4 +258,13 @@ def phrases(given: GivenData) -> dict[str, str]:
         "padded breaks left": "left shifts $n = " + (_list_and(left) or "\\text{none}") + "$",
         "edge zeros": f"`x_1d` starts with ${lead}$ zero{'s' if lead > 1 else ''} and ends "
         f"with ${trail}$",
+        "shift range code": f"range(-{m}, {m + 1})",
+        "shift range prose": f"$-{m}, \\dots, {m}$",
+        "shift set prose": f"$n \\in \\{{-{m}, \\dots, {m}\\}}$",
+        "shift range words": f"from $-{m}$ to ${m}$, one per row",
+        "shift rows shape": f"# ({2 * m + 1}, 10)",
+        "lowest shift example": f"$n = -{m}$ that is output {8 - m} of 8",
+        "broken panels": "examples = ["
+        + ", ".join(f'("{name}", {name}, {n})' for name, n in panels)
+        + "]",
     }

@@ -29,9 +29,9 @@ from ..course.variant import DEFAULT_DATA, GivenData
 from ..kernel import selfcheck
 from ..kernel.cases import CASES, CaseCall, CaseGap
 from ..kernel.probe import _text, lookup
-from ..kernel.selfcheck import EQUIVARIANT_BELOW, SHIFTS, CheckFailure, key
+from ..kernel.selfcheck import EQUIVARIANT_BELOW, CheckFailure, key
 
-__all__ = ["CheckFailure", "EQUIVARIANT_BELOW", "SHIFTS", "OldAnswer", "table", "verify"]
+__all__ = ["CheckFailure", "EQUIVARIANT_BELOW", "OldAnswer", "table", "verify"]
 
 
 def _matrix_list(t: Any) -> list[list[float]]:
@@ -382,7 +382,7 @@ def _table_ex5_1c(given: GivenData) -> dict:
 
 
 def equivariant_shifts(padding: int, given: GivenData = DEFAULT_DATA) -> set[int]:
-    """The shifts in ``SHIFTS`` that commute with the course's Conv1d (w_1d) on x_1d."""
+    """The shifts in ``given.shifts`` that commute with the course's Conv1d (w_1d) on x_1d."""
     return variant.equivariant_shifts(given, padding)
 
 
@@ -392,6 +392,7 @@ def _shifts_table(name: str, padding: int, given: GivenData) -> dict:
         "kind": "shifts",
         "name": name,
         "padding": padding,
+        "shifts": [given.shifts[0], given.shifts[-1]],
         "members": sorted(key("s", padding, n) for n in members),
         "count": len(members),
     }

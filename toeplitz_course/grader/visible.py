@@ -342,6 +342,7 @@ def _data_source(given: GivenData) -> str:
     for old, new in (
         (f"X_1D = {list(base.x_1d)}", f"X_1D = {list(given.x_1d)}"),
         (f"W_1D = {list(base.w_1d)}", f"W_1D = {list(given.w_1d)}"),
+        (f"MAX_SHIFT = {base.max_shift}", f"MAX_SHIFT = {given.max_shift}"),
     ):
         text = text.replace(old, new)
     for name, new_rows in (

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..course.contract import ASSIGNMENT, AUTOGRADED, NOTEBOOKS
-from ..course.variant import DEFAULT_DATA, GivenData
+from ..course.variant import DEFAULT_DATA, GivenData, equivariant_shifts
 
 Notebooks = dict[str, nbformat.NotebookNode]
 
@@ -530,10 +530,22 @@ def _nb_subset(nbs: Notebooks, names: list[str]) -> dict[str, str]:
     return {f"{n}.ipynb": nbformat.writes(nbs[n]) for n in names}
 
 
+def _span(values: list[int], prefix: str) -> str:
+    """``values`` (sorted) as ``{prefix}(first, last + 1)`` where they are consecutive (an
+    answer written as a range), else as a list."""
+    if values == list(range(values[0], values[-1] + 1)):
+        return f"{prefix}({values[0]}, {values[-1] + 1})"
+    return repr(values)
+
+
 def form_cases(root: Path) -> list[Case]:
-    w_1d = _w_1d(course_data(root))
+    given = course_data(root)
+    w_1d = _w_1d(given)
     t1 = _conv1d_matrix(w_1d, 10, 0)
     t1p = _conv1d_matrix(w_1d, 10, 1)
+    valid, padded = (sorted(equivariant_shifts(given, p)) for p in (0, 1))
+    # A shift the unpadded layer breaks on, the nearest to 0: one too many in a wrong set.
+    breaks = min((n for n in given.shifts if n not in valid), key=abs)
     nb1, nb2, nb3, nb4, nb5, nb6 = NOTEBOOKS
     cases = []
 
@@ -564,8 +576,8 @@ def form_cases(root: Path) -> list[Case]:
         "                T[i, j] = w[r]\n"
         "    return T\n",
     )
-    answer(nbs, "ex3_2", "equivariant_shifts_valid = [0, 1, 2, 3, 4, 5]\n")
-    answer(nbs, "ex3_3", "equivariant_shifts_padded = (-2, -1, 0, 1)\n")
+    answer(nbs, "ex3_2", f"equivariant_shifts_valid = {valid}\n")
+    answer(nbs, "ex3_3", f"equivariant_shifts_padded = {tuple(padded)}\n")
     answer(nbs, "ex5_1a", "import numpy as np\nn_params_dense = np.int64(6 * 20)\n")
     answer(nbs, "ex5_1b", "import numpy as np\nn_nonzero_toeplitz = np.int32(6 * 9)\n")
     answer(nbs, "ex5_1c", "n_params_kernel = 3 * 3\n")
@@ -601,8 +613,12 @@ def form_cases(root: Path) -> list[Case]:
         "ex2_3",  # a float with no fractional part, and None
         "def same_padding(K):\n    return (K - 1) / 2 if K % 2 else None\n",
     )
-    answer(nbs, "ex3_2", "import numpy as np\nequivariant_shifts_valid = np.arange(0, 6)\n")
-    answer(nbs, "ex3_3", "equivariant_shifts_padded = range(-2, 2)\n")
+    answer(
+        nbs,
+        "ex3_2",
+        f"import numpy as np\nequivariant_shifts_valid = np.asarray({_span(valid, 'np.arange')})\n",
+    )
+    answer(nbs, "ex3_3", f"equivariant_shifts_padded = {_span(padded, 'range')}\n")
     answer(
         nbs,
         "ex4_1",  # a float32 numpy array, from the kernel as numpy
@@ -619,8 +635,8 @@ def form_cases(root: Path) -> list[Case]:
     answer(nbs, "ex1_2", _linear("linear_layer", 8, 10, torch.roll(t1, 1, 1)))
     answer(nbs, "ex2_2", _builder_1d("i + r - 1", "T.T"))
     answer(nbs, "ex2_3", "def same_padding(K):\n    return (K - 1) / 2\n")  # 1.5 for K = 4
-    answer(nbs, "ex3_2", "equivariant_shifts_valid = {-1, 0, 1, 2, 3, 4, 5}\n")
-    answer(nbs, "ex3_3", "equivariant_shifts_padded = {-1, 0, 1}\n")
+    answer(nbs, "ex3_2", f"equivariant_shifts_valid = {set(valid) | {breaks}}\n")
+    answer(nbs, "ex3_3", f"equivariant_shifts_padded = {set(padded[1:]) or set()}\n")
     answer(nbs, "ex4_1", _builder_2d("5 * (i + a) + (j + b)", "kernel.flip(0, 1)"))
     cases.append(
         Case(

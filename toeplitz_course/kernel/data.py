@@ -25,6 +25,7 @@ KERNEL_2D = [  # the 2D kernel, R x S = 3 x 3
     [-3, -1, 1],
     [1, 1, -1],
 ]
+MAX_SHIFT = 5  # Exercises 3.2 and 3.3 ask about the shifts -MAX_SHIFT..MAX_SHIFT
 
 
 def _fmt(v: float) -> str:

@@ -44,7 +44,6 @@ from .probe import _fmt_shape, _short_repr, _text
 ATOL = 1e-5
 RTOL = 1e-5
 DECIMALS = 3
-SHIFTS = range(-5, 6)
 EQUIVARIANT_BELOW = 1e-6  # a shift "commutes" when the gap is below this
 
 
@@ -311,8 +310,10 @@ def judge_count(table: dict, payload: Any) -> None:
 
 
 def judge_shifts(table: dict, payload: Any) -> None:
-    """Table: ``padding``; ``members`` [key("s", padding, n) for each right shift]; ``count``."""
+    """Table: ``padding``; ``shifts`` [lowest, highest], the range the exercise asks about;
+    ``members`` [key("s", padding, n) for each right shift]; ``count``."""
     name, padding = table["name"], table["padding"]
+    low, high = table["shifts"]
     common(payload, name)
     ints, others = payload["ints"], payload["others"]
     if not isinstance(ints, list) or not all(
@@ -333,11 +334,11 @@ def judge_shifts(table: dict, payload: Any) -> None:
                 "that for you)"
             )
         seen.add(i)
-    outside = sorted(i for i in seen if i not in SHIFTS)
+    outside = sorted(i for i in seen if not low <= i <= high)
     if outside:
         raise CheckFailure(
             f"{name}: {', '.join(map(str, outside))} {'is' if len(outside) == 1 else 'are'} "
-            f"outside the range {SHIFTS.start}..{SHIFTS.stop - 1} the exercise asks about"
+            f"outside the range {low}..{high} the exercise asks about"
         )
     members = set(table["members"])
     extra = sum(1 for i in seen if key("s", padding, i) not in members)
@@ -353,7 +354,7 @@ def judge_shifts(table: dict, payload: Any) -> None:
     elif missing and not extra:
         what = "missing a shift" if missing == 1 else f"missing {missing} shifts"
         detail = (
-            f"{_plural(missing, 'shift', 'shifts')} in {SHIFTS.start}..{SHIFTS.stop - 1} "
+            f"{_plural(missing, 'shift', 'shifts')} in {low}..{high} "
             f"{'commutes' if missing == 1 else 'commute'} with {conv} but "
             f"{'is' if missing == 1 else 'are'} not in your set"
         )
@@ -365,7 +366,7 @@ def judge_shifts(table: dict, payload: Any) -> None:
         )
     raise CheckFailure(
         f"{name}: {what}: {detail}. Compute equivariance_gap for every n in "
-        f"range({SHIFTS.start}, {SHIFTS.stop}) and keep those with gap < {EQUIVARIANT_BELOW:g}"
+        f"range({low}, {high + 1}) and keep those with gap < {EQUIVARIANT_BELOW:g}"
     )
 
 
