@@ -18,6 +18,7 @@ def pytest_configure(config):
     ensure_tools_on_path()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups into node ids
 def pytest_collection_modifyitems(config, items):
     # `make test` runs two pytest-xdist workers (`--dist loadgroup`). A fixture wider than a test
     # is built once per worker that runs one of its tests, so the tests sharing one stay in one

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fcntl
 import json
 import os
 import subprocess
@@ -85,23 +86,27 @@ def _colab_runtime() -> Path:
     """A virtual environment with torch, numpy, matplotlib and a kernel: nothing of ours."""
     python = COLAB_VENV / "bin" / "python"
     marker = COLAB_VENV / ".ready"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(COLAB_VENV)], check=True)
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "torch==2.13.0",
-                "numpy",
-                "matplotlib",
-                "ipykernel",
-            ],
-            check=True,
+    COLAB_VENV.parent.mkdir(parents=True, exist_ok=True)
+    # One maker at a time (two pytest runs, or xdist workers); a runtime whose install was cut
+    # short (an interrupted run) is made again, not trusted.
+    with open(COLAB_VENV.parent / "colab-runtime.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        usable = marker.exists() and (
+            subprocess.run(
+                [str(python), "-c", "import torch, numpy, matplotlib, ipykernel"],
+                capture_output=True,
+                cwd="/",
+            ).returncode
+            == 0
         )
-        marker.touch()
+        if not usable:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(COLAB_VENV)], check=True)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "--quiet", "torch==2.13.0", "numpy"]
+                + ["matplotlib", "ipykernel"],
+                check=True,
+            )
+            marker.touch()
     # cwd "/": the repository root would put this project on sys.path
     probe = subprocess.run(
         [str(python), "-c", "import nbgrader"], capture_output=True, text=True, cwd="/"
