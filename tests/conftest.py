@@ -18,25 +18,6 @@ def pytest_configure(config):
     ensure_tools_on_path()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups into node ids
-def pytest_collection_modifyitems(config, items):
-    # `make test` runs two pytest-xdist workers (`--dist loadgroup`). A fixture wider than a test
-    # is built once per worker that runs one of its tests, so the tests sharing one stay in one
-    # worker: every user of the one graded class together, and a module's tests together where
-    # they use a module- or class-scoped fixture (a class graded for the module, the Colab
-    # runtime's virtualenv, a server). Tests without one go to whichever worker is free.
-    for item in items:
-        if "graded_class" in getattr(item, "fixturenames", ()):
-            group = "graded_class"
-        else:
-            info = getattr(item, "_fixtureinfo", None)
-            defs = info.name2fixturedefs.values() if info else ()
-            if not any(d.scope in ("module", "class", "package") for ds in defs for d in ds):
-                continue
-            group = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 def make_course(dest: Path) -> Path:
     """A course directory like the repository's (sources, release, config), gradebook generated."""
     from toeplitz_course.instructor.build import generate_release
