@@ -337,11 +337,14 @@ def run_stock(course: Path) -> tuple[Phase, str | None]:
     return _timed("stock nbgrader autograde", cmd, course, "autograde.log")
 
 
-def run_ours(course: Path, jobs: int, sandbox: bool = True) -> tuple[Phase, str | None]:
+def run_ours(
+    course: Path, jobs: int, sandbox: bool = True, not_handed_in: frozenset[str] = frozenset()
+) -> tuple[Phase, str | None]:
     """``python -m toeplitz_course grade``, the command an instructor runs (it calls ``grade``).
 
     A subprocess like the stock run, so that both pay for their own start-up and imports and are
-    timed and accounted the same way.
+    timed and accounted the same way. Every notebook must be graded, but those named in
+    ``not_handed_in``, which must be recorded missing.
     """
     cmd = [sys.executable, "-m", "toeplitz_course", "grade", "--quiet", "--jobs", str(jobs)]
     name = f"grade --jobs {jobs}"
@@ -357,7 +360,7 @@ def run_ours(course: Path, jobs: int, sandbox: bool = True) -> tuple[Phase, str 
         failed += [
             f"{record['student']} {nb}: {entry['status']} {entry['detail']}"
             for nb, entry in record["notebooks"].items()
-            if entry["status"] != "graded"
+            if entry["status"] != ("missing" if nb in not_handed_in else "graded")
         ]
     return phase, ("grade: " + "; ".join(failed)) if failed else None
 
