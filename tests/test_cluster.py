@@ -244,6 +244,25 @@ def test_workers_keep_nothing_of_the_course(both, cluster):
             assert gb.db.query(SubmittedAssignment).count() == 0
 
 
+def test_the_preloaded_workers_idle_quietly(cluster):
+    """`--preload toeplitz_course.grader.cluster`: no statistical profiler, and the callbacks
+    that run whether a worker grades or not slowed down; the memory monitor untouched."""
+    from distributed import Client
+
+    from toeplitz_course.grader.cluster import IDLE_CALLBACKS_MS
+
+    def callbacks(dask_worker):
+        return {name: pc.callback_time for name, pc in dask_worker.periodic_callbacks.items()}
+
+    with Client(cluster.address, timeout="30s") as client:
+        per_worker = client.run(callbacks)
+    assert len(per_worker) == 2
+    for found in per_worker.values():
+        assert "profile" not in found and "profile-cycle" not in found
+        assert {name: found[name] for name in IDLE_CALLBACKS_MS} == IDLE_CALLBACKS_MS
+        assert found["memory_monitor"] == 100  # distributed.worker.memory.monitor-interval
+
+
 def test_a_worker_killed_mid_batch_loses_no_student(tmp_path, course_template, cluster):
     course = tmp_path / "course"
     shutil.copytree(course_template, course)

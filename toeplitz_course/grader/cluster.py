@@ -446,4 +446,17 @@ def dask_setup(worker: Any) -> None:
         callback = worker.periodic_callbacks.pop(name, None)
         if callback is not None:
             callback.stop()
+    for name, ms in IDLE_CALLBACKS_MS.items():
+        callback = worker.periodic_callbacks.get(name)
+        if callback is not None:
+            callback.callback_time = ms
     prewarm(KERNEL_PRELOAD)
+
+
+#: Periodic callbacks a worker runs whether it grades or idles, slowed down (milliseconds): the
+#: event loop's health check (Dask's default every 20 ms; a grading task keeps the loop waiting
+#: for seconds anyway, and Dask warns only past 3 s) and the system monitor that feeds the
+#: dashboard (every 500 ms). Idle workers and scheduler cost 7.7% of a core in cluster_bench
+#: (benchmarks/README.md), paid per second of a batch. The memory monitor, which pauses or
+#: restarts a worker near its memory limit, keeps its pace.
+IDLE_CALLBACKS_MS = {"tick": 1000, "monitor": 5000}
