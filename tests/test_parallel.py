@@ -421,3 +421,25 @@ def test_workers_are_forked_with_the_callers_environment_and_fork_their_warm_par
         "zygote": "_ForkedZygote",
         "torch_preloaded": True,
     }
+
+
+@pytest.mark.parametrize(
+    ("cores", "memory_gib", "expected"),
+    [
+        (2, 24, 4),  # this machine: two per core
+        (2, 4, 2),  # too little memory for a second worker per core: one per core, as before
+        (32, 40, 32),  # memory covers 16 workers at worst: never below one per core
+        (8, 30, 12),  # 2.5 GiB each: 12 workers, between one and two per core
+        (1, 1, 1),
+    ],
+)
+def test_the_default_is_two_workers_per_core_as_memory_allows(
+    monkeypatch, cores, memory_gib, expected
+):
+    from toeplitz_course.grader import grade as grading
+
+    page = 4096
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    pages = {"SC_PAGE_SIZE": page, "SC_PHYS_PAGES": memory_gib * (1 << 30) // page}
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    assert grading.default_jobs() == expected

@@ -223,7 +223,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = steps.add_parser("grade", help="autograde submitted/ (hardened, parallel)")
     p.add_argument("--student", action="append", help="only this student (repeatable)")
-    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes (default: two per core, as the machine's memory allows)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--no-sandbox",

@@ -742,6 +742,28 @@ def grade(
         return _grade(course, students, jobs, progress, sandbox, scheduler)
 
 
+#: Workers per core by default. A worker and its kernel take turns (the worker waits while the
+#: kernel runs a cell; the kernel waits while the worker converts, writes the gradebook and forks
+#: the next kernel), so one worker per core kept 2 cores 1.31-1.36 busy; two per core keep them
+#: 1.78-1.81 busy for the same machine time a notebook (benchmarks/oversubscribe.py, 60 students
+#: on 2 cores: 115-135 s of wall time with 2 workers, 88 s with 4).
+WORKERS_PER_CORE = 2
+#: What one more worker may need at worst: its kernel's address space (``Sandbox.memory``, 2 GiB
+#: by default), the kernel's tmpfs (256 MiB) and the worker itself.
+WORKER_MEMORY = int(2.5 * (1 << 30))
+
+
+def default_jobs() -> int:
+    """``grade``'s workers without ``--jobs``: two per core where the machine's memory covers each
+    one's worst case, and never fewer than one per core (the default before)."""
+    cores = os.cpu_count() or 1
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return cores
+    return max(cores, min(WORKERS_PER_CORE * cores, memory // WORKER_MEMORY))
+
+
 def _grade(
     course: Course,
     students: list[str] | None,
@@ -770,7 +792,7 @@ def _grade(
         students = sorted(s for s in students if is_student_id(s))
     else:
         students = submitted_students(root, refused)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(students) or 1))
+    jobs = max(1, min(jobs or default_jobs(), len(students) or 1))
     # nbgrader creates course rows check-then-insert; create them before workers race for them.
     prepare(root)
     bar = Progress(len(students) if progress else 0)

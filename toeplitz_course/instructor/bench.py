@@ -375,11 +375,12 @@ def run(
     """Build the scratch class under ``workdir`` (default: a temporary directory) and grade it
     both ways."""
     from ..grader.config import ensure_tools_on_path
+    from ..grader.grade import default_jobs
 
     ensure_tools_on_path()
     root = Path(root).resolve()
     mix = class_mix(students)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(mix)))
+    jobs = max(1, min(jobs or default_jobs(), len(mix)))
     with tempfile.TemporaryDirectory(prefix="toeplitz-bench-", dir=workdir) as tmp:
         template = scratch_course(root, Path(tmp) / "template")
         write_class(template, mix)
