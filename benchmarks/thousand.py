@@ -1,13 +1,13 @@
 """1,000 students x 5 notebooks graded on this machine, once (issue 25), beside stock nbgrader.
 
-    .venv/bin/python benchmarks/thousand.py [--students 1000] [--stock-students 10] [--jobs 2]
+    .venv/bin/python benchmarks/thousand.py [--students 1000] [--stock-students 10] [--jobs N]
 
 A scratch class (``bench.scratch_course``, ``bench.class_mix``: seven correct, two with the
 typical mistakes, one blank in every ten) whose students hand in the five parts of the course
 (Part 6 is optional, README; nobody hands it in, so each student's 06 is recorded missing as it
 is for a real class). Then, as an instructor types them:
 
-* ``python -m toeplitz_course grade --jobs 2``, the sandbox on, 03's figures drawn for the person
+* ``python -m toeplitz_course grade --jobs N`` (default: ``grade``'s), the sandbox on, 03's figures drawn for the person
   grading ex3_4 (the course's own configuration), over the whole class;
 * stock ``nbgrader autograde`` (``bench.run_stock``: a fresh kernel per notebook) over the first
   ``--stock-students`` of the same class, and ``grade`` again over those same students, so the
@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS  # noqa: E402
 from toeplitz_course.grader.config import ensure_tools_on_path  # noqa: E402
+from toeplitz_course.grader.grade import default_jobs  # noqa: E402
 from toeplitz_course.instructor import bench  # noqa: E402
 
 OPTIONAL = NOTEBOOKS[-1]  # 06_using_the_matrix: not handed in
@@ -62,9 +63,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--students", type=int, default=1000)
     parser.add_argument("--stock-students", type=int, default=10)
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--jobs", type=int, default=None, help="default: grade's own")
     args = parser.parse_args()
     ensure_tools_on_path()
+    args.jobs = args.jobs or default_jobs()
     root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory(prefix="toeplitz-thousand-") as tmp:
         started = time.perf_counter()
