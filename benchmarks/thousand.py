@@ -7,8 +7,9 @@ typical mistakes, one blank in every ten) whose students hand in the five parts 
 (Part 6 is optional, README; nobody hands it in, so each student's 06 is recorded missing as it
 is for a real class). Then, as an instructor types them:
 
-* ``python -m toeplitz_course grade --jobs N`` (default: ``grade``'s), the sandbox on, 03's figures drawn for the person
-  grading ex3_4 (the course's own configuration), over the whole class;
+* ``python -m toeplitz_course grade --jobs N`` (default: ``grade``'s), the sandbox on, 03's
+  figures drawn for the person grading ex3_4 (the course's own configuration), over the whole
+  class;
 * stock ``nbgrader autograde`` (``bench.run_stock``: a fresh kernel per notebook) over the first
   ``--stock-students`` of the same class, and ``grade`` again over those same students, so the
   two are compared on one set of hand-ins in the same run (stock over 1,000 students would take
