@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS  # noqa: E402
+from toeplitz_course.course.contract import NOTEBOOKS  # noqa: E402
 from toeplitz_course.grader.config import ensure_tools_on_path  # noqa: E402
 from toeplitz_course.instructor import bench  # noqa: E402
 
@@ -39,9 +39,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="toeplitz-oversubscribe-") as tmp:
         template = bench.scratch_course(root, Path(tmp) / "template")
         mix = bench.class_mix(args.students)
-        bench.write_class(template, mix)
-        for student in mix:
-            (template / "submitted" / student / ASSIGNMENT / f"{OPTIONAL}.ipynb").unlink()
+        bench.write_class(template, mix, not_handed_in=frozenset({OPTIONAL}))
         print(f"{len(mix)} students x 5 notebooks; {os.cpu_count()} cores", flush=True)
         for r in range(args.rounds):
             for jobs in args.jobs:

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS  # noqa: E402
+from toeplitz_course.course.contract import NOTEBOOKS  # noqa: E402
 from toeplitz_course.grader.config import ensure_tools_on_path  # noqa: E402
 from toeplitz_course.grader.grade import default_jobs  # noqa: E402
 from toeplitz_course.instructor import bench  # noqa: E402
@@ -44,9 +44,7 @@ def _class(root: Path, dest: Path, students: int) -> dict[str, str]:
     """The scratch class at ``dest``: ``students`` students, five notebooks each."""
     mix = bench.class_mix(students)
     course = bench.scratch_course(root, dest)
-    bench.write_class(course, mix)
-    for student in mix:
-        (course / "submitted" / student / ASSIGNMENT / f"{OPTIONAL}.ipynb").unlink()
+    bench.write_class(course, mix, not_handed_in=frozenset({OPTIONAL}))
     return mix
 
 

@@ -22,6 +22,7 @@ source notebook from one variant to another by replacing each variant's phrase w
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Callable, Iterator
@@ -198,13 +199,18 @@ def toeplitz_rows(given: GivenData) -> str:
 
 def gaps(given: GivenData, padding: int) -> dict[int, float]:
     """``gap_n`` of ``Conv1d(w_1d, padding)`` on ``x_1d`` for every shift in ``given.shifts``."""
+    return dict(_gaps(given, padding))
+
+
+@functools.cache  # asked by every draw (the default's sets), every phrase and every table
+def _gaps(given: GivenData, padding: int) -> tuple[tuple[int, float], ...]:
     w = torch.tensor(given.w_1d, dtype=torch.float64).view(1, 1, -1)
     x = torch.tensor([given.x_1d], dtype=torch.float64)
 
     def conv(v: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.conv1d(v, w, padding=padding)
 
-    return {n: reference.equivariance_gap(conv, x, n) for n in given.shifts}
+    return tuple((n, reference.equivariance_gap(conv, x, n)) for n in given.shifts)
 
 
 def phrases(given: GivenData) -> dict[str, str]:

@@ -433,6 +433,15 @@ def _cells(data: bytes | None) -> dict | None:
     return {"cells": [{k: c[k] for k in keep if k in c} for c in cells if isinstance(c, dict)]}
 
 
+#: Periodic callbacks a worker runs whether it grades or idles, slowed down (milliseconds): the
+#: event loop's health check (Dask's default every 20 ms; a grading task keeps the loop waiting
+#: for seconds anyway, and Dask warns only past 3 s) and the system monitor that feeds the
+#: dashboard (every 500 ms). Idle workers and scheduler cost 7.7% of a core in cluster_bench
+#: (benchmarks/README.md), paid per second of a batch. The memory monitor, which pauses or
+#: restarts a worker near its memory limit, keeps its pace.
+IDLE_CALLBACKS_MS = {"tick": 1000, "monitor": 5000}
+
+
 def dask_setup(worker: Any) -> None:
     """``dask worker --preload toeplitz_course.grader.cluster``: the worker's warm parent (a new
     interpreter importing torch and IPython, seconds of CPU) made as the worker starts, not in
@@ -451,12 +460,3 @@ def dask_setup(worker: Any) -> None:
         if callback is not None:
             callback.callback_time = ms
     prewarm(KERNEL_PRELOAD)
-
-
-#: Periodic callbacks a worker runs whether it grades or idles, slowed down (milliseconds): the
-#: event loop's health check (Dask's default every 20 ms; a grading task keeps the loop waiting
-#: for seconds anyway, and Dask warns only past 3 s) and the system monitor that feeds the
-#: dashboard (every 500 ms). Idle workers and scheduler cost 7.7% of a core in cluster_bench
-#: (benchmarks/README.md), paid per second of a batch. The memory monitor, which pauses or
-#: restarts a worker near its memory limit, keeps its pace.
-IDLE_CALLBACKS_MS = {"tick": 1000, "monitor": 5000}

@@ -280,12 +280,18 @@ def pin(course: Path) -> None:
 _PINNED = "\n# Added by `python -m toeplitz_course bench`: this scratch course's own gradebook.\n"
 
 
-def write_class(course: Path, mix: dict[str, str]) -> None:
+def write_class(
+    course: Path, mix: dict[str, str], not_handed_in: frozenset[str] = frozenset()
+) -> None:
+    """Each student of ``mix`` hands in an example of their kind, without the notebooks named in
+    ``not_handed_in``."""
     from . import examples
 
     made = {kind: getattr(examples, kind)(course) for kind in set(mix.values())}
     for student, kind in mix.items():
         examples.write(made[kind], course, student)
+        for name in not_handed_in:
+            (course / "submitted" / student / ASSIGNMENT / f"{name}.ipynb").unlink()
 
 
 def gradebook_scores(course: Path) -> Scores:
