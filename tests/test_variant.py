@@ -26,6 +26,7 @@ from toeplitz_course.grader.coursedir import Course
 from toeplitz_course.grader.preprocessors import is_autograder_test
 from toeplitz_course.instructor import build, examples
 from toeplitz_course.kernel import probe
+from toeplitz_course.kernel.cases import CASES_KERNEL_2D as CASES_2D
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANT = "2027-spring"
@@ -155,6 +156,21 @@ def _right_payload(grade_id: str, g: variant.GivenData):
         with torch.no_grad():
             layer.weight.copy_(F.conv1d(eye, w)[:, 0, :].T)
         return probe.probe(grade_id, layer)
+    if grade_id in ("ex4_1_test", "ex5_1a_test", "ex5_1b_test"):
+        h, w = g.height, g.width
+        pixels = torch.eye(h * w).view(h * w, 1, h, w)  # image p: 1 at pixel p
+
+        def matrix(kernel):  # column p: the convolution's response to image p
+            kernel = torch.as_tensor(kernel, dtype=torch.float32).view(1, 1, 3, 3)
+            return F.conv2d(pixels, kernel).view(h * w, -1).T
+
+        if grade_id == "ex4_1_test":
+            # The probe switches the convolutions off while the answer runs: computed before.
+            known = {str(torch.tensor(c.kernel).tolist()): matrix(c.kernel) for c in CASES_2D}
+            return probe.probe(grade_id, lambda kernel: known[str(kernel.tolist())])
+        t = matrix(g.kernel_2d)
+        count = t.numel() if grade_id == "ex5_1a_test" else int((t != 0).sum())
+        return probe.probe(grade_id, count)
     padding = 0 if grade_id == "ex3_2_test" else 1
     w = torch.tensor(g.w_1d, dtype=torch.float64).view(1, 1, -1)
     x = torch.tensor([g.x_1d], dtype=torch.float64)
@@ -193,6 +209,8 @@ def default_leftovers(root: Path) -> list[str]:
         str([float(v) for v in base.x_1d]),  # a table's example input
         str([list(r) for r in base.kernel_2d]),
     }
+    # A text can be right in both (a variant whose output is 3 wide writes "$3i + j$" too).
+    texts -= set(variant.phrases(verdicts.given_data(Course.load(root).variant)).values())
     found = []
     for folder in FOLDERS:
         for path in sorted((root / folder).glob("*.ipynb")):
@@ -238,6 +256,49 @@ def test_a_second_build_of_the_variant_is_identical_and_the_way_back_is_the_defa
         assert (again / path).read_bytes() == (variant_course / path).read_bytes(), name
         # The instructor edits one notebook: moved to a variant and back, it is the same file.
         assert (back / path).read_bytes() == (ROOT / path).read_bytes(), name
+
+
+def _a_name_for_every_image_size() -> list[str]:
+    names: dict[tuple[int, int], str] = {}
+    for i in range(500):
+        g = verdicts.given_data(f"size-{i}")
+        names.setdefault((g.height, g.width), g.name)
+        if len(names) == len(variant.IMAGE_SIZES):
+            break
+    return list(names.values())
+
+
+def test_every_image_size_moves_source_there_and_back_without_a_trace(tmp_path):
+    """Through a variant of every image size in turn and back to the default: at each step no
+    phrase of the variant left behind is left in any notebook, and at the end every notebook
+    is the committed file, byte for byte."""
+    root = _scratch(tmp_path / "course", None)
+    names = _a_name_for_every_image_size()
+    assert len(names) == len(variant.IMAGE_SIZES)
+    quoted = {}  # the phrases each committed notebook quotes
+    for notebook in NOTEBOOKS:
+        nb = nbformat.read(ROOT / "source" / ASSIGNMENT / f"{notebook}.ipynb", as_version=4)
+        text = "\n".join(c.source for c in nb.cells)
+        quoted[notebook] = {
+            k for k, t in variant.phrases(DEFAULT_DATA, notebook).items() if t in text
+        }
+    assert {"T size", "block_matrix solution", "ex5_1a answer"} <= set().union(*quoted.values())
+    was = DEFAULT_DATA
+    for name in [*names, "default"]:
+        now = verdicts.given_data(name)
+        build.to_variant(root, now)
+        for notebook in NOTEBOOKS:
+            nb = nbformat.read(root / "source" / ASSIGNMENT / f"{notebook}.ipynb", as_version=4)
+            text = "\n".join(c.source for c in nb.cells if "Self-checks" not in c.source[:80])
+            old, new = variant.phrases(was, notebook), variant.phrases(now, notebook)
+            stale = {k for k in old if old[k] in text and old[k] not in new.values()}
+            assert stale == set(), (was.name, name, notebook)
+            assert {k for k in quoted[notebook] if new[k] not in text} == set(), name
+        was = now
+    build.write_self_checks(root, DEFAULT_DATA)
+    for notebook in NOTEBOOKS:
+        path = Path("source") / ASSIGNMENT / f"{notebook}.ipynb"
+        assert (root / path).read_bytes() == (ROOT / path).read_bytes(), notebook
 
 
 def test_a_model_answer_build_cannot_keep_in_step_stops_the_build(tmp_path):
@@ -318,7 +379,13 @@ def test_the_kernel_verifies_for_the_course_it_runs_in(variant_course, given, mo
 
 # -- old answers show -------------------------------------------------------------------------
 
-HANDED_IN = ("01_conv1d_toeplitz", "03_equivariance")  # every variant-dependent exercise
+# Every variant-dependent exercise is in these.
+HANDED_IN = (
+    "01_conv1d_toeplitz",
+    "03_equivariance",
+    "04_conv2d_block_toeplitz",
+    "05_parameter_counts",
+)
 
 
 def test_a_default_key_earns_0_on_the_variant_dependent_exercises_and_is_flagged(
@@ -367,25 +434,26 @@ def test_a_default_key_earns_0_on_the_variant_dependent_exercises_and_is_flagged
     assert not [f for f in mine["flags"] if f["kind"] == "old_answer"]
 
     text = report(course)
-    assert "OLD ANSWERS: s01_default_key: 3 answers match variant 'default'" in text
+    told = len(verdicts.VARIANT_DEPENDENT)
+    assert f"OLD ANSWERS: s01_default_key: {told} answers match variant 'default'" in text
     assert "s02_variant_key: " not in text.split("students flagged")[0].split("OLD ANSWERS")[-1]
 
 
 def test_previous_variants_are_read_from_the_config_and_their_answers_are_old(tmp_path):
-    root = _scratch(tmp_path / "course", VARIANT, previous=["2026-fall", "default"])
+    root = _scratch(tmp_path / "course", VARIANT, previous=["2026-spring", "default"])
     course = Course.load(root)
-    assert (course.variant, course.previous_variants) == (VARIANT, ("2026-fall", "default"))
+    assert (course.variant, course.previous_variants) == (VARIANT, ("2026-spring", "default"))
     given, others = verdicts.course_variants(course.variant, course.previous_variants)
-    assert [o.name for o in others] == ["default", "2026-fall"]
-    fall = verdicts.given_data("2026-fall")
+    assert [o.name for o in others] == ["default", "2026-spring"]
+    fall = verdicts.given_data("2026-spring")
     told = 0
     for grade_id in verdicts.VARIANT_DEPENDENT:
         payload = _right_payload(grade_id, fall)
         # Two terms can share a set of shifts (the sets depend only on where x_1d's zeros are
-        # and on the shift range); these two do not.
+        # and on the shift range) or an image size; these two share neither.
         assert payload != _right_payload(grade_id, given), grade_id
         told += 1
-        with pytest.raises(verdicts.OldAnswer, match="variant '2026-fall'"):
+        with pytest.raises(verdicts.OldAnswer, match="variant '2026-spring'"):
             verdicts.verify(grade_id, payload, given, others)
         # Without it among the previous variants, it is a plain wrong answer.
         with pytest.raises(AssertionError) as caught:

@@ -1,15 +1,16 @@
 """A variant: the course's given numbers for one term, drawn from the variant's name.
 
-``given(name)`` is the data every notebook shows (the 1D input and kernel, the image and its
-kernel) and the range of shifts Exercises 3.2 and 3.3 ask about. The default variant (no name,
-or ``"default"``) is the data of :mod:`toeplitz_course.kernel.data`, which the committed
-notebooks are in; any other name seeds a ``random.Random`` with its SHA-256, so the same name
-gives the same numbers on every machine.
+``given(name)`` is the data every notebook shows (the 1D input and kernel, the image, its
+size, and its kernel) and the range of shifts Exercises 3.2 and 3.3 ask about. The default
+variant (no name, or ``"default"``) is the data of :mod:`toeplitz_course.kernel.data`, which
+the committed notebooks are in; any other name seeds a ``random.Random`` with its SHA-256, so
+the same name gives the same numbers on every machine.
 
-Only the numbers and the shift range vary; the sizes (N = 10, K = 3, a 4 x 5 image, a 3 x 3
-kernel) and the paddings stay, because the prose, the function exercises' sizes and Exercise
-5.1's counts are written for them, and Part 3's padded layer is Part 2's answer (the padding
-that keeps the length: 1 for K = 3). A draw is kept only if every exercise stays meaningful and
+The numbers, the shift range and the image's size (``IMAGE_SIZES``) vary; the 1D sizes (N = 10,
+K = 3), the 3 x 3 kernel and the paddings stay, because Parts 1-3's prose and the function
+exercises' sizes are written for them, and Part 3's padded layer is Part 2's answer (the padding
+that keeps the length: 1 for K = 3). The image's size decides Exercise 4.1's matrix and Exercise
+5.1's first two counts. A draw is kept only if every exercise stays meaningful and
 every answer that depends on the data differs from the default variant's (``_acceptable``); the
 grader adds its own condition (no known mistake shares a key with the right answer,
 ``verdicts.distinct``) through ``accept``. Exercises 3.2 and 3.3 depend only on how many zeros
@@ -40,14 +41,21 @@ DEFAULT = "default"
 #: name}``; absent: the default). ``build`` writes it; an unconfined kernel reads it.
 METADATA = "toeplitz_course"
 
+#: The image sizes (height, width) a variant draws from. Never square: an H/W mix-up must show.
+#: At most 7 a side: Part 4 shows the matrix of an image one pixel larger each way, its columns
+#: labelled. None whose counts (Exercise 5.1) are the default's: 5 x 4 has 6 outputs and 20
+#: pixels as 4 x 5 has.
+IMAGE_SIZES = ((4, 6), (6, 4), (5, 6), (6, 5), (4, 7), (7, 4))
+
 #: Draws tried before a name is given up on (a name whose draws all fail is reported, not hung on).
 MAX_DRAWS = 20000
 
 
 @dataclass(frozen=True)
 class GivenData:
-    """One variant's given numbers: ``x_1d`` (10 values), ``w_1d`` (3), ``img_2d`` (4 rows of 5),
-    ``kernel_2d`` (3 rows of 3); whole numbers, as the notebooks write them. ``max_shift``: Part
+    """One variant's given numbers: ``x_1d`` (10 values), ``w_1d`` (3), ``img_2d`` (``height``
+    rows of ``width``; the default 4 x 5), ``kernel_2d`` (3 rows of 3); whole numbers, as the
+    notebooks write them. ``max_shift``: Part
     3 asks about the shifts ``-max_shift..max_shift`` (``shifts``)."""
 
     name: str
@@ -60,6 +68,14 @@ class GivenData:
     @property
     def shifts(self) -> range:
         return range(-self.max_shift, self.max_shift + 1)
+
+    @property
+    def height(self) -> int:
+        return len(self.img_2d)
+
+    @property
+    def width(self) -> int:
+        return len(self.img_2d[0])
 
     @property
     def is_default(self) -> bool:
@@ -110,7 +126,7 @@ def _acceptable(given: GivenData) -> bool:
     if any(t == k for t in turned):
         return False  # each flip and the transpose is a mistake of its own
     flat = [v for row in given.img_2d for v in row]
-    if given.img_2d == base.img_2d or not (6 <= flat.count(0) <= 14):
+    if given.img_2d == base.img_2d or not (0.3 <= flat.count(0) / len(flat) <= 0.7):
         return False  # a binary image with zeros (the prose says so) and enough ones
     x = given.x_1d
     if x[0] != 0 or x[-1] != 0 or x == base.x_1d:
@@ -138,11 +154,12 @@ def candidates(name: str) -> Iterator[GivenData]:
         max_shift = rng.choice([4, 5, 6, 7])
         lead, trail = rng.randint(1, 4), rng.randint(1, 4)
         body = [rng.randint(1, 9) for _ in range(10 - lead - trail)]
+        height, width = rng.choice(IMAGE_SIZES)
         yield GivenData(
             name,
             tuple([0] * lead + body + [0] * trail),
             tuple(rng.choice(weights_1d) for _ in range(3)),
-            tuple(tuple(rng.randint(0, 1) for _ in range(5)) for _ in range(4)),
+            tuple(tuple(rng.randint(0, 1) for _ in range(width)) for _ in range(height)),
             tuple(tuple(rng.choice(weights_2d) for _ in range(3)) for _ in range(3)),
             max_shift,
         )
@@ -213,10 +230,95 @@ def _gaps(given: GivenData, padding: int) -> tuple[tuple[int, float], ...]:
     return tuple((n, reference.equivariance_gap(conv, x, n)) for n in given.shifts)
 
 
-def phrases(given: GivenData) -> dict[str, str]:
+def _vec(symbol: str, rows: int, cols: int) -> str:
+    """``(X_{0,0}, ..., X_{rows-1,cols-1})^T``: every entry up to 6, else the first row and the
+    last entry, as Part 4 writes a flattened image or output."""
+    if rows * cols <= 6:
+        entries = [f"{symbol}_{{{r},{c}}}" for r in range(rows) for c in range(cols)]
+    else:
+        first = [f"{symbol}_{{0,{c}}}" for c in range(cols)]
+        if cols > 3:
+            first[2:-1] = ["\\dots"]
+        entries = first + [f"{symbol}_{{1,0}}", "\\dots", f"{symbol}_{{{rows - 1},{cols - 1}}}"]
+    return "(" + ", ".join(entries) + ")^\\top"
+
+
+def _image_phrases(given: GivenData) -> dict[str, str]:
+    """The sizes Parts 4 and 5 write, for ``given``'s image (H x W) and 3 x 3 kernel: the
+    output (H-2) x (W-2), the matrix's shape, the flat positions, the block structure, and
+    Part 4's larger example (one pixel more each way)."""
+    H, W = given.height, given.width
+    R, S = len(given.kernel_2d), len(given.kernel_2d[0])
+    ho, wo = H - R + 1, W - S + 1
+    n, p = ho * wo, H * W
+    blocks = []
+    for i in range(ho):
+        cells = ["0"] * H
+        for a in range(R):
+            cells[i + a] = f"T_{a}"
+        blocks.append(" & ".join(cells))
+    first_patch = [
+        ", ".join(str(W * a + b) for b in range(S)) + f"$ (image row {a})" for a in range(R)
+    ]
+    big_h, big_w = H + 1, W + 1
+    big_ho, big_wo = big_h - R + 1, big_w - S + 1
+    return {
+        "image size": f"${H} \\times {W}$ image",
+        "binary image size": f"${H} \\times {W}$ binary image",
+        "output shape sum": f"$({H}-{R}+1) \\times ({W}-{S}+1) = {ho} \\times {wo}$",
+        "output shape comment": f"tuple(y_2d.shape))  # (1, 1, {ho}, {wo})",
+        "HW": f"$H W = {p}$",
+        "pixel position": f"${W}r + c$",
+        "vec X": f"\\operatorname{{vec}}(X) = {_vec('X', H, W)} \\in \\mathbb{{R}}^{{{p}}}",
+        "output size": f"${ho} \\times {wo}$ output",
+        "output position": f"${wo}i + j$",
+        "vec Y": f"\\operatorname{{vec}}(Y) = {_vec('Y', ho, wo)} \\in \\mathbb{{R}}^{{{n}}}",
+        "T size": f"${n} \\times {p}$",
+        "kernel column": f"${W}(i+a) + (j+b)$",
+        "first patch": "pixels $" + ", $".join(first_patch[:-1]) + " and $" + first_patch[-1],
+        "gap": f"$W - S = {W - S}$ zero" + ("s" if W - S != 1 else ""),
+        "row starts": f"starts {W} positions later",
+        "block size": f"blocks of ${wo} \\times {W}$",
+        "block size 2": f"the ${wo} \\times {W}$ 1D Toeplitz matrix",
+        "grid blocks": f"the ${wo} \\times {W}$ blocks",
+        "block matrix": "T = \\begin{bmatrix} " + " \\\\ ".join(blocks) + " \\end{bmatrix}",
+        "list rows": f"a list of {n} rows, by the rule above",
+        "fc2d": f"nn.Linear(in_features={p}, out_features={n}, bias=False)",
+        "block_matrix doc": f"The {n} x {p} matrix of the valid conv2d of a {H} x {W} image with "
+        f"a {R} x {S} kernel.\n\n    kernel : 2-D tensor of shape ({R}, {S}). Row {wo}*i + j "
+        f"produces output (i, j); column {W}*r + c",
+        "block_matrix solution": f"    T_2d = torch.zeros({n}, {p})\n"
+        f"    for i in range({ho}):\n"
+        f"        for j in range({wo}):\n"
+        f"            for a in range({R}):\n"
+        f"                for b in range({S}):\n"
+        f"                    T_2d[{wo} * i + j, {W} * (i + a) + (j + b)] = kernel[a, b]\n",
+        "larger image": f"The same kernel on a larger ${big_h} \\times {big_w}$ image. There "
+        f"are now ${big_ho} \\times {big_wo}$ outputs and ${big_h}$ image rows, so the matrix "
+        f"is ${big_ho * big_wo} \\times {big_h * big_w}$, made of ${big_ho} \\times {big_h}$ "
+        f"blocks of size ${big_wo} \\times {big_w}$.",
+        "larger blocks": f"rows, now of size ${big_wo} \\times {big_w}$.",
+        "maps": f"$\\mathbb{{R}}^{{{p}}} \\to \\mathbb{{R}}^{{{n}}}$",
+        "from to": f"from $\\mathbb{{R}}^{{{p}}}$ to $\\mathbb{{R}}^{{{n}}}$",
+        "Linear 05": f"`nn.Linear({p}, {n}, bias=False)`",
+        "flattened": f"the {p} flattened pixels to the {n} flattened",
+        "dense comment": f"entries of the dense {n} x {p} matrix",
+        "ex5_1a answer": f"n_params_dense = {n * p}  # out_features * in_features = {n} * {p}",
+        "ex5_1b answer": f"n_nonzero_toeplitz = {n * R * S}  # {n} outputs * {R * S} pixels per "
+        "patch",
+    }
+
+
+#: The notebooks that quote the image's sizes: only there are those phrases replaced (a size as
+#: short as "a list of 10 rows" means another matrix in Part 2).
+IMAGE_NOTEBOOKS = ("04_conv2d_block_toeplitz", "05_parameter_counts")
+
+
+def phrases(given: GivenData, notebook: str | None = None) -> dict[str, str]:
     """Every text a source notebook quotes the data or an answer derived from them in, by what
-    it is. ``build`` moves a notebook from variant A to B by replacing ``phrases(A)[k]`` with
-    ``phrases(B)[k]``; after that no phrase of A may be left."""
+    it is; of ``notebook`` (its name without ``.ipynb``) when given, else of any. ``build``
+    moves a notebook from variant A to B by replacing ``phrases(A)[k]`` with ``phrases(B)[k]``;
+    after that no phrase of A may be left."""
     x, w = given.x_1d, given.w_1d
     img, k2 = given.img_2d, given.kernel_2d
     t2 = reference.block_toeplitz_2d([list(r) for r in k2], len(img), len(img[0])).tolist()
@@ -267,4 +369,4 @@ def phrases(given: GivenData) -> dict[str, str]:
         "broken panels": "examples = ["
         + ", ".join(f'("{name}", {name}, {n})' for name, n in panels)
         + "]",
-    }
+    } | (_image_phrases(given) if notebook in (None, *IMAGE_NOTEBOOKS) else {})

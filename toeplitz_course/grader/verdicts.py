@@ -312,7 +312,7 @@ def _table_ex1_2(given: GivenData, collisions: list[str] | None = None) -> dict:
 def _course_2d(given: GivenData) -> tuple[int, int, int]:
     """(entries, nonzero entries) of the course's block-Toeplitz matrix and its kernel size."""
     kernel = [list(row) for row in given.kernel_2d]
-    t = reference.block_toeplitz_2d(kernel, len(given.img_2d), len(given.img_2d[0]))
+    t = reference.block_toeplitz_2d(kernel, given.height, given.width)
     kernel_size = len(kernel) * len(kernel[0])
     return t.numel(), int((t != 0).sum()), kernel_size
 
@@ -329,7 +329,7 @@ def _count_table(name: str, expected: int, hint: str, known: dict[int, str]) -> 
 
 def _table_ex5_1a(given: GivenData) -> dict:
     dense, nonzero, kernel_size = _course_2d(given)
-    inputs = len(given.img_2d) * len(given.img_2d[0])
+    inputs = given.height * given.width
     outputs = dense // inputs
     known = {
         dense + outputs: "that adds a bias per output; count only the weights (no bias here)",
@@ -535,9 +535,8 @@ def _case_same(case: Any) -> dict:
     return {"args": [k], "call": case.call(), "right": key("p", expected), "known": listed}
 
 
-#: The sizes the kernel builders are for: Part 2's padded 1D convolution, Part 4's 2D one.
+#: The sizes Part 2's kernel builder is for (Part 4's is for the variant's image: ``given``).
 PADDED_N, PADDED_P = len(reference.X_1D), 1
-BLOCK_H, BLOCK_W = len(reference.IMG_2D), len(reference.IMG_2D[0])
 
 _OTHER_KERNEL = (
     "it returns the matrix of the notebook's kernel, not of the kernel it is given: build it "
@@ -565,9 +564,9 @@ def _case_padded_matrix(case: Any, given: GivenData = DEFAULT_DATA) -> dict:
 
 def _case_block_matrix(case: Any, given: GivenData = DEFAULT_DATA) -> dict:
     k = [[float(v) for v in row] for row in case.kernel]
-    matrix = matrix_table_2d(k, BLOCK_H, BLOCK_W, with_counts=True)
+    matrix = matrix_table_2d(k, given.height, given.width, with_counts=True)
     kernel = [list(row) for row in given.kernel_2d]
-    course = _matrix_list(reference.block_toeplitz_2d(kernel, BLOCK_H, BLOCK_W))
+    course = _matrix_list(reference.block_toeplitz_2d(kernel, given.height, given.width))
     return {
         "args": [k],
         "call": case.call(),
@@ -892,9 +891,18 @@ _VALUES = {
 #: Function exercises whose table also names the course's own kernel (as a known mistake).
 _GIVEN_CASES = {"ex2_2_test", "ex4_1_test"}
 
-#: The exercises whose right answer differs from one variant to the next (with sizes fixed, the
-#: counts of Exercise 5.1 and every function exercise are the same in every variant).
-VARIANT_DEPENDENT = ("ex1_2_test", "ex3_2_test", "ex3_3_test")
+#: The exercises whose right answer differs from one variant to the next: the matrix and the
+#: sets built from the data, and what the image's size decides (Exercise 4.1's matrix, the first
+#: two counts of 5.1). The other function exercises are rules, right in every variant, and the
+#: kernel's count (5.1c) is 9 in all.
+VARIANT_DEPENDENT = (
+    "ex1_2_test",
+    "ex3_2_test",
+    "ex3_3_test",
+    "ex4_1_test",
+    "ex5_1a_test",
+    "ex5_1b_test",
+)
 
 EXERCISES_CHECKED = frozenset(_VALUES) | frozenset(_FUNCTIONS)
 
@@ -946,7 +954,7 @@ def distinct(given: GivenData) -> bool:
     collisions: list[str] = []
     _table_ex1_2(given, collisions)
     kernel = [list(row) for row in given.kernel_2d]
-    matrix_table_2d(kernel, BLOCK_H, BLOCK_W, with_counts=True, collisions=collisions)
+    matrix_table_2d(kernel, given.height, given.width, with_counts=True, collisions=collisions)
     matrix_table_1d(given.w_1d, PADDED_N, PADDED_P, with_counts=True, collisions=collisions)
     return not collisions
 

@@ -23,6 +23,7 @@ from typing import Any
 from ..course import contract
 from ..course.variant import DEFAULT_DATA, GivenData
 from ..kernel import cases as hidden_cases
+from ..kernel.data import Case2D, CaseCounts
 from . import verdicts
 from .config import CELL_TIMEOUT
 
@@ -252,6 +253,13 @@ def _in_variant(case: Any, given: GivenData) -> Any:
         ),
     }
     changed = {}
+    course_kernel = tuple(tuple(float(v) for v in r) for r in base.kernel_2d)
+    shape = (len(base.kernel_2d), len(base.kernel_2d[0]))
+    if (isinstance(case, Case2D) and case.kernel == course_kernel) or (
+        isinstance(case, CaseCounts) and (case.R, case.S) == shape
+    ):
+        if (case.H, case.W) == (base.height, base.width):  # the notebook's image, its own size
+            changed.update(H=given.height, W=given.width)
     for field in dataclasses.fields(case):
         value = getattr(case, field.name)
         if field.name == "args":
@@ -352,6 +360,10 @@ def _data_source(given: GivenData) -> str:
         start = text.index(f"{name} = [")
         end = text.index("\n]\n", start) + 3
         comment = text[start : text.index("\n", start)].partition("#")[2]
+        if name == "IMG_2D":
+            comment = comment.replace(
+                f"{base.height} x {base.width}", f"{given.height} x {given.width}"
+            )
         block = lines(name, new_rows).replace(f"{name} = [\n", f"{name} = [  #{comment}\n", 1)
         text = text[:start] + block + text[end:]
     return text

@@ -41,6 +41,9 @@ REQUIRED = {
     "ex3_2": ("ex3_2 set",),
     "ex3_3": ("ex3_3 set",),
     "ex3_4": ("padded set prose", "valid set prose", "edge zeros"),
+    "ex4_1": ("block_matrix solution",),
+    "ex5_1a": ("ex5_1a answer",),
+    "ex5_1b": ("ex5_1b answer",),
 }
 
 
@@ -62,15 +65,21 @@ def to_variant(root: Path, given: GivenData) -> list[Path]:
     """Rewrite ``source/`` in place into variant ``given``: in each notebook recorded in another
     variant, every phrase of that variant (``variant.phrases``: the data in code and prose, the
     model answers built from them) becomes ``given``'s. The notebooks it changed."""
-    new = variant.phrases(given)
     changed = []
     for name in NOTEBOOKS:
         path = root / "source" / ASSIGNMENT / f"{name}.ipynb"
         nb = nbformat.read(path, as_version=4)
         was = recorded_variant(nb)
+        new = variant.phrases(given, name)
         if was != given.name:
-            old = variant.phrases(verdicts.given_data(was))
+            old = variant.phrases(verdicts.given_data(was), name)
             swap = {old[k]: new[k] for k in old if old[k] != new[k]}
+            clashes = sorted(k for k in old if swap.get(old[k], new[k]) != new[k])
+            if clashes:  # one text, two meanings: which replacement it needs cannot be told
+                raise BuildError(
+                    f"{path}: variants {was!r} and {given.name!r} cannot be told apart in "
+                    f"{', '.join(clashes)} (the same text stands for two things in {was!r})"
+                )
             longest_first = sorted(swap, key=len, reverse=True)
             pattern = re.compile("|".join(re.escape(t) for t in longest_first))
             for cell in nb.cells:

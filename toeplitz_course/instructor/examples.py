@@ -129,17 +129,26 @@ def _builder_1d(rule: str, result: str = "T") -> str:
     )
 
 
-def _builder_2d(column: str, kernel: str = "kernel", result: str = "T") -> str:
-    """A ``block_matrix`` that puts kernel[a, b] of output (i, j) at column ``column``."""
+#: Where a ``block_matrix`` puts the pixel (i + a, j + b): the rule (row-major), and the input
+#: flattened column by column (a mistake).
+ROW_MAJOR, COLUMN_MAJOR = "{W} * (i + a) + (j + b)", "{H} * (j + b) + (i + a)"
+
+
+def _builder_2d(
+    given: GivenData, column: str = ROW_MAJOR, kernel: str = "kernel", result: str = "T"
+) -> str:
+    """A ``block_matrix`` for ``given``'s image that puts kernel[a, b] of output (i, j) at
+    column ``column`` (``{H}`` and ``{W}`` stand for the image's height and width)."""
+    h, w = given.height, given.width
     return (
         "def block_matrix(kernel):\n"
         f"    k = {kernel}\n"
-        "    T = torch.zeros(6, 20)\n"
-        "    for i in range(2):\n"
-        "        for j in range(3):\n"
+        f"    T = torch.zeros({(h - 2) * (w - 2)}, {h * w})\n"
+        f"    for i in range({h - 2}):\n"
+        f"        for j in range({w - 2}):\n"
         "            for a in range(3):\n"
         "                for b in range(3):\n"
-        f"                    T[3 * i + j, {column}] = k[a, b]\n"
+        f"                    T[{w - 2} * i + j, {column.format(H=h, W=w)}] = k[a, b]\n"
         f"    return {result}\n"
     )
 
@@ -161,8 +170,8 @@ MISTAKES: dict[str, str] = {
     ),
     "ex2_2": _builder_1d("(i + r - 1) % 10"),  # circular padding: the corners wrap around
     "ex2_3": "def same_padding(K):\n    return K // 2  # right for odd K only\n",
-    "ex4_1": _builder_2d("4 * (j + b) + (i + a)"),  # column-major flattening of the input
-    "ex5_1b": "n_nonzero_toeplitz = 9 * 20\n",
+    "ex4_1": _builder_2d(DEFAULT_DATA, COLUMN_MAJOR),  # mistakes() builds it for the course
+    "ex5_1b": "n_nonzero_toeplitz = 9 * 20\n",  # and this: the kernel at every pixel
     "ex5_2": (
         "def param_counts(H, W, R, S):\n"
         "    n_out = (H - R + 1) * (W - S + 1)\n"
@@ -199,8 +208,13 @@ def blank(root: Path) -> Notebooks:
 def mistakes(root: Path) -> Notebooks:
     nbs = correct(root)
     given = course_data(root)
+    for_course = {
+        "ex1_2": _flipped_t(given),
+        "ex4_1": _builder_2d(given, COLUMN_MAJOR),
+        "ex5_1b": f"n_nonzero_toeplitz = 9 * {given.height * given.width}\n",
+    }
     for grade_id, source in MISTAKES.items():
-        answer(nbs, grade_id, _flipped_t(given) if grade_id == "ex1_2" else source)
+        answer(nbs, grade_id, for_course.get(grade_id, source))
     return nbs
 
 
@@ -578,8 +592,9 @@ def form_cases(root: Path) -> list[Case]:
     )
     answer(nbs, "ex3_2", f"equivariant_shifts_valid = {valid}\n")
     answer(nbs, "ex3_3", f"equivariant_shifts_padded = {tuple(padded)}\n")
-    answer(nbs, "ex5_1a", "import numpy as np\nn_params_dense = np.int64(6 * 20)\n")
-    answer(nbs, "ex5_1b", "import numpy as np\nn_nonzero_toeplitz = np.int32(6 * 9)\n")
+    outputs, pixels = (given.height - 2) * (given.width - 2), given.height * given.width
+    answer(nbs, "ex5_1a", f"import numpy as np\nn_params_dense = np.int64({outputs} * {pixels})\n")
+    answer(nbs, "ex5_1b", f"import numpy as np\nn_nonzero_toeplitz = np.int32({outputs} * 9)\n")
     answer(nbs, "ex5_1c", "n_params_kernel = 3 * 3\n")
     answer(
         nbs,
@@ -623,8 +638,9 @@ def form_cases(root: Path) -> list[Case]:
         nbs,
         "ex4_1",  # a float32 numpy array, from the kernel as numpy
         "import numpy as np\n\n\n"
-        + _builder_2d("5 * (i + a) + (j + b)", "kernel.numpy()").replace(
-            "torch.zeros(6, 20)", "np.zeros((6, 20), dtype=np.float32)"
+        + _builder_2d(given, kernel="kernel.numpy()").replace(
+            f"torch.zeros({outputs}, {pixels})",
+            f"np.zeros(({outputs}, {pixels}), dtype=np.float32)",
         ),
     )
     cases.append(
@@ -637,7 +653,7 @@ def form_cases(root: Path) -> list[Case]:
     answer(nbs, "ex2_3", "def same_padding(K):\n    return (K - 1) / 2\n")  # 1.5 for K = 4
     answer(nbs, "ex3_2", f"equivariant_shifts_valid = {set(valid) | {breaks}}\n")
     answer(nbs, "ex3_3", f"equivariant_shifts_padded = {set(padded[1:]) or set()}\n")
-    answer(nbs, "ex4_1", _builder_2d("5 * (i + a) + (j + b)", "kernel.flip(0, 1)"))
+    answer(nbs, "ex4_1", _builder_2d(given, kernel="kernel.flip(0, 1)"))
     cases.append(
         Case(
             "f03_wrong_forms",
@@ -658,7 +674,7 @@ def form_cases(root: Path) -> list[Case]:
     answer(nbs, "ex1_2", _linear("linear_layer", 9, 10, torch.cat([t1, t1[-1:]])))
     # Right for the notebook's kernel only: the matrix typed out, whatever w is.
     answer(nbs, "ex2_2", f"def padded_matrix(w):\n    return torch.tensor({_literal(t1p)})\n")
-    answer(nbs, "ex4_1", _builder_2d("4 * (j + b) + (i + a)"))
+    answer(nbs, "ex4_1", _builder_2d(given, COLUMN_MAJOR))
     cases.append(
         Case(
             "f04_wrong_forms",
