@@ -26,6 +26,7 @@ from toeplitz_course.grader.coursedir import Course
 from toeplitz_course.grader.preprocessors import is_autograder_test
 from toeplitz_course.instructor import build, examples
 from toeplitz_course.kernel import probe
+from toeplitz_course.kernel.cases import CASES_KERNEL_1D as CASES_1D
 from toeplitz_course.kernel.cases import CASES_KERNEL_2D as CASES_2D
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,6 +157,15 @@ def _right_payload(grade_id: str, g: variant.GivenData):
         with torch.no_grad():
             layer.weight.copy_(F.conv1d(eye, w)[:, 0, :].T)
         return probe.probe(grade_id, layer)
+    if grade_id == "ex2_2_test":
+        n = len(g.x_1d)
+        eye = torch.eye(n).unsqueeze(1)
+
+        def padded(w):  # column j: the padded convolution's response to unit input j
+            return F.conv1d(eye, torch.as_tensor(w).view(1, 1, -1).float(), padding=1)[:, 0].T
+
+        known = {str(torch.tensor(c.kernel).tolist()): padded(c.kernel) for c in CASES_1D}
+        return probe.probe(grade_id, lambda w: known[str(w.tolist())])
     if grade_id in ("ex4_1_test", "ex5_1a_test", "ex5_1b_test"):
         h, w = g.height, g.width
         pixels = torch.eye(h * w).view(h * w, 1, h, w)  # image p: 1 at pixel p
@@ -208,6 +218,20 @@ def default_leftovers(root: Path) -> list[str]:
         "w=" + str(list(base.w_1d)),  # a visible case's call, toeplitz_1d(w=[1, 1, -2], ...)
         str([float(v) for v in base.x_1d]),  # a table's example input
         str([list(r) for r in base.kernel_2d]),
+        # The sizes, written out here and not taken from the phrases: a size no phrase covers
+        # would otherwise go unseen.
+        "$N = 10$",
+        "length=10",
+        "$8 \\times 10$",
+        "$10 \\times 10$",
+        "(8, 10)",
+        "$4 \\times 5$",
+        "$6 \\times 20$",
+        "$2 \\times 3$",
+        "torch.zeros(6, 20)",
+        "torch.zeros(10, 10)",
+        "= 120",
+        "= 54",
     }
     # A text can be right in both (a variant whose output is 3 wide writes "$3i + j$" too).
     texts -= set(variant.phrases(verdicts.given_data(Course.load(root).variant)).values())
@@ -258,23 +282,26 @@ def test_a_second_build_of_the_variant_is_identical_and_the_way_back_is_the_defa
         assert (back / path).read_bytes() == (ROOT / path).read_bytes(), name
 
 
-def _a_name_for_every_image_size() -> list[str]:
-    names: dict[tuple[int, int], str] = {}
+def _names_for_every_size() -> list[str]:
+    """Variants that between them draw every length of x_1d and every image size."""
+    names, lengths, images = [], set(), set()
     for i in range(500):
         g = verdicts.given_data(f"size-{i}")
-        names.setdefault((g.height, g.width), g.name)
-        if len(names) == len(variant.IMAGE_SIZES):
-            break
-    return list(names.values())
+        if g.length not in lengths or (g.height, g.width) not in images:
+            names.append(g.name)
+            lengths.add(g.length)
+            images.add((g.height, g.width))
+        if len(lengths) == len(variant.LENGTHS) and len(images) == len(variant.IMAGE_SIZES):
+            return names
+    raise AssertionError("500 names do not draw every size")
 
 
-def test_every_image_size_moves_source_there_and_back_without_a_trace(tmp_path):
-    """Through a variant of every image size in turn and back to the default: at each step no
-    phrase of the variant left behind is left in any notebook, and at the end every notebook
-    is the committed file, byte for byte."""
+def test_every_size_moves_source_there_and_back_without_a_trace(tmp_path):
+    """Through variants of every length and image size in turn and back to the default: at each
+    step no phrase of the variant left behind is left in any notebook, and at the end every
+    notebook is the committed file, byte for byte."""
     root = _scratch(tmp_path / "course", None)
-    names = _a_name_for_every_image_size()
-    assert len(names) == len(variant.IMAGE_SIZES)
+    names = _names_for_every_size()
     quoted = {}  # the phrases each committed notebook quotes
     for notebook in NOTEBOOKS:
         nb = nbformat.read(ROOT / "source" / ASSIGNMENT / f"{notebook}.ipynb", as_version=4)
@@ -282,7 +309,8 @@ def test_every_image_size_moves_source_there_and_back_without_a_trace(tmp_path):
         quoted[notebook] = {
             k for k, t in variant.phrases(DEFAULT_DATA, notebook).items() if t in text
         }
-    assert {"T size", "block_matrix solution", "ex5_1a answer"} <= set().union(*quoted.values())
+    every = set().union(*quoted.values())
+    assert {"T size", "block_matrix solution", "ex5_1a answer", "padded solution"} <= every
     was = DEFAULT_DATA
     for name in [*names, "default"]:
         now = verdicts.given_data(name)
@@ -291,7 +319,10 @@ def test_every_image_size_moves_source_there_and_back_without_a_trace(tmp_path):
             nb = nbformat.read(root / "source" / ASSIGNMENT / f"{notebook}.ipynb", as_version=4)
             text = "\n".join(c.source for c in nb.cells if "Self-checks" not in c.source[:80])
             old, new = variant.phrases(was, notebook), variant.phrases(now, notebook)
-            stale = {k for k in old if old[k] in text and old[k] not in new.values()}
+            rest = text  # what is not a phrase of the new variant (those may hold an old text)
+            for phrase in sorted(new.values(), key=len, reverse=True):
+                rest = rest.replace(phrase, "\0")
+            stale = {k for k in old if old[k] in rest}
             assert stale == set(), (was.name, name, notebook)
             assert {k for k in quoted[notebook] if new[k] not in text} == set(), name
         was = now
@@ -382,6 +413,7 @@ def test_the_kernel_verifies_for_the_course_it_runs_in(variant_course, given, mo
 # Every variant-dependent exercise is in these.
 HANDED_IN = (
     "01_conv1d_toeplitz",
+    "02_padding",
     "03_equivariance",
     "04_conv2d_block_toeplitz",
     "05_parameter_counts",
@@ -439,21 +471,34 @@ def test_a_default_key_earns_0_on_the_variant_dependent_exercises_and_is_flagged
     assert "s02_variant_key: " not in text.split("students flagged")[0].split("OLD ANSWERS")[-1]
 
 
+def _a_term_sharing_no_answer_with(given: variant.GivenData) -> str:
+    """The first of "term-0", "term-1", ... whose every variant-dependent answer differs from
+    ``given``'s: two terms can share a set of shifts (the sets depend only on where x_1d's zeros
+    are and on the shift range), a length or an image size."""
+    for i in range(100):
+        other = verdicts.given_data(f"term-{i}")
+        if all(
+            _right_payload(grade_id, other) != _right_payload(grade_id, given)
+            for grade_id in verdicts.VARIANT_DEPENDENT
+        ):
+            return other.name
+    raise AssertionError("no term in 100 shares no answer")
+
+
 def test_previous_variants_are_read_from_the_config_and_their_answers_are_old(tmp_path):
-    root = _scratch(tmp_path / "course", VARIANT, previous=["2026-spring", "default"])
+    last_term = _a_term_sharing_no_answer_with(verdicts.given_data(VARIANT))
+    root = _scratch(tmp_path / "course", VARIANT, previous=[last_term, "default"])
     course = Course.load(root)
-    assert (course.variant, course.previous_variants) == (VARIANT, ("2026-spring", "default"))
+    assert (course.variant, course.previous_variants) == (VARIANT, (last_term, "default"))
     given, others = verdicts.course_variants(course.variant, course.previous_variants)
-    assert [o.name for o in others] == ["default", "2026-spring"]
-    fall = verdicts.given_data("2026-spring")
+    assert [o.name for o in others] == ["default", last_term]
+    fall = verdicts.given_data(last_term)
     told = 0
     for grade_id in verdicts.VARIANT_DEPENDENT:
         payload = _right_payload(grade_id, fall)
-        # Two terms can share a set of shifts (the sets depend only on where x_1d's zeros are
-        # and on the shift range) or an image size; these two share neither.
         assert payload != _right_payload(grade_id, given), grade_id
         told += 1
-        with pytest.raises(verdicts.OldAnswer, match="variant '2026-spring'"):
+        with pytest.raises(verdicts.OldAnswer, match=f"variant '{last_term}'"):
             verdicts.verify(grade_id, payload, given, others)
         # Without it among the previous variants, it is a plain wrong answer.
         with pytest.raises(AssertionError) as caught:

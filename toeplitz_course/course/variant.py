@@ -6,11 +6,12 @@ variant (no name, or ``"default"``) is the data of :mod:`toeplitz_course.kernel.
 the committed notebooks are in; any other name seeds a ``random.Random`` with its SHA-256, so
 the same name gives the same numbers on every machine.
 
-The numbers, the shift range and the image's size (``IMAGE_SIZES``) vary; the 1D sizes (N = 10,
-K = 3), the 3 x 3 kernel and the paddings stay, because Parts 1-3's prose and the function
-exercises' sizes are written for them, and Part 3's padded layer is Part 2's answer (the padding
-that keeps the length: 1 for K = 3). The image's size decides Exercise 4.1's matrix and Exercise
-5.1's first two counts. A draw is kept only if every exercise stays meaningful and
+The numbers, the shift range, the length of ``x_1d`` (``LENGTHS``) and the image's size
+(``IMAGE_SIZES``) vary; the kernels' sizes (K = 3, 3 x 3) and so the paddings stay, because
+Part 3's padded layer is Part 2's answer (the padding that keeps the length: 1 for K = 3) and
+much of the prose and several function exercises are about a kernel of 3. The lengths decide
+the shapes of Exercises 1.2's and 2.2's matrices; the image's size Exercise 4.1's matrix and
+Exercise 5.1's first two counts. A draw is kept only if every exercise stays meaningful and
 every answer that depends on the data differs from the default variant's (``_acceptable``); the
 grader adds its own condition (no known mistake shares a key with the right answer,
 ``verdicts.distinct``) through ``accept``. Exercises 3.2 and 3.3 depend only on how many zeros
@@ -41,6 +42,10 @@ DEFAULT = "default"
 #: name}``; absent: the default). ``build`` writes it; an unconfined kernel reads it.
 METADATA = "toeplitz_course"
 
+#: The lengths of ``x_1d`` a variant draws from (N; the default's is 10, whose matrices of Parts
+#: 1 and 2 would be the default's shape).
+LENGTHS = (9, 11, 12)
+
 #: The image sizes (height, width) a variant draws from. Never square: an H/W mix-up must show.
 #: At most 7 a side: Part 4 shows the matrix of an image one pixel larger each way, its columns
 #: labelled. None whose counts (Exercise 5.1) are the default's: 5 x 4 has 6 outputs and 20
@@ -53,10 +58,10 @@ MAX_DRAWS = 20000
 
 @dataclass(frozen=True)
 class GivenData:
-    """One variant's given numbers: ``x_1d`` (10 values), ``w_1d`` (3), ``img_2d`` (``height``
-    rows of ``width``; the default 4 x 5), ``kernel_2d`` (3 rows of 3); whole numbers, as the
-    notebooks write them. ``max_shift``: Part
-    3 asks about the shifts ``-max_shift..max_shift`` (``shifts``)."""
+    """One variant's given numbers: ``x_1d`` (``length`` values; the default 10), ``w_1d``
+    (3), ``img_2d`` (``height`` rows of ``width``; the default 4 x 5), ``kernel_2d`` (3 rows of
+    3); whole numbers, as the notebooks write them. ``max_shift``: Part 3 asks about the shifts
+    ``-max_shift..max_shift`` (``shifts``)."""
 
     name: str
     x_1d: tuple[int, ...]
@@ -68,6 +73,10 @@ class GivenData:
     @property
     def shifts(self) -> range:
         return range(-self.max_shift, self.max_shift + 1)
+
+    @property
+    def length(self) -> int:
+        return len(self.x_1d)
 
     @property
     def height(self) -> int:
@@ -149,11 +158,12 @@ def candidates(name: str) -> Iterator[GivenData]:
     weights_1d = [-2, -1, 1, 2]  # |w| <= 2: the notebooks' colour scales are -2..2
     weights_2d = [-3, -2, -1, 1, 2, 3]  # and -3..3 for the 2D kernel
     for _ in range(MAX_DRAWS):
-        # At most 7: a left shift then still leaves one output of the unpadded layer's 8 to
-        # compare (Part 3's summary counts them).
-        max_shift = rng.choice([4, 5, 6, 7])
+        n = rng.choice(LENGTHS)
+        # At most N - 3: a left shift then still leaves one output of the unpadded layer's
+        # N - 2 to compare (Part 3's summary counts them); at most 7, the figures' width.
+        max_shift = rng.choice(range(4, min(7, n - 3) + 1))
         lead, trail = rng.randint(1, 4), rng.randint(1, 4)
-        body = [rng.randint(1, 9) for _ in range(10 - lead - trail)]
+        body = [rng.randint(1, 9) for _ in range(n - lead - trail)]
         height, width = rng.choice(IMAGE_SIZES)
         yield GivenData(
             name,
@@ -309,6 +319,73 @@ def _image_phrases(given: GivenData) -> dict[str, str]:
     }
 
 
+#: The notebooks that quote the length of ``x_1d``.
+LENGTH_NOTEBOOKS = ("01_conv1d_toeplitz", "02_padding", "03_equivariance", "06_using_the_matrix")
+
+
+def _x(i: int) -> str:
+    """Entry ``i`` of x as the notebooks write it in LaTeX: ``x_9``, ``x_{10}``."""
+    return f"x_{i}" if 0 <= i <= 9 else f"x_{{{i}}}"
+
+
+def _length_phrases(given: GivenData) -> dict[str, str]:
+    """The sizes Parts 1-3 and 6 write, for ``given``'s N = len(x_1d) and a kernel of 3: the
+    unpadded layer's N - 2 outputs, the padded layer's N, the last entries and positions."""
+    n, m = given.length, given.length - 2
+    rows = "\n".join(f"#     [..{n} numbers..],  # row {i}: output {i}" for i in (0, 1))
+    return {
+        "N prose": f"$N = {n}$",
+        "N comment": f"Parts 1-3 (N = {n})",
+        "x_1d comment": f"(channels=1, length={n})",
+        "input shape": f"`(1, {n})`: one channel of length {n}",
+        "linear 1d": f"`nn.Linear(in_features={n}, out_features={m}, bias=False)`",
+        "weight shape": f"`(out_features, in_features)` = `({m}, {n})`",
+        "list 1d": f"a list of {m} rows with {n} numbers each",
+        "ex1_2 comment": f"# Write T as {m} rows of {n} numbers; row i produces output i:\n"
+        f"# T = [\n{rows}\n#     ...\n#     [..{n} numbers..],  # row {m - 1}: output {m - 1}",
+        "general matrix": f"A general ${m} \\times {n}$ matrix has ${m * n}$ entries",
+        "fewer outputs": f"turned {n} inputs into only {m} outputs",
+        "padding positions": f"at positions $-1$ and ${n}$",
+        "padded range": f"\\qquad i = 0, \\dots, {n - 1},$$",
+        "padding zeros": f"$x_{{-1}} = {_x(n)} = 0$",
+        "padded space": f"\\mathbb{{R}}^{{{n} \\times {n}}}",
+        "padded unpadded": f"${n} \\times {n + 2}$ unpadded",
+        "padded vector": f"$(x_{{-1}}, x_0, \\dots, {_x(n - 1)}, {_x(n)})$",
+        "last entry gone": f"the entry for ${_x(n)}$ is gone",
+        "padded indices": f"0 \\le i, j \\le {n - 1}.$$",
+        "padded size": f"the ${n} \\times {n}$ matrix of",
+        "padded rows": f"a list of {n} rows. Build",
+        "padded doc": f"The {n} x {n} matrix of nn.Conv1d(kernel_size=3, padding=1) on {n} inputs, "
+        f"kernel w.\n\n    w : 1-D tensor of 3 numbers. Row i holds the weights output i gives to "
+        f"inputs 0..{n - 1}.",
+        "padded solution": f"    T_pad = torch.zeros({n}, {n})\n"
+        f"    for i in range({n}):\n"
+        "        for r in range(3):\n"
+        "            j = i + r - 1  # the input that w[r] meets for output i\n"
+        f"            if 0 <= j < {n}:",
+        "same length": f"`padding=1` gave {n} outputs from {n} inputs",
+        "x_1d inputs": f"`x_1d` ({n} inputs)",
+        "in out": f"length: {n} in, {n} out.",
+        "unpadded layer": f"`01_conv1d_toeplitz`): {n} inputs, {m} outputs.",
+        "padded layer": f"`02_padding`): {n} inputs, {n} outputs.",
+        "shift lengths": f"an input of length {n} and an output of length {m}",
+        "last position": f"(position {n - 1})",
+        "border positions": f"(position 0 or {n - 1})",
+        "shifted out": f"x_{{{n}-n}}",
+        "right shift tap": f"\\tau_n(f(x))_{{{n - 1}}} = f(x)_{{{n - 1}-n}}"
+        if n > 10
+        else f"\\tau_n(f(x))_{n - 1} = f(x)_{{{n - 1}-n}}",
+        "last output": f"$f(\\tau_n x)_{{{n - 1}}}$" if n > 10 else f"$f(\\tau_n x)_{n - 1}$",
+        "last windows": f"${_x(m)}$ and ${_x(n - 1)}$",
+        "left shift window": f"${_x(m)}$, ${_x(n - 1)}$ and a shifted-in zero at position "
+        f"${m} - |n|$, worth $w_0 {_x(m)} + w_1 {_x(n - 1)}$",
+        "left shift output": f"output ${m} + n$",
+        "channels matrix": f"${3 * m} \\times {2 * n}$ matrix",  # Part 6: 2 channels in, 3 out
+        "left shift summary": f"over ${_x(m)}$, ${_x(n - 1)}$ and a shifted-in zero: "
+        f"$w_0 {_x(m)} + w_1 {_x(n - 1)}$",
+    }
+
+
 #: The notebooks that quote the image's sizes: only there are those phrases replaced (a size as
 #: short as "a list of 10 rows" means another matrix in Part 2).
 IMAGE_NOTEBOOKS = ("04_conv2d_block_toeplitz", "05_parameter_counts")
@@ -364,9 +441,13 @@ def phrases(given: GivenData, notebook: str | None = None) -> dict[str, str]:
         "shift range prose": f"$-{m}, \\dots, {m}$",
         "shift set prose": f"$n \\in \\{{-{m}, \\dots, {m}\\}}$",
         "shift range words": f"from $-{m}$ to ${m}$, one per row",
-        "shift rows shape": f"# ({2 * m + 1}, 10)",
-        "lowest shift example": f"$n = -{m}$ that is output {8 - m} of 8",
+        "shift rows shape": f"# ({2 * m + 1}, {given.length})",
+        "lowest shift example": f"$n = -{m}$ that is output {given.length - 2 - m} of "
+        f"{given.length - 2}",
         "broken panels": "examples = ["
         + ", ".join(f'("{name}", {name}, {n})' for name, n in panels)
         + "]",
-    } | (_image_phrases(given) if notebook in (None, *IMAGE_NOTEBOOKS) else {})
+    } | (
+        (_image_phrases(given) if notebook in (None, *IMAGE_NOTEBOOKS) else {})
+        | (_length_phrases(given) if notebook in (None, *LENGTH_NOTEBOOKS) else {})
+    )

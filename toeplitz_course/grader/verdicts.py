@@ -535,8 +535,8 @@ def _case_same(case: Any) -> dict:
     return {"args": [k], "call": case.call(), "right": key("p", expected), "known": listed}
 
 
-#: The sizes Part 2's kernel builder is for (Part 4's is for the variant's image: ``given``).
-PADDED_N, PADDED_P = len(reference.X_1D), 1
+#: The padding of Part 2's kernel builder (its length and Part 4's image are the variant's).
+PADDED_P = 1
 
 _OTHER_KERNEL = (
     "it returns the matrix of the notebook's kernel, not of the kernel it is given: build it "
@@ -553,8 +553,8 @@ def _with_course_variant(matrix: dict, course: list[list[float]]) -> dict:
 
 def _case_padded_matrix(case: Any, given: GivenData = DEFAULT_DATA) -> dict:
     w = [float(v) for v in case.kernel]
-    matrix = matrix_table_1d(w, PADDED_N, PADDED_P, with_counts=True)
-    course = _matrix_list(reference.toeplitz_1d(list(given.w_1d), PADDED_N, PADDED_P))
+    matrix = matrix_table_1d(w, given.length, PADDED_P, with_counts=True)
+    course = _matrix_list(reference.toeplitz_1d(list(given.w_1d), given.length, PADDED_P))
     return {
         "args": [w],
         "call": case.call(),
@@ -892,11 +892,12 @@ _VALUES = {
 _GIVEN_CASES = {"ex2_2_test", "ex4_1_test"}
 
 #: The exercises whose right answer differs from one variant to the next: the matrix and the
-#: sets built from the data, and what the image's size decides (Exercise 4.1's matrix, the first
-#: two counts of 5.1). The other function exercises are rules, right in every variant, and the
-#: kernel's count (5.1c) is 9 in all.
+#: sets built from the data, and what the sizes decide (Exercise 2.2's matrix is N x N, 4.1's is
+#: the image's, and so are the first two counts of 5.1). The other function exercises are rules,
+#: right in every variant, and the kernel's count (5.1c) is 9 in all.
 VARIANT_DEPENDENT = (
     "ex1_2_test",
+    "ex2_2_test",
     "ex3_2_test",
     "ex3_3_test",
     "ex4_1_test",
@@ -955,7 +956,7 @@ def distinct(given: GivenData) -> bool:
     _table_ex1_2(given, collisions)
     kernel = [list(row) for row in given.kernel_2d]
     matrix_table_2d(kernel, given.height, given.width, with_counts=True, collisions=collisions)
-    matrix_table_1d(given.w_1d, PADDED_N, PADDED_P, with_counts=True, collisions=collisions)
+    matrix_table_1d(given.w_1d, given.length, PADDED_P, with_counts=True, collisions=collisions)
     return not collisions
 
 

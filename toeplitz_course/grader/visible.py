@@ -23,7 +23,7 @@ from typing import Any
 from ..course import contract
 from ..course.variant import DEFAULT_DATA, GivenData
 from ..kernel import cases as hidden_cases
-from ..kernel.data import Case2D, CaseCounts
+from ..kernel.data import Case1D, Case2D, CaseCall, CaseCounts, CaseLength
 from . import verdicts
 from .config import CELL_TIMEOUT
 
@@ -266,6 +266,19 @@ def _in_variant(case: Any, given: GivenData) -> Any:
             changed["args"] = tuple(swap.get(a, a) if isinstance(a, tuple) else a for a in value)
         elif isinstance(value, tuple) and value in swap:
             changed[field.name] = swap[value]
+    # The course's own length with the course's kernel (or its length K = 3): x_1d's length.
+    n, k = base.length, len(base.w_1d)
+    course_w = tuple(float(v) for v in base.w_1d)
+    if (isinstance(case, Case1D) and (case.w, case.n) == (course_w, n)) or (
+        isinstance(case, CaseLength) and (case.n, case.k) == (n, k)
+    ):
+        changed["n"] = given.length
+    if isinstance(case, CaseCall) and case.params[:2] in (("N", "K"), ("w", "N")):
+        first = (n, k) if case.params[0] == "N" else (course_w, n)
+        if tuple(case.args[:2]) == first:
+            at = case.params.index("N")
+            args = list(changed.get("args", case.args))
+            changed["args"] = tuple(args[:at] + [given.length] + args[at + 1 :])
     return dataclasses.replace(case, **changed)
 
 
@@ -349,6 +362,7 @@ def _data_source(given: GivenData) -> str:
     base = DEFAULT_DATA
     for old, new in (
         (f"X_1D = {list(base.x_1d)}", f"X_1D = {list(given.x_1d)}"),
+        (f"the 1D input (N = {base.length})", f"the 1D input (N = {given.length})"),
         (f"W_1D = {list(base.w_1d)}", f"W_1D = {list(given.w_1d)}"),
         (f"MAX_SHIFT = {base.max_shift}", f"MAX_SHIFT = {given.max_shift}"),
     ):

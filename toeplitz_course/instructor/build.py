@@ -38,6 +38,7 @@ METADATA = variant.METADATA
 #: ``build`` keeps in step with the data (by grade id, the phrases' names).
 REQUIRED = {
     "ex1_2": ("T_1d",),
+    "ex2_2": ("padded solution",),
     "ex3_2": ("ex3_2 set",),
     "ex3_3": ("ex3_3 set",),
     "ex3_4": ("padded set prose", "valid set prose", "edge zeros"),

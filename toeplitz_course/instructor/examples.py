@@ -115,15 +115,16 @@ def _linear(name: str, out_f: int, in_f: int, matrix: torch.Tensor) -> str:
     )
 
 
-def _builder_1d(rule: str, result: str = "T") -> str:
-    """A ``padded_matrix`` that puts w[r] at column ``rule`` of row i (when inside 0..9)."""
+def _builder_1d(rule: str, result: str = "T", n: int = 10) -> str:
+    """A ``padded_matrix`` for ``n`` inputs that puts w[r] at column ``rule`` of row i (when
+    inside 0..n-1; ``{n}`` in ``rule`` stands for ``n``)."""
     return (
         "def padded_matrix(w):\n"
-        "    T = torch.zeros(10, 10)\n"
-        "    for i in range(10):\n"
+        f"    T = torch.zeros({n}, {n})\n"
+        f"    for i in range({n}):\n"
         "        for r in range(3):\n"
-        f"            j = {rule}\n"
-        "            if 0 <= j < 10:\n"
+        f"            j = {rule.format(n=n)}\n"
+        f"            if 0 <= j < {n}:\n"
         "                T[i, j] = w[r]\n"
         f"    return {result}\n"
     )
@@ -154,7 +155,8 @@ def _builder_2d(
 
 
 def _flipped_t(given: GivenData) -> str:
-    return _linear("linear_layer", 8, 10, _conv1d_matrix(_w_1d(given)[::-1], 10, 0))
+    n = given.length
+    return _linear("linear_layer", n - 2, n, _conv1d_matrix(_w_1d(given)[::-1], n, 0))
 
 
 MISTAKES: dict[str, str] = {
@@ -168,7 +170,7 @@ MISTAKES: dict[str, str] = {
         "        T[i, i:i + k] = w\n"
         "    return T\n"
     ),
-    "ex2_2": _builder_1d("(i + r - 1) % 10"),  # circular padding: the corners wrap around
+    "ex2_2": _builder_1d("(i + r - 1) % {n}"),  # circular padding: the corners wrap around
     "ex2_3": "def same_padding(K):\n    return K // 2  # right for odd K only\n",
     "ex4_1": _builder_2d(DEFAULT_DATA, COLUMN_MAJOR),  # mistakes() builds it for the course
     "ex5_1b": "n_nonzero_toeplitz = 9 * 20\n",  # and this: the kernel at every pixel
@@ -210,6 +212,7 @@ def mistakes(root: Path) -> Notebooks:
     given = course_data(root)
     for_course = {
         "ex1_2": _flipped_t(given),
+        "ex2_2": _builder_1d("(i + r - 1) % {n}", n=given.length),
         "ex4_1": _builder_2d(given, COLUMN_MAJOR),
         "ex5_1b": f"n_nonzero_toeplitz = 9 * {given.height * given.width}\n",
     }
@@ -555,8 +558,9 @@ def _span(values: list[int], prefix: str) -> str:
 def form_cases(root: Path) -> list[Case]:
     given = course_data(root)
     w_1d = _w_1d(given)
-    t1 = _conv1d_matrix(w_1d, 10, 0)
-    t1p = _conv1d_matrix(w_1d, 10, 1)
+    n, m = given.length, given.length - 2  # inputs, and outputs of the unpadded layer
+    t1 = _conv1d_matrix(w_1d, n, 0)
+    t1p = _conv1d_matrix(w_1d, n, 1)
     valid, padded = (sorted(equivariant_shifts(given, p)) for p in (0, 1))
     # A shift the unpadded layer breaks on, the nearest to 0: one too many in a wrong set.
     breaks = min((n for n in given.shifts if n not in valid), key=abs)
@@ -572,7 +576,7 @@ def form_cases(root: Path) -> list[Case]:
     answer(
         nbs,
         "ex1_2",
-        "linear_layer = nn.Linear(10, 8, bias=False)\n"
+        f"linear_layer = nn.Linear({n}, {m}, bias=False)\n"
         f"T = {_int_literal(t1)}\n"
         "with torch.no_grad():\n    linear_layer.weight.copy_(torch.tensor(T))  # an int tensor\n",
     )
@@ -611,7 +615,7 @@ def form_cases(root: Path) -> list[Case]:
     answer(
         nbs,
         "ex1_2",
-        "linear_layer = nn.Linear(10, 8, bias=False)\n"
+        f"linear_layer = nn.Linear({n}, {m}, bias=False)\n"
         f"T = {_literal(t1)}\n"
         "linear_layer.weight = nn.Parameter(torch.tensor(T, dtype=torch.float32))\n",
     )
@@ -620,8 +624,8 @@ def form_cases(root: Path) -> list[Case]:
         "ex2_2",  # a list of rows of Python floats
         "def padded_matrix(w):\n"
         "    w = [float(v) for v in w]\n"
-        "    return [[w[j - i + 1] if 0 <= j - i + 1 < 3 else 0.0 for j in range(10)]\n"
-        "            for i in range(10)]\n",
+        f"    return [[w[j - i + 1] if 0 <= j - i + 1 < 3 else 0.0 for j in range({n})]\n"
+        f"            for i in range({n})]\n",
     )
     answer(
         nbs,
@@ -648,8 +652,8 @@ def form_cases(root: Path) -> list[Case]:
     )
 
     nbs = correct(root)
-    answer(nbs, "ex1_2", _linear("linear_layer", 8, 10, torch.roll(t1, 1, 1)))
-    answer(nbs, "ex2_2", _builder_1d("i + r - 1", "T.T"))
+    answer(nbs, "ex1_2", _linear("linear_layer", m, n, torch.roll(t1, 1, 1)))
+    answer(nbs, "ex2_2", _builder_1d("i + r - 1", "T.T", n))
     answer(nbs, "ex2_3", "def same_padding(K):\n    return (K - 1) / 2\n")  # 1.5 for K = 4
     answer(nbs, "ex3_2", f"equivariant_shifts_valid = {set(valid) | {breaks}}\n")
     answer(nbs, "ex3_3", f"equivariant_shifts_padded = {set(padded[1:]) or set()}\n")
@@ -671,7 +675,7 @@ def form_cases(root: Path) -> list[Case]:
     )
 
     nbs = correct(root)
-    answer(nbs, "ex1_2", _linear("linear_layer", 9, 10, torch.cat([t1, t1[-1:]])))
+    answer(nbs, "ex1_2", _linear("linear_layer", m + 1, n, torch.cat([t1, t1[-1:]])))
     # Right for the notebook's kernel only: the matrix typed out, whatever w is.
     answer(nbs, "ex2_2", f"def padded_matrix(w):\n    return torch.tensor({_literal(t1p)})\n")
     answer(nbs, "ex4_1", _builder_2d(given, COLUMN_MAJOR))
@@ -685,7 +689,7 @@ def form_cases(root: Path) -> list[Case]:
     )
 
     nbs = correct(root)
-    answer(nbs, "ex1_2", _linear("linear_layer", 10, 8, t1.T.contiguous()))
+    answer(nbs, "ex1_2", _linear("linear_layer", n, m, t1.T.contiguous()))
     cases.append(
         Case(
             "f05_transposed",
@@ -714,7 +718,7 @@ def form_cases(root: Path) -> list[Case]:
             + "        print('row', i, row.tolist(), '.' * 2_000)\n"
             + "    return T\n",
         )
-    answer(nbs, "ex1_2", _linear("linear_layer", 8, 10, t1).replace(", bias=False", ""))
+    answer(nbs, "ex1_2", _linear("linear_layer", m, n, t1).replace(", bias=False", ""))
     cases.append(
         Case(
             "f06_prints_and_bias",
