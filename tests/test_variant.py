@@ -485,6 +485,21 @@ def _a_term_sharing_no_answer_with(given: variant.GivenData) -> str:
     raise AssertionError("no term in 100 shares no answer")
 
 
+@pytest.mark.parametrize("other", ["default", "2026-fall", "2026-spring", "2027-fall", "x"])
+def test_the_answers_two_variants_share_are_told_and_warned_of(other, tmp_path):
+    given, them = verdicts.given_data(VARIANT), verdicts.given_data(other)
+    same = [
+        g for g in verdicts.VARIANT_DEPENDENT if _right_payload(g, given) == _right_payload(g, them)
+    ]
+    assert verdicts.shared_answers(given, them) == same
+    assert verdicts.shared_answers(given, given) == list(verdicts.VARIANT_DEPENDENT)
+    root = _scratch(tmp_path / "course", VARIANT, previous=[other])
+    warned = [line for line in build.shared_with_previous(root) if f"variant {other!r}" in line]
+    assert len(warned) == (1 if same else 0)
+    if same:
+        assert all(g.removesuffix("_test") in warned[0] for g in same)
+
+
 def test_previous_variants_are_read_from_the_config_and_their_answers_are_old(tmp_path):
     last_term = _a_term_sharing_no_answer_with(verdicts.given_data(VARIANT))
     root = _scratch(tmp_path / "course", VARIANT, previous=[last_term, "default"])

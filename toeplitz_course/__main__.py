@@ -11,10 +11,12 @@ from pathlib import Path
 
 
 def _build(args, course=None) -> int:
-    from .instructor.build import build
+    from .instructor.build import build, shared_with_previous
 
     for path in build(args.root):
         print(f"wrote {path.relative_to(Path(args.root).resolve())}")
+    for line in shared_with_previous(args.root):
+        print(f"warning: {line}", file=sys.stderr)
     return 0
 
 

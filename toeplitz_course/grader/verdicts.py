@@ -988,6 +988,31 @@ def old_answer(grade_id: str, payload: Any, others: Sequence[GivenData]) -> str 
     return None
 
 
+def _right_keys(table: Any) -> list[str]:
+    """Every key of a table that says what a right answer is (``"right"``, a set's
+    ``"members"``), in order, case by case."""
+    if isinstance(table, dict):
+        own = [table["right"]] if isinstance(table.get("right"), str) else []
+        own += sorted(table["members"]) if isinstance(table.get("members"), list) else []
+        return own + [
+            k for key, v in table.items() if key not in ("right", "members") for k in _right_keys(v)
+        ]
+    if isinstance(table, list):
+        return [k for v in table for k in _right_keys(v)]
+    return []
+
+
+def shared_answers(given: GivenData, other: GivenData) -> list[str]:
+    """The variant-dependent exercises (test grade ids) whose right answer is the same in
+    ``given`` and ``other``: a copy of the other term's answer is right there, not old."""
+    return [
+        grade_id
+        for grade_id in VARIANT_DEPENDENT
+        if _right_keys(_grader_table(grade_id, given))
+        == _right_keys(_grader_table(grade_id, other))
+    ]
+
+
 def _course_variants() -> tuple[GivenData, tuple[GivenData, ...]]:
     """The variant of the course this process runs in, found from the working directory up
     (an unconfined kernel's: the instructor's JupyterLab on ``source/``, stock ``nbgrader

@@ -158,6 +158,26 @@ def write_colab_edition(root: Path, where: colab.Links | None = None) -> list[Pa
     return written
 
 
+def shared_with_previous(root: Path | str = ".") -> list[str]:
+    """One line per earlier variant (``c.Course.previous_variants`` and the default) that has
+    the same right answer as the configured variant for some exercise: those answers cannot show
+    as old (two terms share a length of x_1d, an image size or a set of shifts about half the
+    time), and another name for this term may share none."""
+    course = Course.of(Path(root).resolve())
+    given, others = verdicts.course_variants(course.variant, course.previous_variants)
+    lines = []
+    for other in others:
+        shared = verdicts.shared_answers(given, other)
+        if shared:
+            exercises = ", ".join(g.removesuffix("_test") for g in shared)
+            lines.append(
+                f"variant {given.name!r} has the answers of variant {other.name!r} for "
+                f"{exercises}: copies of them are right here and cannot show as old answers "
+                "(another name for this term may share none)"
+            )
+    return lines
+
+
 def build(root: Path | str = ".") -> list[Path]:
     """Regenerate ``release/`` and ``notebooks/`` under the course directory ``root``."""
     root = Path(root).resolve()
