@@ -398,6 +398,44 @@ def test_the_example_class_answers_the_variant(variant_course, given):
     assert judged >= 6  # two right forms and one wrong form of each
 
 
+def test_the_example_class_grades_as_its_cases_say_in_the_variant(variant_course, tmp_path):
+    """The example students (right answers in many forms, wrong forms, the typical mistakes),
+    built for the variant's data and sizes, graded in the variant's course: each scores what
+    its case says, so the demo and the bench stay honest in every term."""
+    from nbgrader.api import Gradebook
+
+    from toeplitz_course.grader.coursedir import db_url
+    from toeplitz_course.grader.grade import grade
+
+    course = tmp_path / "course"
+    shutil.copytree(variant_course, course)
+    expected, handed_in = {}, {}
+    for case in examples.form_cases(course):
+        folder = course / "submitted" / case.student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        for name, text in case.files.items():
+            (folder / name).write_text(text)
+        expected[case.student] = case.expected()
+        handed_in[case.student] = {name.removesuffix(".ipynb") for name in case.files}
+    examples.write(examples.mistakes(course), course, "typical_mistakes")
+    expected["typical_mistakes"] = examples.expected_scores("example_mistakes")
+    handed_in["typical_mistakes"] = set(NOTEBOOKS)
+    run = grade(course, jobs=2, progress=False)
+    assert run.errors == {}
+    autograded = [e for n in NOTEBOOKS for e in exercises_in(n) if e.autograded]
+    with Gradebook(db_url(course)) as gb:
+        for student, want in expected.items():
+            got = {
+                g.name: g.score
+                for nb in gb.find_submission(ASSIGNMENT, student).notebooks
+                for g in nb.grades
+                if g.name.endswith("_test")
+            }
+            graded = {e.test_id for e in autograded if e.notebook in handed_in[student]}
+            assert graded <= set(got), student
+            assert {g: got[g] for g in graded} == {g: want[g] for g in graded}, student
+
+
 def test_the_kernel_verifies_for_the_course_it_runs_in(variant_course, given, monkeypatch):
     payload = _right_payload("ex3_2_test", DEFAULT_DATA)
     monkeypatch.chdir(variant_course / "source" / ASSIGNMENT)
