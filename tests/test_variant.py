@@ -18,7 +18,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from toeplitz_course.course import variant
+from toeplitz_course.course import phrases, variant
 from toeplitz_course.course.contract import ASSIGNMENT, NOTEBOOKS, exercises_in
 from toeplitz_course.course.variant import DEFAULT_DATA
 from toeplitz_course.grader import answers, verdicts
@@ -117,7 +117,7 @@ def test_the_panels_of_part_3_show_shifts_that_break_in_every_variant(name):
         return out
 
     g = verdicts.given_data(name)
-    line = variant.phrases(g)["broken panels"]
+    line = phrases.phrases(g)["broken panels"]
     panels = [(layer, int(n)) for layer, n in re.findall(r'\("(\w+)", \w+, (-?\d+)\)', line)]
     assert [layer for layer, _ in panels] == ["conv1d_layer", "conv1d_pad", "conv1d_pad"]
     assert panels[1][1] < 0 < panels[2][1]
@@ -210,7 +210,7 @@ def default_leftovers(root: Path) -> list[str]:
     from them, in the formats the notebooks write them (code, prose, model answers, the
     self-checks' inlined data and shown calls)."""
     base = DEFAULT_DATA
-    texts = set(variant.phrases(base).values())
+    texts = set(phrases.phrases(base).values())
     texts |= {
         f"X_1D = {list(base.x_1d)}",
         f"W_1D = {list(base.w_1d)}",
@@ -234,7 +234,7 @@ def default_leftovers(root: Path) -> list[str]:
         "= 54",
     }
     # A text can be right in both (a variant whose output is 3 wide writes "$3i + j$" too).
-    texts -= set(variant.phrases(verdicts.given_data(Course.load(root).variant)).values())
+    texts -= set(phrases.phrases(verdicts.given_data(Course.load(root).variant)).values())
     found = []
     for folder in FOLDERS:
         for path in sorted((root / folder).glob("*.ipynb")):
@@ -259,7 +259,7 @@ def test_the_variant_is_recorded_in_the_source_notebooks(variant_course, given):
         assert build.recorded_variant(nb) == VARIANT
         text = "\n".join(c.source for c in nb.cells)
         if name == "03_equivariance":
-            assert variant.phrases(given)["ex3_2 set"] in text
+            assert phrases.phrases(given)["ex3_2 set"] in text
     committed = nbformat.read(ROOT / "source" / ASSIGNMENT / f"{NOTEBOOKS[0]}.ipynb", as_version=4)
     assert build.recorded_variant(committed) == "default"
 
@@ -307,7 +307,7 @@ def test_every_size_moves_source_there_and_back_without_a_trace(tmp_path):
         nb = nbformat.read(ROOT / "source" / ASSIGNMENT / f"{notebook}.ipynb", as_version=4)
         text = "\n".join(c.source for c in nb.cells)
         quoted[notebook] = {
-            k for k, t in variant.phrases(DEFAULT_DATA, notebook).items() if t in text
+            k for k, t in phrases.phrases(DEFAULT_DATA, notebook).items() if t in text
         }
     every = set().union(*quoted.values())
     assert {"T size", "block_matrix solution", "ex5_1a answer", "padded solution"} <= every
@@ -318,7 +318,7 @@ def test_every_size_moves_source_there_and_back_without_a_trace(tmp_path):
         for notebook in NOTEBOOKS:
             nb = nbformat.read(root / "source" / ASSIGNMENT / f"{notebook}.ipynb", as_version=4)
             text = "\n".join(c.source for c in nb.cells if "Self-checks" not in c.source[:80])
-            old, new = variant.phrases(was, notebook), variant.phrases(now, notebook)
+            old, new = phrases.phrases(was, notebook), phrases.phrases(now, notebook)
             rest = text  # what is not a phrase of the new variant (those may hold an old text)
             for phrase in sorted(new.values(), key=len, reverse=True):
                 rest = rest.replace(phrase, "\0")

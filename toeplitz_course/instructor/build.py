@@ -2,7 +2,7 @@
 
 First ``source/`` is moved, in place, to the course's variant (``c.Course.variant``) when a
 notebook is in another one (``to_variant``: every phrase that quotes the data or an answer built
-from them, ``variant.phrases``, replaced by the configured variant's); then the one generated cell
+from them, ``phrases.phrases``, replaced by the configured variant's); then the one generated cell
 of each source notebook, its self-checks (``grader.visible``); then
 ``release/toeplitz/``, what ``nbgrader generate_assignment toeplitz`` writes; then ``notebooks/``,
 the Colab edition made from it (``colab.edition``). All are committed and generated only here.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..course import colab, variant
+from ..course import colab, phrases, variant
 from ..course.contract import ASSIGNMENT, NOTEBOOKS
 from ..course.variant import GivenData
 from ..grader import verdicts, visible
@@ -64,16 +64,16 @@ def _grade_id(cell) -> str:
 
 def to_variant(root: Path, given: GivenData) -> list[Path]:
     """Rewrite ``source/`` in place into variant ``given``: in each notebook recorded in another
-    variant, every phrase of that variant (``variant.phrases``: the data in code and prose, the
+    variant, every phrase of that variant (``phrases.phrases``: the data in code and prose, the
     model answers built from them) becomes ``given``'s. The notebooks it changed."""
     changed = []
     for name in NOTEBOOKS:
         path = root / "source" / ASSIGNMENT / f"{name}.ipynb"
         nb = nbformat.read(path, as_version=4)
         was = recorded_variant(nb)
-        new = variant.phrases(given, name)
+        new = phrases.phrases(given, name)
         if was != given.name:
-            old = variant.phrases(verdicts.given_data(was), name)
+            old = phrases.phrases(verdicts.given_data(was), name)
             swap = {old[k]: new[k] for k in old if old[k] != new[k]}
             clashes = sorted(k for k in old if swap.get(old[k], new[k]) != new[k])
             if clashes:  # one text, two meanings: which replacement it needs cannot be told
