@@ -566,3 +566,31 @@ def test_grading_refuses_a_variant_that_source_is_not_built_in(variant_course):
     stale = course.config_with(**{"Course.variant": "2028-spring"})
     with pytest.raises(RuntimeError, match="run `make build`"):
         VerifyAnswers(config=stale)._variants()
+
+
+@pytest.mark.parametrize("recorded", [None, "0123456789abcdef"])
+def test_notebooks_another_version_drew_are_refused_not_judged(variant_course, tmp_path, recorded):
+    """A source/ built when the draw of its variant's name gave other numbers (an earlier
+    version, or one from before fingerprints were recorded): neither rebuilt, which would
+    rewrite it from the wrong phrases or leave its old numbers beside new self-checks, nor
+    graded, which would judge it against other numbers."""
+    from toeplitz_course.grader.preprocessors import VerifyAnswers
+
+    course = tmp_path / "course"
+    shutil.copytree(variant_course / "source", course / "source")
+    shutil.copy(variant_course / "nbgrader_config.py", course / "nbgrader_config.py")
+    given = verdicts.given_data(VARIANT)
+    # As built, each notebook records today's fingerprint: both accept it.
+    build.to_variant(course, given)
+    VerifyAnswers(config=Course.load(course).config_with())._variants()
+    for name in NOTEBOOKS:
+        path = course / "source" / ASSIGNMENT / f"{name}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata[variant.METADATA]["data"] == variant.fingerprint(given)
+        section = {"variant": VARIANT} | ({} if recorded is None else {"data": recorded})
+        nb.metadata[variant.METADATA] = section
+        nbformat.write(nb, path)
+    with pytest.raises(build.BuildError, match="another version of toeplitz_course drew it"):
+        build.to_variant(course, given)
+    with pytest.raises(RuntimeError, match="another version of toeplitz_course drew it"):
+        VerifyAnswers(config=Course.load(course).config_with())._variants()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ from . import reference
 DEFAULT = "default"
 
 #: The notebook metadata section where a source notebook records its variant (``{"variant":
-#: name}``; absent: the default). ``build`` writes it; an unconfined kernel reads it.
+#: name, "data": fingerprint}``; absent: the default). ``build`` writes it; the grader and an
+#: unconfined kernel read it.
 METADATA = "toeplitz_course"
 
 #: The lengths of ``x_1d`` a variant draws from (N; the default's is 10, whose matrices of Parts
@@ -173,6 +175,17 @@ def candidates(name: str) -> Iterator[GivenData]:
             tuple(tuple(rng.choice(weights_2d) for _ in range(3)) for _ in range(3)),
             max_shift,
         )
+
+
+def fingerprint(given: GivenData) -> str:
+    """A digest of the numbers and sizes (not the name). A source notebook records it beside
+    its variant's name, so that notebooks built by a version whose draw of that name differed
+    are caught (``verdicts.drawn_otherwise``) before they are judged or rewritten by today's."""
+    text = json.dumps(
+        [given.x_1d, given.w_1d, given.img_2d, given.kernel_2d, given.max_shift],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class VariantProblem(ValueError):

@@ -596,7 +596,10 @@ class VerifyAnswers(NbGraderPreprocessor):
         if getattr(self, "_given", None) is None:
             name, previous = variant_settings(self.config)
             root = self.config.get("CourseDirectory", {}).get("root")
-            built = verdicts.built_variant(Path(root)) if root else None
+            record = verdicts.built_record(Path(root)) if root else None
+            built = None if record is None else record[0]
+            if record is not None and verdicts.drawn_otherwise(*record):
+                raise RuntimeError(verdicts.drawn_otherwise_message(root, built))
             if built is not None and built != name:
                 # Judging the release of one variant by another's numbers would fail every
                 # right answer to 1.2, 3.2 and 3.3 (and flag it an old answer): refuse.

@@ -1041,15 +1041,44 @@ def _variants_of_root(root: Path | None) -> tuple[GivenData, tuple[GivenData, ..
 
 def built_variant(root: Path | None) -> str | None:
     """The variant ``root/source/`` records (its first notebook's metadata); None without one."""
+    record = built_record(root)
+    return None if record is None else record[0]
+
+
+def built_record(root: Path | None) -> tuple[str, str | None] | None:
+    """The variant ``root/source/`` records and the fingerprint of its numbers (its first
+    notebook's metadata; the fingerprint None where none is recorded); None without a source."""
     if root is None:
         return None
     path = root / "source" / contract.ASSIGNMENT / f"{contract.NOTEBOOKS[0]}.ipynb"
     try:
         metadata = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
-        name = metadata.get(variant.METADATA, {}).get("variant")
+        section = metadata.get(variant.METADATA, {})
+        name, data = section.get("variant"), section.get("data")
     except (OSError, ValueError, AttributeError):
         return None
-    return variant.canonical(name if isinstance(name, str) else None)
+    name = variant.canonical(name if isinstance(name, str) else None)
+    return name, data if isinstance(data, str) else None
+
+
+def drawn_otherwise(name: str, recorded: str | None) -> bool:
+    """Whether notebooks recorded in variant ``name`` with the fingerprint ``recorded`` hold
+    other numbers than today's draw of ``name`` (built by a version that drew it otherwise, or
+    before fingerprints were recorded). The default's numbers are the committed ones: never."""
+    name = variant.canonical(name)
+    if name == variant.DEFAULT:
+        return False
+    return recorded != variant.fingerprint(given_data(name))
+
+
+def drawn_otherwise_message(where: object, name: str) -> str:
+    """What to do about notebooks :func:`drawn_otherwise` found (one line)."""
+    return (
+        f"{where}: source/ holds variant {name!r} as another version of toeplitz_course drew "
+        f"it, not as this one draws {name!r}: grading or rebuilding it now would judge and "
+        "rewrite it against other numbers. Grade this term with the version that built it, or "
+        "start source/ again from the committed default notebooks and run `make build`"
+    )
 
 
 def course_variants(

@@ -71,6 +71,8 @@ def to_variant(root: Path, given: GivenData) -> list[Path]:
         path = root / "source" / ASSIGNMENT / f"{name}.ipynb"
         nb = nbformat.read(path, as_version=4)
         was = recorded_variant(nb)
+        if verdicts.drawn_otherwise(was, nb.metadata.get(METADATA, {}).get("data")):
+            raise BuildError(verdicts.drawn_otherwise_message(path, was))
         new = phrases.phrases(given, name)
         if was != given.name:
             old = phrases.phrases(verdicts.given_data(was), name)
@@ -89,7 +91,10 @@ def to_variant(root: Path, given: GivenData) -> list[Path]:
             if given.is_default:
                 nb.metadata.pop(METADATA, None)
             else:
-                nb.metadata.setdefault(METADATA, {})["variant"] = given.name
+                nb.metadata[METADATA] = {
+                    "variant": given.name,
+                    "data": variant.fingerprint(given),
+                }
             nbformat.write(nb, path)
             changed.append(path)
         for cell in nb.cells:
