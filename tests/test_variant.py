@@ -536,6 +536,35 @@ def test_the_answers_two_variants_share_are_told_and_warned_of(other, tmp_path):
         assert all(g.removesuffix("_test") in warned[0] for g in same)
 
 
+def test_a_mistake_that_is_another_terms_answer_is_told_as_the_mistake():
+    """A 6x4 term after a 4x6 one: a block_matrix built for 4x6 is the H/W mix-up the check
+    names, and also the 4x6 term's answer. It scores 0 either way; the student is told the
+    mix-up, not flagged as handing in last term's answer. An answer no check names (the 4x6
+    term's counts) is still an old answer."""
+    names: dict[tuple[int, int], variant.GivenData] = {}
+    for i in range(500):
+        g = verdicts.given_data(f"turned-{i}")
+        names.setdefault((g.height, g.width), g)
+        if (6, 4) in names and (4, 6) in names:
+            break
+    here, last = names[(6, 4)], names[(4, 6)]
+    payload = _right_payload("ex4_1_test", last)
+    with pytest.raises(AssertionError, match="H and W swapped") as caught:
+        verdicts.verify("ex4_1_test", payload, here, (last,))
+    assert not isinstance(caught.value, verdicts.OldAnswer)
+    # Without the notebook's own table consulted, it would have been taken for the old answer.
+    assert verdicts.old_answer("ex4_1_test", payload, (last,)) == last.name
+    assert verdicts.old_answer("ex4_1_test", payload, (last,), here) is None
+    other = next(
+        verdicts.given_data(f"term-{i}")
+        for i in range(200)
+        if (verdicts.given_data(f"term-{i}").height, verdicts.given_data(f"term-{i}").width)
+        == (5, 6)
+    )
+    with pytest.raises(verdicts.OldAnswer):
+        verdicts.verify("ex5_1a_test", _right_payload("ex5_1a_test", other), here, (other,))
+
+
 def test_previous_variants_are_read_from_the_config_and_their_answers_are_old(tmp_path):
     last_term = _a_term_sharing_no_answer_with(verdicts.given_data(VARIANT))
     root = _scratch(tmp_path / "course", VARIANT, previous=[last_term, "default"])
@@ -569,7 +598,9 @@ def test_grading_refuses_a_variant_that_source_is_not_built_in(variant_course):
 
 
 @pytest.mark.parametrize("recorded", [None, "0123456789abcdef"])
-def test_notebooks_another_version_drew_are_refused_not_judged(variant_course, tmp_path, recorded):
+def test_notebooks_another_version_drew_are_refused_not_judged(
+    variant_course, tmp_path, recorded, monkeypatch
+):
     """A source/ built when the draw of its variant's name gave other numbers (an earlier
     version, or one from before fingerprints were recorded): neither rebuilt, which would
     rewrite it from the wrong phrases or leave its old numbers beside new self-checks, nor
@@ -594,3 +625,7 @@ def test_notebooks_another_version_drew_are_refused_not_judged(variant_course, t
         build.to_variant(course, given)
     with pytest.raises(RuntimeError, match="another version of toeplitz_course drew it"):
         VerifyAnswers(config=Course.load(course).config_with())._variants()
+    # Nor by the check a hidden test cell runs unconfined (the instructor's JupyterLab there).
+    monkeypatch.chdir(course / "source" / ASSIGNMENT)
+    with pytest.raises(RuntimeError, match="another version of toeplitz_course drew it"):
+        verdicts.verify("ex3_2_test", _right_payload("ex3_2_test", given))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -975,11 +976,37 @@ class OldAnswer(CheckFailure):
         self.variant = variant_name
 
 
-def old_answer(grade_id: str, payload: Any, others: Sequence[GivenData]) -> str | None:
-    """The name of the first variant in ``others`` whose right answer ``payload`` is, or None."""
+_KEY = re.compile(r"[0-9a-f]{24}")
+
+
+def _keys(table: Any) -> set[str]:
+    """Every key in a table (right answers and known mistakes alike)."""
+    if isinstance(table, dict):
+        return set().union(*(_keys(v) for v in table.values())) if table else set()
+    if isinstance(table, list):
+        return set().union(*(_keys(v) for v in table)) if table else set()
+    return {table} if isinstance(table, str) and _KEY.fullmatch(table) else set()
+
+
+def old_answer(
+    grade_id: str, payload: Any, others: Sequence[GivenData], given: GivenData | None = None
+) -> str | None:
+    """The name of the first variant in ``others`` whose right answer ``payload`` is, or None.
+
+    With ``given`` (the notebook's variant), a variant whose right answer is a mistake the
+    notebook's own table names is passed over: a block_matrix built for 4x6 where the image is
+    6x4 is the H/W mix-up its check explains, though it is also a 4x6 term's answer, and the
+    student is told the mistake, not suspected of copying."""
     if grade_id not in VARIANT_DEPENDENT:
         return None
+    mistakes: set[str] = set()
+    if given is not None:
+        here = _grader_table(grade_id, given)
+        mistakes = _keys(here) - set(_right_keys(here))
     for other in others:
+        theirs = set(_right_keys(_grader_table(grade_id, other)))
+        if theirs and theirs <= mistakes:
+            continue
         try:
             selfcheck.judge(_grader_table(grade_id, other), payload)
         except Exception:  # wrong for that variant too, or malformed: not its answer
@@ -1035,8 +1062,12 @@ def _variants_of_root(root: Path | None) -> tuple[GivenData, tuple[GivenData, ..
     the notebooks being run were made from. Not ``nbgrader_config.py``: executing it costs a
     kernel a third of a second (it imports the grader's configuration), and the bench's stock
     run replaces it with nbgrader's defaults. Without the config the previous variants are not
-    known; the default still counts, and the grader's ``VerifyAnswers`` knows them all."""
-    return course_variants(built_variant(root) or variant.DEFAULT)
+    known; the default still counts, and the grader's ``VerifyAnswers`` knows them all.
+    Notebooks another version drew otherwise (``drawn_otherwise``) are refused, not judged."""
+    record = built_record(root)
+    if record is not None and drawn_otherwise(*record):
+        raise RuntimeError(drawn_otherwise_message(root, record[0]))
+    return course_variants(record[0] if record is not None else variant.DEFAULT)
 
 
 def built_variant(root: Path | None) -> str | None:
@@ -1110,7 +1141,7 @@ def verify(
     try:
         selfcheck.judge(_grader_table(grade_id, given), payload)
     except CheckFailure as failure:
-        matched = old_answer(grade_id, payload, [o for o in others if o != given])
+        matched = old_answer(grade_id, payload, [o for o in others if o != given], given)
         if matched is not None:
             raise OldAnswer(
                 f"{_name(grade_id)}: this is the answer for other numbers than this notebook's "
