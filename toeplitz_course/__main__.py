@@ -11,11 +11,13 @@ from pathlib import Path
 
 
 def _build(args, course=None) -> int:
+    from .grader.coursedir import Course
     from .instructor.build import build, shared_with_previous
 
-    for path in build(args.root):
-        print(f"wrote {path.relative_to(Path(args.root).resolve())}")
-    for line in shared_with_previous(args.root):
+    course = Course.of(args.root)  # once, for the build and its warnings
+    for path in build(course):
+        print(f"wrote {path.relative_to(course.root)}")
+    for line in shared_with_previous(course):
         print(f"warning: {line}", file=sys.stderr)
     return 0
 

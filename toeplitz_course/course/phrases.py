@@ -127,9 +127,14 @@ def _image_phrases(given: GivenData) -> dict[str, str]:
 LENGTH_NOTEBOOKS = ("01_conv1d_toeplitz", "02_padding", "03_equivariance", "06_using_the_matrix")
 
 
+def _sub(i: int) -> str:
+    """A LaTeX subscript as the notebooks write it: ``9``, ``{10}``."""
+    return str(i) if 0 <= i <= 9 else f"{{{i}}}"
+
+
 def _x(i: int) -> str:
-    """Entry ``i`` of x as the notebooks write it in LaTeX: ``x_9``, ``x_{10}``."""
-    return f"x_{i}" if 0 <= i <= 9 else f"x_{{{i}}}"
+    """Entry ``i`` of x: ``x_9``, ``x_{10}``."""
+    return "x_" + _sub(i)
 
 
 def _length_phrases(given: GivenData) -> dict[str, str]:
@@ -176,10 +181,8 @@ def _length_phrases(given: GivenData) -> dict[str, str]:
         "last position": f"(position {n - 1})",
         "border positions": f"(position 0 or {n - 1})",
         "shifted out": f"x_{{{n}-n}}",
-        "right shift tap": f"\\tau_n(f(x))_{{{n - 1}}} = f(x)_{{{n - 1}-n}}"
-        if n > 10
-        else f"\\tau_n(f(x))_{n - 1} = f(x)_{{{n - 1}-n}}",
-        "last output": f"$f(\\tau_n x)_{{{n - 1}}}$" if n > 10 else f"$f(\\tau_n x)_{n - 1}$",
+        "right shift tap": f"\\tau_n(f(x))_{_sub(n - 1)} = f(x)_{{{n - 1}-n}}",
+        "last output": f"$f(\\tau_n x)_{_sub(n - 1)}$",
         "last windows": f"${_x(m)}$ and ${_x(n - 1)}$",
         "left shift window": f"${_x(m)}$, ${_x(n - 1)}$ and a shifted-in zero at position "
         f"${m} - |n|$, worth $w_0 {_x(m)} + w_1 {_x(n - 1)}$",

@@ -163,12 +163,12 @@ def write_colab_edition(root: Path, where: colab.Links | None = None) -> list[Pa
     return written
 
 
-def shared_with_previous(root: Path | str = ".") -> list[str]:
+def shared_with_previous(where: Course | Path | str = ".") -> list[str]:
     """One line per earlier variant (``c.Course.previous_variants`` and the default) that has
     the same right answer as the configured variant for some exercise: those answers cannot show
     as old (two terms share a length of x_1d, an image size or a set of shifts about half the
     time), and another name for this term may share none."""
-    course = Course.of(Path(root).resolve())
+    course = Course.of(where)
     given, others = verdicts.course_variants(course.variant, course.previous_variants)
     lines = []
     for other in others:
@@ -183,10 +183,10 @@ def shared_with_previous(root: Path | str = ".") -> list[str]:
     return lines
 
 
-def build(root: Path | str = ".") -> list[Path]:
-    """Regenerate ``release/`` and ``notebooks/`` under the course directory ``root``."""
-    root = Path(root).resolve()
-    given = course_data(root)
+def build(where: Course | Path | str = ".") -> list[Path]:
+    """Regenerate ``release/`` and ``notebooks/`` under the course directory ``where``."""
+    course = Course.of(where)
+    root, given = course.root, verdicts.given_data(course.variant)
     to_variant(root, given)
     write_self_checks(root, given)
     generate_release(root)

@@ -159,39 +159,46 @@ def _flipped_t(given: GivenData) -> str:
     return _linear("linear_layer", n - 2, n, _conv1d_matrix(_w_1d(given)[::-1], n, 0))
 
 
-MISTAKES: dict[str, str] = {
-    "ex1_1": "def n_out_valid(N, K):\n    return N - K\n",
-    "ex1_2": _flipped_t(DEFAULT_DATA),  # mistakes() flips the course's own kernel
-    "ex1_3": (
-        "def toeplitz_1d(w, n, padding=0):\n"
-        "    k = len(w)\n"
-        "    T = torch.zeros(n - k + 1, n)\n"
-        "    for i in range(n - k + 1):\n"
-        "        T[i, i:i + k] = w\n"
-        "    return T\n"
-    ),
-    "ex2_2": _builder_1d("(i + r - 1) % {n}"),  # circular padding: the corners wrap around
-    "ex2_3": "def same_padding(K):\n    return K // 2  # right for odd K only\n",
-    "ex4_1": _builder_2d(DEFAULT_DATA, COLUMN_MAJOR),  # mistakes() builds it for the course
-    "ex5_1b": "n_nonzero_toeplitz = 9 * 20\n",  # and this: the kernel at every pixel
-    "ex5_2": (
-        "def param_counts(H, W, R, S):\n"
-        "    n_out = (H - R + 1) * (W - S + 1)\n"
-        "    return (n_out * H * W, n_out * H * W, R * S)\n"
-    ),
-    "ex6_1": (
-        "def conv_output_length(N, K, padding=0, stride=1, dilation=1):\n"
-        "    return (N + 2 * padding - K) // stride + 1  # the dilation forgotten\n"
-    ),
-    "ex6_3": (
-        "def transposed_matrix(w, L, stride=1):\n"
-        "    K = len(w)\n"
-        "    T = torch.zeros(L, (L - 1) * stride + K)\n"
-        "    for i in range(L):\n"
-        "        T[i, i * stride : i * stride + K] = w\n"
-        "    return T  # T, not its transpose\n"
-    ),
-}
+def mistakes_for(given: GivenData) -> dict[str, str]:
+    """The typical mistake of each exercise that has one, as an answer cell, for the course's
+    data ``given`` (its kernel, length and image size)."""
+    return {
+        "ex1_1": "def n_out_valid(N, K):\n    return N - K\n",
+        "ex1_2": _flipped_t(given),  # the course's own kernel, flipped
+        "ex1_3": (
+            "def toeplitz_1d(w, n, padding=0):\n"
+            "    k = len(w)\n"
+            "    T = torch.zeros(n - k + 1, n)\n"
+            "    for i in range(n - k + 1):\n"
+            "        T[i, i:i + k] = w\n"
+            "    return T\n"
+        ),
+        "ex2_2": _builder_1d("(i + r - 1) % {n}", n=given.length),  # circular: corners wrap
+        "ex2_3": "def same_padding(K):\n    return K // 2  # right for odd K only\n",
+        "ex4_1": _builder_2d(given, COLUMN_MAJOR),  # the input flattened column by column
+        "ex5_1b": f"n_nonzero_toeplitz = 9 * {given.height * given.width}\n",  # 9 at every pixel
+        "ex5_2": (
+            "def param_counts(H, W, R, S):\n"
+            "    n_out = (H - R + 1) * (W - S + 1)\n"
+            "    return (n_out * H * W, n_out * H * W, R * S)\n"
+        ),
+        "ex6_1": (
+            "def conv_output_length(N, K, padding=0, stride=1, dilation=1):\n"
+            "    return (N + 2 * padding - K) // stride + 1  # the dilation forgotten\n"
+        ),
+        "ex6_3": (
+            "def transposed_matrix(w, L, stride=1):\n"
+            "    K = len(w)\n"
+            "    T = torch.zeros(L, (L - 1) * stride + K)\n"
+            "    for i in range(L):\n"
+            "        T[i, i * stride : i * stride + K] = w\n"
+            "    return T  # T, not its transpose\n"
+        ),
+    }
+
+
+#: The default course's typical mistakes (which exercises have one: the same in every variant).
+MISTAKES = mistakes_for(DEFAULT_DATA)
 
 
 # --- the class
@@ -209,15 +216,8 @@ def blank(root: Path) -> Notebooks:
 
 def mistakes(root: Path) -> Notebooks:
     nbs = correct(root)
-    given = course_data(root)
-    for_course = {
-        "ex1_2": _flipped_t(given),
-        "ex2_2": _builder_1d("(i + r - 1) % {n}", n=given.length),
-        "ex4_1": _builder_2d(given, COLUMN_MAJOR),
-        "ex5_1b": f"n_nonzero_toeplitz = 9 * {given.height * given.width}\n",
-    }
-    for grade_id, source in MISTAKES.items():
-        answer(nbs, grade_id, for_course.get(grade_id, source))
+    for grade_id, source in mistakes_for(course_data(root)).items():
+        answer(nbs, grade_id, source)
     return nbs
 
 
