@@ -67,3 +67,31 @@ def test_the_stock_config_is_stock():
         "c = get_config()",
         "c.CourseDirectory.course_id = 'toeplitz-convolution'",
     ]
+
+
+def test_each_student_hands_in_their_own_words(course):
+    """No two students' filled answer cells are the same text (caches keyed by a cell's text
+    must not be flattered by the bench), the work itself is unchanged, and a blank hand-in
+    stays the release's."""
+    from toeplitz_course.grader.demos import source_of
+    from toeplitz_course.instructor import examples
+
+    for kind in ("correct", "mistakes", "blank"):
+        made = getattr(examples, kind)(course)
+        one, two = (bench.in_own_words(made, s) for s in ("student001", "student002"))
+        filled = 0
+        for name, nb in made.items():
+            for cell, a, b in zip(nb["cells"], one[name]["cells"], two[name]["cells"]):
+                before, after = source_of(cell), source_of(a)
+                assert after.startswith(before.rstrip())
+                if after == before:
+                    assert source_of(b) == before
+                    continue
+                filled += 1
+                assert (cell.get("metadata", {}).get("nbgrader") or {}).get("solution")
+                assert source_of(b) != after
+                if cell["cell_type"] == "code":
+                    ast.parse(after)
+                    # only a comment added: the same statements
+                    assert ast.dump(ast.parse(after)) == ast.dump(ast.parse(before))
+        assert (filled > 0) == (kind != "blank"), kind
