@@ -81,7 +81,7 @@ def test_each_student_hands_in_their_own_words(course):
         one, two = (bench.in_own_words(made, s) for s in ("student001", "student002"))
         filled = 0
         for name, nb in made.items():
-            for cell, a, b in zip(nb["cells"], one[name]["cells"], two[name]["cells"]):
+            for cell, a, b in zip(nb["cells"], one[name]["cells"], two[name]["cells"], strict=True):
                 before, after = source_of(cell), source_of(a)
                 assert after.startswith(before.rstrip())
                 if after == before:

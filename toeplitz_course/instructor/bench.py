@@ -294,6 +294,10 @@ def write_class(
             (course / "submitted" / student / ASSIGNMENT / f"{name}.ipynb").unlink()
 
 
+#: What an answer cell a student has not touched says (nbgrader's stubs).
+_STUBS = ("YOUR CODE HERE", "YOUR ANSWER HERE")
+
+
 def in_own_words(nbs: dict, student: str) -> dict:
     """``nbs`` as ``student`` hands them in: every answer cell they filled carries a line of
     their own (a comment in code, a sentence in a written answer), so no two students' answer
@@ -310,10 +314,10 @@ def in_own_words(nbs: dict, student: str) -> dict:
         for cell in nb["cells"]:
             meta = cell.get("metadata", {}).get("nbgrader") or {}
             source = source_of(cell)
-            if not meta.get("solution") or "YOUR CODE HERE" in source or "YOUR ANSWER HERE" in source:
+            if not meta.get("solution") or any(stub in source for stub in _STUBS):
                 continue
             if cell["cell_type"] == "code":
-                cell["source"] = f"{source.rstrip()}\n# {student}: my own work, run top to bottom.\n"
+                cell["source"] = f"{source.rstrip()}\n# {student}: my own work, run top to end.\n"
             else:
                 cell["source"] = f"{source.rstrip()}\n\n(Written by {student}.)\n"
     return own
