@@ -252,3 +252,78 @@ def test_a_bad_student_is_recorded_and_the_others_get_their_pages(graded, graded
     students = len(list((graded / "autograded").glob(f"*/{ASSIGNMENT}")))
     assert BROKEN_FEEDBACK in run.format()
     assert f"wrote {len(run.written)} feedback pages for {students} students" in run.format()
+
+
+# Awkward markup, in the pieces html.parser and BeautifulSoup treat specially: whitespace-only
+# text inside and outside <pre>/<textarea>, named, unknown and unterminated entities, numeric
+# references in the windows-1252 and surrogate ranges, stray brackets; void elements with and
+# without a slash; multi-valued attributes with odd spacing, repeated attributes, both kinds of
+# quote, upper-case names; and what the stream must decline: end tags of void elements, tags
+# closed out of order, comments, <script>, <meta>, JupyterLab's classes.
+_TEXT = (
+    "   ", "\n  \n", "\t", "x < y", "a > b", "&amp;", "&lt;", "&quot;", "&#39;", "&nbsp;",
+    "&foo;", "&amp", "&#65;", "&#x41;", "&#150;", "&#0;", "&#55296;", "&#1114112;", "&#12a;",
+    "text", "é ü €", "<", "",
+)  # fmt: skip
+_VOID = ("<img src='x.png'>", "<IMG SRC=\"y\" alt=''>", "<img src=z/>", "<br>", "<br/>",
+         "<div/>", "<input disabled>", "<hr class='  rule '>")  # fmt: skip
+_OPEN = (
+    ("div", "<div>"), ("span", "<span class=' a  b\tc '>"), ("pre", "<pre>"),
+    ("textarea", "<textarea>"), ("p", "<p title=\"say &quot;hi&quot; it's\">"),
+    ("a", "<a href=\"?a=1&b=2\">"), ("td", "<td headers=' h1  h2 '>"), ("b", "<b id=1 id=2>"),
+    ("i", "<i class=\"\">"), ("div", "<DIV CLASS='Up' data-x='1 > 0'>"),
+)  # fmt: skip
+_DECLINED = ("</br>", "</div>", "<!-- c -->", "<script>1<2</script>", "<meta charset='latin-1'>",
+             "<style>a>b</style>", "<div class='jp-Notebook'></div>", "<b>")  # fmt: skip
+
+
+def _markup(rng, depth=3) -> str:
+    pieces = []
+    for _ in range(rng.randint(0, 4)):
+        roll = rng.random()
+        if roll < 0.35:
+            pieces.append(rng.choice(_TEXT))
+        elif roll < 0.55:
+            pieces.append(rng.choice(_VOID))
+        elif roll < 0.97 and depth:
+            name, tag = rng.choice(_OPEN)
+            pieces.append(
+                f"{tag}{_markup(rng, depth - 1)}</{name.upper() if rng.random() < 0.1 else name}>"
+            )
+        else:
+            pieces.append(rng.choice(_DECLINED))
+    return "".join(pieces)
+
+
+def test_the_streamed_pass_writes_what_beautifulsoup_writes():
+    """``soup_stream.stream`` either declines markup or gives exactly BeautifulSoup's text and
+    count of images given ``alt``, as ``_parse`` computes them through the tree."""
+    import random
+
+    from toeplitz_course.instructor import feedback
+    from toeplitz_course.instructor.soup_stream import stream
+
+    def through_the_tree(markup):
+        soup = feedback._fragment_soup()(markup, None)
+        assert soup.standalone
+        # nbconvert's tabindex edit might apply: _parse sends the page the stock way
+        classes = [c for tag in soup.find_all(class_=True) for c in tag.get_attribute_list("class")]
+        assert not any(feedback.JUPYTERLAB_CLASS.match(c) for c in classes)
+        missing = 0
+        for elem in soup.select("img:not([alt])"):
+            elem.attrs["alt"] = feedback.NO_ALT
+            missing += 1
+        return str(soup), missing
+
+    rng = random.Random(25)
+    accepted = declined = 0
+    for _ in range(3000):
+        markup = _markup(rng)
+        streamed = stream(markup)
+        if streamed is None:
+            declined += 1
+            continue
+        accepted += 1
+        assert streamed == through_the_tree(markup), markup
+    # The corpus reaches both: what the stream writes, and what it leaves to BeautifulSoup.
+    assert accepted > 1000 and declined > 300, (accepted, declined)

@@ -48,6 +48,7 @@ import nbformat
 from ..course.contract import ASSIGNMENT
 from ..course.untrusted import for_terminal, is_student_id
 from ..grader.coursedir import LOGS, Course, course_config, db_url
+from .soup_stream import JUPYTERLAB_CLASS, NO_ALT, stream
 
 BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 
@@ -274,18 +275,22 @@ def _parse(markup: str, mark: str | None = None) -> tuple[str, int] | None:
     """BeautifulSoup's text of ``markup`` with the ``alt`` edit, and the images it edited; None
     unless ``markup`` stands on its own (``_SoupPass``), or, with ``mark``, unless the comment
     ``mark`` is outside ``<pre>``, ``<script>`` and ``<style>``."""
+    if mark is None:
+        streamed = stream(markup)
+        if streamed is not None:
+            return streamed
     soup = _fragment_soup()(markup, mark)
     if not soup.standalone:
         return None
     if any(
-        re.match(r"jp-(notebook|cell-inputwrapper|outputarea-output)$", c, re.I)
+        JUPYTERLAB_CLASS.match(c)
         for tag in soup.find_all(class_=True)
         for c in tag.get_attribute_list("class")
     ):
         return None  # JupyterLab's classes: nbconvert's tabindex edits may apply
     missing = 0
     for elem in soup.select("img:not([alt])"):
-        elem.attrs["alt"] = "No description has been provided for this image"
+        elem.attrs["alt"] = NO_ALT
         missing += 1
     return str(soup), missing
 
