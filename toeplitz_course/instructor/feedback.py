@@ -17,7 +17,9 @@ are read in one query per kind (``gradebook.NotebookRows``), the notebook is val
 its preprocessors, a code cell's highlighting is computed once per distinct source, and the page's
 BeautifulSoup pass is done per cell and remembered (``_SoupPass``): a cell that every student's
 page shares (the course's text, its locked code, a right answer's test) is parsed once per
-process, never again. The page written is the one stock writes, byte for byte
+process, never again, and a cell of the student's own is written as html.parser reads it,
+without building BeautifulSoup's tree (``soup_stream``), unless it holds markup whose text that
+cannot reproduce exactly. The page written is the one stock writes, byte for byte
 (``tests/test_feedback.py``); whatever ``_SoupPass`` cannot prove it renders the same way goes
 through nbconvert's own code. Students are spread over worker processes as ``grade`` spreads them
 (``grade.run_in_pool``), with the same progress bar, quiet terminal and Ctrl-C; the workers are

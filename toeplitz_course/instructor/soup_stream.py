@@ -33,6 +33,10 @@ NO_ALT = "No description has been provided for this image"
 JUPYTERLAB_CLASS = re.compile(r"jp-(notebook|cell-inputwrapper|outputarea-output)$", re.I)
 
 
+#: Start tags remembered per process, as written.
+TAGS_KEPT = 20_000
+
+
 class Declined(Exception):
     """The markup is outside what ``stream`` reproduces."""
 
@@ -74,6 +78,8 @@ class _Tables:
         from bs4 import BeautifulSoup
 
         self.spaces = BeautifulSoup.ASCII_SPACES
+        #: (tag, attributes as html.parser gives them) -> (its text, 1 if it gained alt)
+        self.tags: dict[tuple, tuple[str, int]] = {}
 
 
 _TABLES: _Tables | None = None
@@ -137,6 +143,29 @@ class _Stream(HTMLParser):
         if tag in t.containers or tag in self.CDATA_CONTENT_ELEMENTS or tag == "meta":
             raise Declined
         self.flush()
+        # The same tag with the same attributes is written the same way: a page's cells repeat
+        # a few dozen of them (pygments' spans, nbconvert's prompts) thousands of times.
+        # Only short tags are kept (not an image's data URI), and at most TAGS_KEPT of them.
+        key = (tag, tuple(attrs))
+        written = t.tags.get(key)
+        if written is None:
+            written = self._tag(tag, attrs)
+            if len(t.tags) < TAGS_KEPT and sum(len(v or "") for _, v in attrs) < 256:
+                t.tags[key] = written
+        text, missing_alt = written
+        self.out.append(text)
+        self.missing_alt += missing_alt
+        if tag in t.void:
+            return  # closed at once; a </tag> for it is declined
+        if self_closing:  # <div/>: opened and closed, an empty non-void element
+            self.out.append(f"</{tag}>")
+            return
+        self.stack.append(tag)
+        self.preserving += tag in t.preserve
+
+    def _tag(self, tag: str, attrs) -> tuple[str, int]:
+        """The start tag as BeautifulSoup writes it, and whether it gained an ``alt``."""
+        t = self.t
         values: dict = {}
         for key, value in attrs:
             values[key] = "" if value is None else value  # a repeated attribute: the last wins
@@ -146,19 +175,12 @@ class _Stream(HTMLParser):
             classes = (classes,)  # not split: BeautifulSoup's tables would say so
         if any(JUPYTERLAB_CLASS.match(name) for name in classes):
             raise Declined
+        missing_alt = 0
         if tag == "img" and "alt" not in values:
             values["alt"] = NO_ALT
-            self.missing_alt += 1
-        self.out.append(f"<{tag}{self._attributes(values)}")
-        if tag in t.void:
-            self.out.append("/>")  # closed at once; a </tag> for it is declined
-            return
-        self.out.append(">")
-        if self_closing:  # <div/>: opened and closed, an empty non-void element
-            self.out.append(f"</{tag}>")
-            return
-        self.stack.append(tag)
-        self.preserving += tag in t.preserve
+            missing_alt = 1
+        close = "/>" if tag in t.void else ">"
+        return f"<{tag}{self._attributes(values)}{close}", missing_alt
 
     def _attributes(self, values: dict) -> str:
         if not values:
