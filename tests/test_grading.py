@@ -310,6 +310,23 @@ def test_demonstrations_are_skipped_unless_edited_or_needed(graded):
     assert scores(course, "s17_uses_demos") == scores(course, "s01_correct")
 
 
+def test_pictures_for_a_person_are_drawn_only_where_a_person_will_read_an_answer(graded):
+    """A written answer left as released scores 0 without anyone reading it, so the pictures
+    drawn for the person grading it are not drawn; an answered one gets them."""
+    course, _, _, _ = graded
+    by_hand = [e for e in EXERCISES if not e.autograded]
+    assert by_hand
+    note = SkipDemoCells().note
+    with Gradebook(db_url(course)) as gb:
+        for student, answered in (("s02_blank", False), ("s01_correct", True)):
+            for exercise in by_hand:
+                grade = gb.find_grade(exercise.answer_id, exercise.notebook, ASSIGNMENT, student)
+                assert grade.needs_manual_grade == answered, student
+                assert answered or grade.score == 0
+                shown = _demo_outputs(course, student, exercise.notebook)
+                assert any(text != note for text in shown) == answered, student
+
+
 def test_colab_round_trip_grades_like_jupyterlab(graded):
     course, _, _, _ = graded
     assert scores(course, "s15_colab_round_trip") == scores(course, "s01_correct")

@@ -257,6 +257,25 @@ class CheckCellMetadata(nbgrader_preprocessors.CheckCellMetadata):
 RENDER_PLOTS = "toeplitz_render_plots"
 
 
+def awaits_a_person(nb) -> bool:
+    """Whether a person will grade a cell of the (restored) notebook ``nb``: a task, or a
+    manually graded answer the student changed. An answer still as released (its checksum is
+    the release's) nbgrader scores 0 without anyone (``utils.determine_grade``), and so is not
+    shown to anyone for grading. A cell whose checksum cannot be computed counts as changed."""
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader") or {}
+        if meta.get("task"):
+            return True
+        if meta.get("grade") and meta.get("solution"):
+            try:
+                unchanged = meta.get("checksum") == utils.compute_checksum(cell)
+            except (KeyError, TypeError, ValueError):
+                unchanged = False
+            if not ("checksum" in meta and unchanged):
+                return True
+    return False
+
+
 class SkipDemoCells(NbGraderPreprocessor):
     """Tag the instructor's demonstration cells so that nbclient does not execute them.
 
@@ -276,7 +295,9 @@ class SkipDemoCells(NbGraderPreprocessor):
     (``RENDER_PLOTS`` for ``HardenedExecute``), so that the formgrader and the feedback show the
     grader's own pictures of the student's code, the ones the written answer is about. The
     student's outputs are never kept: ``ClearOutput`` removed them, and a picture in a hand-in
-    proves nothing.
+    proves nothing. A written answer the student left as released is nobody's to read (nbgrader
+    scores it 0 by itself: ``awaits_a_person``), so its pictures are skipped like any other
+    demonstration.
     """
 
     enabled = Bool(True, help="Skip demonstrations; off: run every cell.").tag(config=True)
@@ -302,7 +323,7 @@ class SkipDemoCells(NbGraderPreprocessor):
         if not self.enabled:
             return nb, resources
         found, by_hand, figures = self._release_info(resources)
-        if by_hand and self.run_where_graded_by_hand:
+        if by_hand and self.run_where_graded_by_hand and awaits_a_person(nb):
             # The figures the person grading looks at run and are drawn, with whatever they
             # need; the notebook's other demonstrations are skipped as anywhere else.
             resources[RENDER_PLOTS] = True
