@@ -78,6 +78,8 @@ class _Tables:
         from bs4 import BeautifulSoup
 
         self.spaces = BeautifulSoup.ASCII_SPACES
+        #: What the minimal formatter replaces in text: text without it is written as it is.
+        self.escaped = EntitySubstitution.AMPERSAND_OR_BRACKET
         #: (tag, attributes as html.parser gives them) -> (its text, 1 if it gained alt)
         self.tags: dict[tuple, tuple[str, int]] = {}
 
@@ -112,9 +114,11 @@ class _Stream(HTMLParser):
         self.text = []
         if not data:
             return
-        if not self.preserving and all(c in self.t.spaces for c in data):
+        if not self.preserving and not data.strip(self.t.spaces):  # whitespace only
             data = "\n" if "\n" in data else " "
-        self.out.append(self.t.formatter.substitute(data))
+        if self.t.escaped.search(data):
+            data = self.t.formatter.substitute(data)
+        self.out.append(data)
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
