@@ -263,7 +263,7 @@ def test_a_bad_student_is_recorded_and_the_others_get_their_pages(graded, graded
 _TEXT = (
     "   ", "\n  \n", "\t", "x < y", "a > b", "&amp;", "&lt;", "&quot;", "&#39;", "&nbsp;",
     "&foo;", "&amp", "&#65;", "&#x41;", "&#150;", "&#0;", "&#55296;", "&#1114112;", "&#12a;",
-    "text", "é ü €", "<", "",
+    "text", "é ü €", "<", "", "\r\n \r", "\xa0", " \xa0 ",
 )  # fmt: skip
 _VOID = ("<img src='x.png'>", "<IMG SRC=\"y\" alt=''>", "<img src=z/>", "<br>", "<br/>",
          "<div/>", "<input disabled>", "<hr class='  rule '>")  # fmt: skip
