@@ -327,3 +327,9 @@ def test_the_streamed_pass_writes_what_beautifulsoup_writes():
         assert streamed == through_the_tree(markup), markup
     # The corpus reaches both: what the stream writes, and what it leaves to BeautifulSoup.
     assert accepted > 1000 and declined > 300, (accepted, declined)
+    # Where BeautifulSoup cannot write its tree out (nested too deep for its recursive tag
+    # comparison), stock writes no page; the stream writes none either.
+    deep = "<div><span>" * 300 + "</span>x</div>" * 300
+    with pytest.raises(RecursionError):
+        str(feedback._fragment_soup()(deep, None))
+    assert stream(deep) is None

@@ -34,6 +34,11 @@ NO_ALT = "No description has been provided for this image"
 JUPYTERLAB_CLASS = re.compile(r"jp-(notebook|cell-inputwrapper|outputarea-output)$", re.I)
 
 
+#: Deeper nesting is declined: BeautifulSoup compares tags recursively (``Tag.__eq__``) when it
+#: writes its tree out, and a few hundred nested tags of one name exhaust Python's stack there,
+#: so stock writes no page; neither may this.
+MAX_DEPTH = 100
+
 #: Start tags remembered per process, as written.
 TAGS_KEPT = 20_000
 
@@ -166,6 +171,8 @@ class _Stream(HTMLParser):
             self.out.append(f"</{tag}>")
             return
         self.stack.append(tag)
+        if len(self.stack) > MAX_DEPTH:
+            raise Declined
         self.preserving += tag in t.preserve
 
     def _tag(self, tag: str, attrs) -> tuple[str, int]:
