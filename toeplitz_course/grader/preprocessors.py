@@ -259,19 +259,18 @@ RENDER_PLOTS = "toeplitz_render_plots"
 
 def awaits_a_person(nb) -> bool:
     """Whether a person will grade a cell of the (restored) notebook ``nb``: a task, or a
-    manually graded answer the student changed. An answer still as released (its checksum is
-    the release's) nbgrader scores 0 without anyone (``utils.determine_grade``), and so is not
-    shown to anyone for grading. A cell whose checksum cannot be computed counts as changed."""
+    manually graded answer nbgrader does not score by itself. nbgrader's own rule
+    (``utils.determine_grade``) scores an answer still as released (its checksum the release's)
+    0, and so nobody is shown it for grading. A cell it cannot judge counts as a person's."""
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader") or {}
         if meta.get("task"):
             return True
         if meta.get("grade") and meta.get("solution"):
             try:
-                unchanged = meta.get("checksum") == utils.compute_checksum(cell)
+                if utils.determine_grade(cell)[0] is None:
+                    return True
             except (KeyError, TypeError, ValueError):
-                unchanged = False
-            if not ("checksum" in meta and unchanged):
                 return True
     return False
 

@@ -27,6 +27,7 @@ its pool workers, their zygotes and the kernels the zygotes reap.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import resource
@@ -305,8 +306,6 @@ def in_own_words(nbs: dict, student: str) -> dict:
     keyed by a cell's text (feedback's per-cell pass, say). Scores do not change: a comment
     after a cell's last line neither runs nor changes what the cell shows. A blank hand-in
     stays the release's cells, as a real blank one is."""
-    import copy
-
     from ..grader.demos import source_of
 
     own = copy.deepcopy(nbs)

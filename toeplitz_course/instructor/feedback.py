@@ -281,6 +281,11 @@ def _parse(markup: str, mark: str | None = None) -> tuple[str, int] | None:
         streamed = stream(markup)
         if streamed is not None:
             return streamed
+    return _through_the_tree(markup, mark)
+
+
+def _through_the_tree(markup: str, mark: str | None = None) -> tuple[str, int] | None:
+    """``_parse`` by BeautifulSoup's tree, what ``soup_stream`` must equal where it answers."""
     soup = _fragment_soup()(markup, mark)
     if not soup.standalone:
         return None

@@ -68,6 +68,7 @@ class _Tables:
     """BeautifulSoup's own definitions, read once from an html.parser tree builder."""
 
     def __init__(self):
+        from bs4 import BeautifulSoup
         from bs4.builder import HTMLParserTreeBuilder
         from bs4.builder._htmlparser import BeautifulSoupHTMLParser
         from bs4.dammit import EntitySubstitution
@@ -81,8 +82,6 @@ class _Tables:
         self.formatter = HTMLFormatter.REGISTRY["minimal"]
         self.entities = EntitySubstitution.HTML_ENTITY_TO_CHARACTER
         self.charref = BeautifulSoupHTMLParser._dereference_numeric_character_reference
-        from bs4 import BeautifulSoup
-
         self.spaces = BeautifulSoup.ASCII_SPACES
         #: What the minimal formatter replaces in text: text without it is written as it is.
         self.escaped = EntitySubstitution.AMPERSAND_OR_BRACKET
