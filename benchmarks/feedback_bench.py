@@ -1,14 +1,16 @@
 """Feedback alone: stock ``nbgrader generate_feedback`` against ``python -m toeplitz_course
 feedback``, optionally against an earlier version of ours too, on one graded class.
 
-    .venv/bin/python benchmarks/feedback_bench.py [--students 20] [--before DIR] [--jobs N]
+    .venv/bin/python benchmarks/feedback_bench.py [--students 20] [--before DIR] [--jobs N [N ...]]
 
 Builds a scratch class (``bench.scratch_course``, correct / mistakes / blank students), grades it
 with ``grade`` (not timed), then times feedback on copies of it as ``bench.bench_feedback`` does:
 each command as a subprocess, CPU of its whole process tree (``getrusage``). ``--before DIR``
 also runs ``feedback`` with ``DIR`` first on ``PYTHONPATH`` (a checkout of ``toeplitz_course``
 from an earlier commit: ``git archive COMMIT toeplitz_course | tar -x -C DIR``), before and
-after ours, so that both see the same load. Every page of ours must be stock's, byte for byte.
+after ours, so that both see the same load. Several ``--jobs`` values instead run ours once per
+value, twice over, interleaved (worker counts compared on one class). Every page of ours must be
+stock's, byte for byte.
 """
 
 from __future__ import annotations
@@ -42,7 +44,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=20)
     parser.add_argument("--before", type=Path, help="an earlier toeplitz_course's parent folder")
-    parser.add_argument("--jobs", type=int, help="feedback --jobs (default: its own choice)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        nargs="+",
+        help="feedback --jobs (default: its own choice); several values are each run twice, "
+        "interleaved, to compare worker counts on one class",
+    )
     args = parser.parse_args()
     ensure_tools_on_path()
     root = Path(__file__).resolve().parent.parent
@@ -55,16 +63,22 @@ def main() -> None:
         assert not run.errors, run.errors
         load = os.getloadavg()[0]
         ours_cmd = [sys.executable, "-m", "toeplitz_course", "feedback"]
-        if args.jobs:
-            ours_cmd += ["--jobs", str(args.jobs)]
         stock_cmd = [sys.executable, "-m", "nbgrader", "generate_feedback", ASSIGNMENT, "--force"]
         runs = [("stock generate_feedback", stock_cmd, None)]
-        if args.before:
-            runs.append(("feedback, before", ours_cmd, args.before))
-        runs.append(("feedback, now", ours_cmd, None))
-        if args.before:
-            runs.append(("feedback, before (again)", ours_cmd, args.before))
-            runs.append(("feedback, now (again)", ours_cmd, None))
+        if args.jobs and len(args.jobs) > 1:
+            for again in ("", " (again)"):
+                for jobs in args.jobs:
+                    cmd = [*ours_cmd, "--jobs", str(jobs)]
+                    runs.append((f"feedback --jobs {jobs}{again}", cmd, None))
+        else:
+            if args.jobs:
+                ours_cmd += ["--jobs", str(args.jobs[0])]
+            if args.before:
+                runs.append(("feedback, before", ours_cmd, args.before))
+            runs.append(("feedback, now", ours_cmd, None))
+            if args.before:
+                runs.append(("feedback, before (again)", ours_cmd, args.before))
+                runs.append(("feedback, now (again)", ours_cmd, None))
         phases, pages = [], {}
         saved = os.environ.get("PYTHONPATH")
         for i, (name, cmd, path) in enumerate(runs):

@@ -410,3 +410,120 @@ def test_a_zygote_forked_from_a_worker_holds_none_of_its_descriptors(worker):
     assert result["reaped"] is True
     # A worker with a thread must not fork: its zygote is a new interpreter instead.
     assert result["kind"] == ("_ForkedZygote" if worker == "single" else "Popen")
+
+
+class _Channel:
+    """A client channel that hands out scripted messages; ``None`` in the script is a timeout."""
+
+    def __init__(self, script):
+        self.script = script
+        self.reads = 0
+
+    async def get_msg(self, timeout=None):
+        from queue import Empty
+
+        self.reads += 1
+        msg = next(self.script)
+        if msg is None:
+            raise Empty
+        return msg
+
+
+def _status(state: str, parent: str | None) -> dict:
+    return {
+        "msg_type": "status",
+        "content": {"execution_state": state},
+        "parent_header": {"msg_id": parent} if parent else {},
+    }
+
+
+def _scripted_client(iopub_for):
+    """A ``WarmKernelClient`` of a manager whose kernel answers every kernel_info on shell at
+    once and whose IOPub, for the n-th request, plays ``iopub_for(n, msg_id)``."""
+    import itertools
+
+    kc = warmkernel.WarmKernelClient(parent=WarmKernelManager())
+    sent: list[str] = []
+
+    def kernel_info():
+        sent.append(f"req-{len(sent)}")
+        return sent[-1]
+
+    def shell():
+        while True:
+            yield {
+                "msg_type": "kernel_info_reply",
+                "parent_header": {"msg_id": sent[-1]},
+                "content": {"status": "ok", "protocol_version": "5.3"},
+            }
+
+    def iopub():
+        for n in itertools.count():
+            yield from iopub_for(n, sent[-1])
+
+    async def alive():
+        return True
+
+    kc.kernel_info = kernel_info
+    kc._shell_channel = _Channel(shell())
+    kc._iopub_channel = _Channel(iopub())
+    kc._async_is_alive = alive
+    return kc, sent
+
+
+def test_a_warm_client_is_ready_once_iopub_closes_the_answered_request():
+    """jupyter_client waits for IOPub to be silent for 0.2 s after the reply: on a kernel that
+    keeps publishing it never returns. Ours returns with the idle status of the request."""
+    import itertools
+
+    def iopub_for(n, msg_id):
+        yield _status("busy", msg_id)
+        yield _status("idle", msg_id)
+        # Then, never silent: a kernel still publishing (another client's request, say).
+        yield from (_status("busy", "someone-else") for _ in itertools.count())
+
+    kc, sent = _scripted_client(iopub_for)
+    asyncio.run(asyncio.wait_for(kc.wait_for_ready(timeout=5), 2))
+    assert sent == ["req-0"]
+    assert kc._iopub_channel.reads == 2  # busy, idle: nothing read after the idle
+
+
+def test_a_warm_client_asks_again_when_iopub_missed_the_idle():
+    """A subscription made after the idle was published (ZeroMQ's slow joiner) shows as IOPub
+    silence: then the client asks again, as jupyter_client does, and never takes an earlier
+    request's or another request's idle for it."""
+
+    def iopub_for(n, msg_id):
+        if n == 0:
+            yield _status("idle", "someone-else")
+            yield None  # silence: the request's own idle was missed
+        else:
+            yield _status("idle", "req-0")  # the first request's, late
+            yield _status("busy", msg_id)
+            yield _status("idle", msg_id)
+
+    kc, sent = _scripted_client(iopub_for)
+    asyncio.run(asyncio.wait_for(kc.wait_for_ready(timeout=5), 2))
+    assert sent == ["req-0", "req-1"]
+    assert kc._iopub_channel.reads == 5
+
+
+def test_warm_kernels_use_the_warm_client_and_lose_no_output_of_their_first_cell(tmp_path):
+    """Ready without IOPub's silence, the first cell's every output still arrives."""
+    config = Config()
+    config.WarmProvisioner.preload = SMALL_PRELOAD
+    for _ in range(5):
+        client = NotebookClient(
+            notebook("print('first'); import sys; sys.stderr.write('err'); 6 * 7"),
+            kernel_manager_class=WarmKernelManager,
+            resources={"metadata": {"path": str(tmp_path)}},
+            config=config,
+        )
+        nb = client.execute()
+        assert type(client.kc) is warmkernel.WarmKernelClient or client.kc is None
+        outputs = nb.cells[0].outputs
+        assert [o.get("name") or o.output_type for o in outputs] == [
+            "stdout",
+            "stderr",
+            "execute_result",
+        ], outputs

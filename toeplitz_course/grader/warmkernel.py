@@ -108,12 +108,14 @@ import threading
 import time
 import traceback
 import weakref
+from queue import Empty
 from typing import Any
 
 import zmq
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
-from traitlets import Float, Integer, List, Unicode
+from traitlets import DottedObjectName, Float, Integer, List, Type, Unicode
 
 from . import sandbox as sandboxing
 
@@ -711,14 +713,74 @@ class WarmProvisioner(LocalProvisioner):
             self._warm = None
 
 
+class WarmKernelClient(AsyncKernelClient):
+    """AsyncKernelClient that is ready as soon as the kernel's IOPub is shown to be connected.
+
+    jupyter_client's ``wait_for_ready`` asks for ``kernel_info`` until a reply comes and one IOPub
+    message follows it (the IOPub subscription is live), then reads IOPub until it has been
+    silent for 0.2 s: a fixed 0.2 s of every kernel start, idle, which is most of a forked
+    kernel's start (issue 25, `benchmarks/kernel_floor.py`). Here the wait ends with the message
+    that closes the answered request on IOPub, the kernel's ``idle`` status for it: it shows the
+    subscription is live, and the kernel publishes nothing more until the next request. Messages
+    of an earlier request still queued are left for the caller, which, like nbclient, reads only
+    the messages whose parent is its own request. Without that ``idle`` within 0.2 s it asks again,
+    as jupyter_client does when IOPub stays silent.
+    """
+
+    async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
+        from jupyter_client.manager import KernelManager
+
+        if not isinstance(self.parent, KernelManager):
+            # Not our manager's client: jupyter_client's heartbeat wait comes first.
+            return await super()._async_wait_for_ready(timeout)
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                if await self._idle_after(reply["parent_header"].get("msg_id")):
+                    self._handle_kernel_info_reply(reply)
+                    return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+    wait_for_ready = _async_wait_for_ready
+
+    async def _idle_after(self, msg_id: str | None) -> bool:
+        """Whether IOPub delivers the kernel's ``idle`` status for request ``msg_id`` before it
+        has been silent for 0.2 s (jupyter_client's own wait for an IOPub message)."""
+        while True:
+            try:
+                msg = await self.iopub_channel.get_msg(timeout=0.2)
+            except Empty:
+                return False
+            if (
+                msg["msg_type"] == "status"
+                and msg["content"].get("execution_state") == "idle"
+                and msg["parent_header"].get("msg_id") == msg_id
+            ):
+                return True
+
+
 class WarmKernelManager(AsyncKernelManager):
     """AsyncKernelManager that launches ipykernels by forking a warm zygote (``WarmProvisioner``).
 
     The connection file, shutdown over the control channel, interrupts (SIGINT to the kernel's
-    process group), restarts and the client are jupyter_client's. Two fixed waits sized for
-    kernels that take seconds to start are shortened: the client's reconnect interval and the
-    poll interval while a kernel shuts down.
+    process group), restarts and the client are jupyter_client's. Three fixed waits sized for
+    kernels that take seconds to start are shortened: the client's reconnect interval, its wait
+    for IOPub to fall silent once the kernel is ready (``WarmKernelClient``), and the poll
+    interval while a kernel shuts down.
     """
+
+    client_class = DottedObjectName(
+        f"{__name__}.WarmKernelClient", config=True, help="The kernel client's class."
+    )
+    client_factory = Type(WarmKernelClient, klass=AsyncKernelClient, config=True)
 
     async def _async_pre_start_kernel(self, **kw: Any):
         # The same kernel id the base class would choose, needed to build the provisioner first;
