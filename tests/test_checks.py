@@ -21,6 +21,11 @@ from toeplitz_course.kernel import cases, hidden, probe
 # -- the real path ----------------------------------------------------------------------------
 
 
+# A student's own names for the convolutions, taken before any check runs.
+_CONV1D, _CORRELATE, _CONVOLVE = F.conv1d, np.correlate, np.convolve
+_LAYER_2D = torch.nn.Conv2d(1, 1, 3)
+
+
 def run(grade_id, answer):
     payload = probe.probe(grade_id, answer)
     # What the answer channel carries: strict JSON, so NaN must already be encoded.
@@ -283,8 +288,25 @@ def test_matrices_built_by_loops_pass():
         ("ex2_2_test", lambda w: np.stack([np.correlate(np.eye(10)[j], w.numpy()) for j in [0]])),
         ("ex4_1_test", lambda k: identity_block_toeplitz_2d(k, 4, 5)),
         ("ex4_1_test", lambda k: torch.conv2d(torch.eye(20).view(20, 1, 4, 5), k[None, None])),
+        # The same under another name, taken before the call (a student's own import above it).
+        ("ex2_2_test", lambda w: _CONV1D(torch.eye(10)[:, None], w.view(1, 1, -1), padding=1)),
+        (
+            "ex2_2_test",
+            lambda w: torch.ops.aten.convolution(
+                torch.eye(10)[:, None], w.view(1, 1, -1), None, [1], [1], [1], False, [0], 1
+            ),
+        ),
+        (
+            "ex2_2_test",
+            lambda w: torch._C._VariableFunctions.conv1d(
+                torch.eye(10)[:, None], w.view(1, 1, -1), padding=1
+            ),
+        ),
+        ("ex2_2_test", lambda w: np.stack([_CORRELATE(np.eye(10)[j], w.numpy()) for j in [0]])),
+        ("ex2_2_test", lambda w: np.stack([_CONVOLVE(np.eye(10)[j], w.numpy()) for j in [0]])),
+        ("ex4_1_test", lambda k: type(_LAYER_2D)(1, 1, 3)(torch.eye(20).view(20, 1, 4, 5))),
     ],
-    ids=range(5),
+    ids=range(11),
 )
 def test_a_builder_cannot_run_the_convolution(grade_id, convolution):
     # Reading the matrix off the convolution (Part 5's trick) is not building it: the builder is
@@ -468,7 +490,6 @@ def _set_forms(expected: set[int]):
         "list_of_numpy_ints": [np.int64(v) for v in ordered],
         "list_of_0d_tensors": [torch.tensor(v) for v in ordered],
         "dict_keys": dict.fromkeys(ordered).keys(),
-        "generator": (v for v in ordered),
     }
     if ordered == list(range(ordered[0], ordered[-1] + 1)):
         forms["range"] = range(ordered[0], ordered[-1] + 1)
@@ -506,6 +527,10 @@ def _wrong_sets(grade_id):
         (expected | {6}, "outside the range -5..5"),
         (expected | {-6}, "outside the range"),
         (some + [some[0]], "more than once"),
+        # Read by the hidden test, then empty for the check under it: refused, in both.
+        ((v for v in some), "used up once read"),
+        (filter(lambda v: v in expected, range(-5, 6)), "used up once read"),
+        (map(int, some), "used up once read"),
         ([float(v) for v in some], "shifts are whole numbers"),
         ([*some[:-1], True], "shifts are whole numbers"),
         ([*some, "0"], "shifts are whole numbers"),

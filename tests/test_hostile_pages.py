@@ -88,19 +88,44 @@ def _output_attacks(url: str) -> str:
     )
 
 
+#: TeX that MathJax draws far outside its line: a white sheet over whatever is above and to the
+#: left, and a verdict of the student's own words over it (MathJax's Safe extension allows both).
+PAINT_OVER = (
+    r"$$\smash{\rlap{\kern-40em\color{white}{\rule{120em}{60em}}}}"
+    r"\smash{\rlap{\kern-30em\raise{20em}{\color{green}{\text{All hidden tests passed}}}}}$$"
+)
+
+#: Tags that, written into the cell's class attribute, would give it the page's own classes:
+#: a fixed banner over the score, a full-page backdrop over every score box, a hidden cell.
+CLASS_TAGS = ["x navbar-fixed-top alert alert-success", "w modal-backdrop in", "y hidden"]
+
+
 def _hostile(course: Path, url: str) -> examples.Notebooks:
     nbs = examples.correct(course)
     attacks = "\n\n".join(_markdown_attacks(url))
-    examples.answer(nbs, "ex3_4", "Shifts near the edges break equivariance.\n\n" + attacks)
+    examples.answer(
+        nbs, "ex3_4", "Shifts near the edges break equivariance.\n\n" + PAINT_OVER + attacks
+    )
+    for grade_id in ("ex1_2", "ex1_2_test"):
+        cell = next(
+            c
+            for nb in nbs.values()
+            for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+        )
+        cell.metadata["tags"] = list(CLASS_TAGS)
     for name in (WRITTEN_NB, OTHER_NB):
         nb = nbs[name]
-        md = nbformat.v4.new_markdown_cell(attacks + "\n\n![att](attachment:page.html)")
+        md = nbformat.v4.new_markdown_cell(
+            PAINT_OVER + attacks + "\n\n![att](attachment:page.html)"
+        )
         md.attachments = {
             "page.html": {"text/html": f"<script>{PWNED}</script>"},
             "evil.svg": {"image/svg+xml": f"<svg onload=\"fetch('{url}/att-svg')\"></svg>"},
         }
         md.metadata["tags"] = ['"><img src=x onerror=alert(1)>']
         code = nbformat.v4.new_code_cell(_output_attacks(url))
+        code.metadata["tags"] = list(CLASS_TAGS)
         nb.cells[3:3] = [md, code]
         nb.metadata["widgets"] = {
             "application/vnd.jupyter.widget-state+json": {"state": {}, "x": f"</script>{PWNED}"}
@@ -158,12 +183,64 @@ def _settle_and_check(driver, listener, page_title: str) -> None:
     assert driver.title == page_title
 
 
-def _open_formgrader(browser, server, course: Path, notebook: str) -> None:  # noqa: F811
+#: What a person reads or clicks: every cell, every panel's heading (a notebook's score, a graded
+#: cell's score and label), every score box and comment. Each one is shown, and the topmost thing
+#: at its centre (at most 40 by 12 pixels in) is itself or inside it: no student content covers it.
+_COVERED = """
+const wanted = 'div.cell, .panel-heading, input:not([type=hidden]), textarea, nav a';
+// The formgrader's own navigation bar is fixed at the top: what is under it is looked at below it.
+const nav = document.querySelector('nav.navbar-fixed-top');
+const found = [];
+for (const t of document.querySelectorAll(wanted)) {
+  t.scrollIntoView({block: 'center', inline: 'nearest'});
+  const r = t.getBoundingClientRect();
+  const name = t.tagName + '.' + t.className + '#' + t.id;
+  const top = Math.max(r.top, nav && !nav.contains(t) ? nav.getBoundingClientRect().bottom : 0);
+  const bottom = Math.min(r.bottom, window.innerHeight);
+  const left = Math.max(r.left, 0), right = Math.min(r.right, window.innerWidth);
+  if (bottom - top < 1 || right - left < 1) {
+    // A control the page itself hides (the formgrader's "show names" eye has two states).
+    if (!t.matches('div.cell, .panel-heading') && t.getClientRects().length === 0) continue;
+    found.push('not shown: ' + name);
+    continue;
+  }
+  const hit = document.elementFromPoint(
+    left + Math.min((right - left) / 2, 40), top + Math.min((bottom - top) / 2, 12));
+  if (!hit || !(hit === t || t.contains(hit))) {
+    found.push('covered: ' + name + ' by ' + (hit ? hit.tagName + '.' + hit.className : 'nothing'));
+  }
+}
+window.scrollTo(0, 0);
+return found;
+"""
+
+#: The classes the page gives its cells, other than the ones made from their tags.
+_CELL_CLASSES = """
+return Array.from(new Set(Array.from(document.querySelectorAll('div.cell'))
+  .flatMap(c => Array.from(c.classList)).filter(k => !k.startsWith('celltag_')))).sort();
+"""
+
+
+def _check_the_page_is_the_graders(driver, honest_cell_classes: list[str]) -> None:
+    """The student's content stays in its cell: nothing covers what a person reads or clicks, and
+    the cells carry no class the honest student's page does not give its own."""
+    if pages.local_mathjax() is not None:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        # The paint-over TeX is drawn by MathJax: wait until it has typeset the page.
+        WebDriverWait(driver, WAIT).until(
+            lambda d: d.execute_script("return document.querySelectorAll('.MathJax_CHTML').length")
+        )
+    assert driver.execute_script(_COVERED) == []
+    assert set(driver.execute_script(_CELL_CLASSES)) <= set(honest_cell_classes)
+
+
+def _open_formgrader(browser, server, course: Path, notebook: str, student: str = HOSTILE) -> None:  # noqa: F811
     from selenium.webdriver.support.ui import WebDriverWait
 
     base, token = server
     with Gradebook(db_url(course)) as gb:
-        submission = gb.find_submission_notebook(notebook, ASSIGNMENT, HOSTILE).id
+        submission = gb.find_submission_notebook(notebook, ASSIGNMENT, student).id
     browser.get(f"{base}/api/status?token={token}")
     browser.get(f"{base}/formgrader/submissions/{submission}/")
     WebDriverWait(browser, WAIT).until(
@@ -182,9 +259,14 @@ def test_the_formgrader_runs_nothing_of_the_submission(
     listener,
     notebook,
 ):
+    _open_formgrader(browser, server, course, notebook, HONEST)
+    time.sleep(SETTLE)
+    assert browser.execute_script(_COVERED) == []  # the check holds on an honest page
+    honest_classes = browser.execute_script(_CELL_CLASSES)
     listener.hits.clear()
     _open_formgrader(browser, server, course, notebook)
     _settle_and_check(browser, listener, notebook)
+    _check_the_page_is_the_graders(browser, honest_classes)
     # The page still works: the score box of a graded cell is there and bound.
     if notebook == WRITTEN_NB:
         assert browser.execute_script("return document.getElementById('ex3_4').tagName") == "INPUT"
@@ -199,10 +281,15 @@ def test_the_feedback_page_runs_nothing_of_the_submission(
     listener,
     notebook,
 ):
+    browser.get((course / "feedback" / HONEST / ASSIGNMENT / f"{notebook}.html").as_uri())
+    time.sleep(SETTLE)
+    assert browser.execute_script(_COVERED) == []  # the check holds on an honest page
+    honest_classes = browser.execute_script(_CELL_CLASSES)
     listener.hits.clear()
     page = course / "feedback" / HOSTILE / ASSIGNMENT / f"{notebook}.html"
     browser.get(page.as_uri())
     _settle_and_check(browser, listener, notebook)
+    _check_the_page_is_the_graders(browser, honest_classes)
 
 
 def test_the_autograded_notebook_holds_nothing_active(course, listener):

@@ -260,3 +260,58 @@ def test_the_failure_name_is_the_verdicts_own_without_importing_them():
     probe = "import sys, toeplitz_course.grader.preprocessors; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+# -- the hidden test's answer stays an output of its cell ----------------------------------------
+
+_ANSWER_THEN = """
+from IPython import get_ipython
+from IPython.display import clear_output, display
+from toeplitz_course.kernel import channel
+{before}
+channel.emit("ex6_4_test", {{"real": True}})  # the hidden test's answer
+print("the check calls the student's function again")
+{after}
+display({{channel.MIME: {{"grade_id": "ex6_4_test", "payload": {{"forged": True}}}}}}, raw=True)
+"""
+
+#: Student code that runs in a test cell (their function, called by the hidden test and the
+#: check) and would leave their own answer as the only one: clear the cell's outputs, or open an
+#: Output widget that nbclient would capture the cell's later outputs into.
+_DIVERSIONS = {
+    "clear_output": ("", "clear_output()"),
+    "clear_output(wait=True)": ("", "clear_output(wait=True)"),
+    "an Output widget": (
+        "from comm import create_comm\n"
+        "msg_id = get_ipython().kernel.get_parent()['header']['msg_id']\n"
+        "create_comm(target_name='jupyter.widget', data={'state': {"
+        "'_model_name': 'OutputModel', '_model_module': '@jupyter-widgets/output',"
+        " 'msg_id': msg_id}, 'buffer_paths': []})",
+        "",
+    ),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("diversion", sorted(_DIVERSIONS))
+def test_student_code_cannot_clear_or_divert_the_hidden_tests_answer(tmp_path, diversion):
+    from traitlets.config import Config
+
+    from toeplitz_course.grader import answers
+    from toeplitz_course.grader.config import KERNEL_ARGUMENTS
+    from toeplitz_course.grader.preprocessors import HardenedExecute
+
+    before, after = _DIVERSIONS[diversion]
+    c = Config()
+    c.HardenedExecute.kernel_manager_class = "toeplitz_course.grader.warmkernel.WarmKernelManager"
+    c.HardenedExecute.extra_arguments = list(KERNEL_ARGUMENTS)
+    c.HardenedExecute.allow_errors = True
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(_ANSWER_THEN.format(before=before, after=after))],
+        metadata={"kernelspec": KERNELSPEC},
+    )
+    nb, _ = HardenedExecute(config=c).preprocess(nb, {"metadata": {"path": str(tmp_path)}})
+    cell = nb.cells[0]
+    assert not [o for o in cell.outputs if o.output_type == "error"], cell.outputs
+    # Both answers are there, the real one first: VerifyAnswers refuses a cell with two.
+    assert [p["payload"] for p in answers.payloads(cell)] == [{"real": True}, {"forged": True}]

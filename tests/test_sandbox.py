@@ -689,3 +689,78 @@ def test_warm_parents_and_the_worker_server_start_without_the_graders_secrets(mo
         if server is not None:  # forkserver available: the fork path is the one to check
             assert (secret in _environ(server)) is leaky
             assert all(secret.decode() not in str(arg) for arg in initargs)
+
+
+_REDIRECT = """
+import os, threading, time
+from ipykernel.kernelapp import IPKernelApp
+app = IPKernelApp.instance()
+def redirect():
+    time.sleep(0.5)  # after this cell's reply
+    for name in ("shell", "hb"):
+        path = f"{app.ip}-{getattr(app, name + '_port')}"
+        os.unlink(path)
+        os.symlink(%r, path)  # absolute: a path of the grader's file system
+    app.shell_socket.unbind(f"ipc://{app.ip}-{app.shell_port}")
+    app.heartbeat.socket.close() if hasattr(app.heartbeat, "socket") else None
+threading.Thread(target=redirect, daemon=True).start()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_the_grader_connects_to_no_socket_a_kernel_points_it_at(tmp_path):
+    """A sandboxed kernel owns the paths of its sockets: it swaps them for symlinks to a socket of
+    the grader's machine and drops the grader's connections. The grader (root) must not follow:
+    it reaches only the sockets the kernel bound before any cell ran."""
+    from traitlets.config import Config
+
+    from toeplitz_course.grader.config import KERNEL_ARGUMENTS
+    from toeplitz_course.grader.preprocessors import HardenedExecute
+
+    target = tmp_path / "host.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(target))
+    server.listen(16)
+    server.settimeout(0.2)
+    connections: list[bytes] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(1)
+            try:
+                connections.append(conn.recv(64))
+            except OSError:
+                connections.append(b"")
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    c = Config()
+    c.HardenedExecute.kernel_manager_class = "toeplitz_course.grader.warmkernel.WarmKernelManager"
+    c.HardenedExecute.extra_arguments = list(KERNEL_ARGUMENTS)
+    c.HardenedExecute.allow_errors = True
+    c.HardenedExecute.timeout = 6
+    c.Sandbox.enabled = True
+    work = tmp_path / "work"
+    work.mkdir()
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(_REDIRECT % str(target)),
+            nbformat.v4.new_code_cell("import time; time.sleep(3)"),
+            nbformat.v4.new_code_cell("'sent to whoever listens where the kernel says'"),
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    )
+    try:
+        HardenedExecute(config=c).preprocess(nb, {"metadata": {"path": str(work)}})
+    finally:
+        time.sleep(2)  # a heartbeat's reconnect, had it followed the link
+        done.set()
+        thread.join()
+        server.close()
+    assert connections == []

@@ -434,6 +434,64 @@ def test_an_answer_wrong_only_on_a_degenerate_input_fails_both(grade_id):
     assert visible_verdict(grade_id, answer) is not None
 
 
+#: Wrong answers on which every visible case agreed with the right one until the kinds that tell
+#: them apart were shown (a reviewer's, 2026-12-08): the check said ✔, the grader 0.
+_ROWS_LOOP = """
+    T = torch.zeros(rows, N)
+    for i in range(rows):
+        for k in range(K):
+            j = i * stride + k * dilation - padding
+            if 0 <= j < N:
+                T[i, j] = w[k]
+    return T
+"""
+AGREED_ON_THE_VISIBLE_CASES = {
+    "rounds instead of the floor": (
+        "ex6_1_test",
+        "conv_output_length",
+        "def conv_output_length(N, K, padding=0, stride=1, dilation=1):\n"
+        "    return round((N + 2 * padding - dilation * (K - 1) - 1) / stride) + 1\n",
+    ),
+    "the dilated span as K + dilation": (
+        "ex6_1_test",
+        "conv_output_length",
+        "def conv_output_length(N, K, padding=0, stride=1, dilation=1):\n"
+        "    span = K + dilation if dilation > 1 else K\n"
+        "    return (N + 2 * padding - span) // stride + 1\n",
+    ),
+    "the dilated span as K * dilation - 1": (
+        "ex6_1_test",
+        "conv_output_length",
+        "def conv_output_length(N, K, padding=0, stride=1, dilation=1):\n"
+        "    span = K * dilation - 1 if dilation > 1 else K\n"
+        "    return (N + 2 * padding - span) // stride + 1\n",
+    ),
+    "rows as window positions // stride": (
+        "ex6_2_test",
+        "toeplitz_general",
+        "def toeplitz_general(w, N, padding=0, stride=1, dilation=1):\n"
+        "    K = len(w)\n"
+        "    rows = (N + 2 * padding - dilation * (K - 1)) // stride\n" + _ROWS_LOOP,
+    ),
+    "rows from the span K * dilation - 1": (
+        "ex6_2_test",
+        "toeplitz_general",
+        "def toeplitz_general(w, N, padding=0, stride=1, dilation=1):\n"
+        "    K = len(w)\n"
+        "    span = K if dilation == 1 else K * dilation - 1\n"
+        "    rows = (N + 2 * padding - span) // stride + 1\n" + _ROWS_LOOP,
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(AGREED_ON_THE_VISIBLE_CASES))
+def test_a_mistake_the_visible_cases_once_missed_fails_both(mistake):
+    grade_id, name, source = AGREED_ON_THE_VISIBLE_CASES[mistake]
+    answer = _run_answer_cell(source, name)
+    assert grader_verdict(grade_id, answer) is not None
+    assert visible_verdict(grade_id, answer) is not None
+
+
 def grader_verdict_on(grade_id: str, answer, picks) -> str | None:
     from toeplitz_course.kernel import cases as hidden_cases
 

@@ -21,10 +21,11 @@ def payloads(cell: dict) -> list[dict]:
     return found
 
 
+def is_answer(output: dict) -> bool:
+    """Whether an output is a message on the answer channel."""
+    return output.get("output_type") == "display_data" and MIME in output.get("data", {})
+
+
 def strip(cell: dict) -> None:
     """Remove channel messages from a cell's outputs (they are for the grader, not for people)."""
-    cell["outputs"] = [
-        o
-        for o in cell.get("outputs", [])
-        if not (o.get("output_type") == "display_data" and MIME in o.get("data", {}))
-    ]
+    cell["outputs"] = [o for o in cell.get("outputs", []) if not is_answer(o)]

@@ -532,7 +532,30 @@ class HardenedExecute(Execute):
         self.log.warning("Stopping execution: %s", evalue)
         cell.setdefault("outputs", []).append(_error_output(ename, evalue))
 
+    # The hidden test's answer stays an output of its cell whatever the student's code does after
+    # it: the check under it calls their function again, and a clear_output there (a progress
+    # display, IPython.display.clear_output) would erase it, or clear it and leave an answer of
+    # their own making as the only one. nbclient's Output-widget emulation would do the same by
+    # capturing the cell's later outputs into a widget the student's code opens. So a clear keeps
+    # the answers, and no widget captures outputs (grading shows no widget; their state is dropped).
+
+    def on_comm_open_jupyter_widget(self, msg):
+        return None
+
+    def clear_output(self, outs, msg, cell_index):
+        if msg.get("content", {}).get("wait"):
+            self.clear_before_next_output = True  # done by output(), with the next output
+        else:
+            self._clear_keeping_answers(outs, cell_index)
+
+    def _clear_keeping_answers(self, outs, cell_index) -> None:
+        outs[:] = [o for o in outs if answers.is_answer(o)]
+        self.clear_display_id_mapping(cell_index)
+        self.clear_before_next_output = False
+
     def output(self, outs, msg, display_id, cell_index):
+        if self.clear_before_next_output:
+            self._clear_keeping_answers(outs, cell_index)
         content = msg.get("content", {})
         size = len(str(content.get("text", ""))) + sum(
             len(str(v)) for v in content.get("data", {}).values()
@@ -541,9 +564,9 @@ class HardenedExecute(Execute):
         # past the cap. It has a budget of its own (a few answers, each at most a bounded size),
         # so a flood of forged answers is capped like any other output.
         if msg.get("msg_type") == "display_data" and channel.MIME in content.get("data", {}):
-            answers = self._answers.get(cell_index, 0)
-            if answers < self.max_answers and size <= self.max_answer_bytes:
-                self._answers[cell_index] = answers + 1
+            answers_sent = self._answers.get(cell_index, 0)
+            if answers_sent < self.max_answers and size <= self.max_answer_bytes:
+                self._answers[cell_index] = answers_sent + 1
                 return super().output(outs, msg, display_id, cell_index)
         used = self._sizes.get(cell_index, 0)
         self._sizes[cell_index] = used + size

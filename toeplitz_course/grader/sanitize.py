@@ -176,16 +176,42 @@ def _safe_markdown_cached(source: str) -> str:
     return _safe_markdown(source, None)
 
 
+#: More emphasis marks (``*``, ``_``) than this in one markdown source, and it is shown as typed
+#: instead of rendered: mistune's emphasis matching takes a time that grows with about the cube of
+#: their number (1,000 marks: 0.16 s; 2,000: 1.2 s; the 40,000 of a 120 KB cell: hours), and the
+#: grader, the feedback and the formgrader all render what a student wrote. The course's own cells
+#: have at most 72.
+MAX_EMPHASIS_MARKS = 1000
+
+
+def too_costly(source: str) -> bool:
+    """Whether rendering ``source`` as markdown could take the renderer minutes or hours."""
+    return source.count("*") + source.count("_") > MAX_EMPHASIS_MARKS
+
+
+def _as_typed(source: str) -> str:
+    return f"<pre>{html.escape(source)}</pre>"
+
+
+def _is_our_block(source: str) -> bool:
+    """Whether ``source`` is what ``safe_markdown`` writes for a cell it rendered itself: one
+    line of HTML, which a markdown renderer passes through without reading markdown in it."""
+    return source.startswith("<div>") and "\n" not in source
+
+
 def _safe_markdown(source: str, attachments: dict | None) -> str:
-    try:
-        rendered = render_markdown(source, attachments)
-    except Exception:  # nbconvert raises for a missing attachment, say: shown as typed
-        rendered = f"<pre>{html.escape(source)}</pre>"
+    if too_costly(source):
+        rendered = _as_typed(source)
     else:
-        cleaned = clean_html(rendered)
-        if not attachments and shape(cleaned) == shape(rendered):
-            return source
-        rendered = cleaned
+        try:
+            rendered = render_markdown(source, attachments)
+        except Exception:  # nbconvert raises for a missing attachment, say: shown as typed
+            rendered = _as_typed(source)
+        else:
+            cleaned = clean_html(rendered)
+            if not attachments and shape(cleaned) == shape(rendered):
+                return source
+            rendered = cleaned
     return "<div>" + rendered.replace("\r", "").replace("\n", "&#10;") + "</div>"
 
 
@@ -262,8 +288,31 @@ def clean_output(output: dict) -> list[str]:
     return removed
 
 
+def clean_tags(metadata: dict) -> None:
+    """Keep a cell's tags that are one word each.
+
+    nbconvert writes each tag into the cell's ``class`` attribute as ``celltag_TAG``, escaped; a
+    space in a tag would still start a class name of its own, one of the page's (Bootstrap's
+    ``navbar-fixed-top``, ``alert``, ``hidden``, ``modal-backdrop``), over the grading page.
+    """
+    tags = metadata.get("tags")
+    if tags is None:
+        return
+    kept = (
+        [t for t in tags if isinstance(t, str) and t and t.split() == [t]]
+        if isinstance(tags, list)
+        else []
+    )
+    if kept:
+        metadata["tags"] = kept
+    else:
+        del metadata["tags"]
+
+
 def clean_cell(cell: dict) -> None:
     """Sanitise one notebook cell in place (markdown, raw or code)."""
+    if isinstance(cell.get("metadata"), dict):
+        clean_tags(cell["metadata"])
     attachments = cell.pop("attachments", None)
     if cell.get("cell_type") == "markdown":
         # Image attachments end up inlined as data: images; no other kind survives the cleaning.
@@ -302,4 +351,6 @@ class SafeMarkdown(Configurable):
     def __call__(self, context, source: str) -> str:
         from nbconvert.exporters import HTMLExporter
 
+        if too_costly(source) and not _is_our_block(source):
+            return _as_typed(source)  # a notebook not cleaned at the source (graded before)
         return clean_html(HTMLExporter.markdown2html(self.parent, context, source))

@@ -180,6 +180,20 @@ def _part6_kinds(case) -> set[str]:
         ("no padding", padding == 0),
         ("one output", span // stride == 0),
         ("a stride that does not divide the span (the floor matters)", span % stride != 0),
+        # round() is not the floor either: Python rounds 9.5 to 10 (and 4.5 to 4).
+        (
+            "a span that rounds up over the stride",
+            stride > 1 and round(span / stride) != span // stride,
+        ),
+        # rows = positions // stride is right only when the stride divides the positions.
+        ("a stride that does not divide the window positions", (span + 1) % stride != 0),
+        # A dilated kernel spans dilation * (K - 1) + 1; K + dilation, K * dilation - 1 and the
+        # like agree with it at K = 3, dilation = 2 only, and a stride can hide the difference.
+        ("a dilation of 3 or more, stride 1", dilation >= 3 and k_len > 1 and stride == 1),
+        (
+            "a dilated kernel not 3 weights long, stride 1",
+            dilation > 1 and k_len not in (1, 3) and stride == 1,
+        ),
         ("a one-weight kernel", k_len == 1),
     )
     return {name for name, p in present if p}

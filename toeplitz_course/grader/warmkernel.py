@@ -91,6 +91,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import errno
 import gc
 import importlib.util
 import io
@@ -101,6 +102,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -652,24 +654,58 @@ class WarmProvisioner(LocalProvisioner):
         self.pid = self.pgid = self._warm.pid
         self.cwd = cwd
         if spec is not None:
-            self._link_sockets(self._warm.pid)
+            await self._link_sockets(self._warm.pid)
         return self.connection_info
 
-    def _link_sockets(self, pid: int) -> None:
-        """Point the grader's socket paths at the sandboxed kernel's, inside its own root.
+    #: Seconds a sandboxed kernel has to bind its sockets once forked (it takes ~50 ms).
+    bind_timeout = 60.0
 
-        The kernel binds its Unix sockets on its scratch tmpfs, at the same paths; the grader
-        connects through ``/proc/PID/root`` (PID is the kernel's, as this namespace sees it), so
-        the sandbox needs nothing writable of the host's file system.
+    _socket_fds: list[int] | None = None
+
+    async def _link_sockets(self, pid: int) -> None:
+        """Point the grader's socket paths at the sandboxed kernel's sockets, by descriptor.
+
+        The kernel binds its Unix sockets on its scratch tmpfs, at the same paths, so the sandbox
+        needs nothing writable of the host's file system. A path inside the kernel's root is the
+        kernel's to change, though: its code could put there a symlink to any socket of the host
+        (absolute, so resolved in the grader's root), and the grader, root, would connect to it
+        on its next reconnect or heartbeat. So once the kernel has bound a socket (before any
+        cell runs), the grader opens that socket's inode, without following a link anywhere on
+        the way (``_open_socket``), and its own path names the descriptor
+        (``/proc/GRADER/fd/N``): whatever the kernel does to its paths afterwards, the grader can
+        only ever reach the sockets the kernel bound first.
         """
         km = self.parent
-        for name in ("shell", "iopub", "stdin", "control", "hb"):
-            path = f"{km.ip}-{getattr(km, name + '_port')}"
+        self._close_socket_fds()
+        fds: list[int] = []
+        self._socket_fds = fds
+        root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY)
+        deadline = time.monotonic() + self.bind_timeout
+        try:
+            for name in ("shell", "iopub", "stdin", "control", "hb"):
+                path = f"{km.ip}-{getattr(km, name + '_port')}"
+                while (fd := _open_socket(root, path)) is None:
+                    if self._warm is None or self._warm.poll() is not None:
+                        return  # died before binding: nbclient finds the kernel dead
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the sandboxed kernel did not bind {path} in time")
+                    await asyncio.sleep(0.005)
+                fds.append(fd)
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                os.symlink(f"/proc/{os.getpid()}/fd/{fd}", path)
+        finally:
+            os.close(root)
+
+    def _close_socket_fds(self) -> None:
+        for fd in self._socket_fds or ():
             try:
-                os.unlink(path)
-            except FileNotFoundError:
+                os.close(fd)
+            except OSError:
                 pass
-            os.symlink(f"/proc/{pid}/root{path}", path)
+        self._socket_fds = None
 
     async def poll(self) -> int | None:
         if self._warm is None:
@@ -702,6 +738,7 @@ class WarmProvisioner(LocalProvisioner):
     async def cleanup(self, restart: bool = False) -> None:
         # A kernel found dead is never wait()ed for by nbclient; release it here.
         self._drop_warm()
+        self._close_socket_fds()
         await super().cleanup(restart)
 
     exit_code: int | None = None  # the last warm kernel's exit status, once it has exited
@@ -879,6 +916,33 @@ def _keep_only(keep: set[int]) -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
+
+
+def _open_socket(root: int, path: str) -> int | None:
+    """An ``O_PATH`` descriptor of the Unix socket at absolute ``path`` under the directory
+    ``root``, every component opened without following a link; None while it does not exist.
+
+    Raises ``OSError`` if a component is a link or the last one is not a socket.
+    """
+    fd = os.dup(root)
+    try:
+        parts = [part for part in path.split("/") if part]
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            flags = os.O_PATH | os.O_NOFOLLOW | (0 if last else os.O_DIRECTORY)
+            try:
+                child = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                return None
+            os.close(fd)
+            fd = child
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOTSOCK, f"not a socket: {path}")
+        found, fd = fd, -1
+        return found
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _returncode(pid: int) -> int | None:

@@ -288,6 +288,13 @@ def _shift_data(obj: Any) -> dict:
             iterator = iter(obj)
         except TypeError:
             return not_a_collection
+        if iterator is obj:
+            # A generator, filter or map object is used up by the first reading: the hidden test
+            # would read it and the check below it would find it empty (or the other way round).
+            return {
+                "error": f"{_a(type(obj).__name__)} is used up once read: make it a set, "
+                "e.g. set(...) around it or a {...} comprehension"
+            }
         items = list(itertools.islice(iterator, MAX_ITEMS + 1))
     if len(items) > MAX_ITEMS:
         return {"error": f"more than {MAX_ITEMS} items: expected a few shifts"}
@@ -396,6 +403,10 @@ CONVOLUTIONS = {
         "LazyConvTranspose1d",
     ),
     "numpy": ("convolve", "correlate"),
+    # What numpy's convolve and correlate call, looked up at call time: a student's own alias of
+    # them (``from numpy import convolve``) is off too. ``numpy.core`` before numpy 2.
+    "numpy._core.multiarray": ("correlate", "correlate2"),
+    "numpy.core.multiarray": ("correlate", "correlate2"),
 }
 
 #: What the message says to do instead, by the kind of answer.
@@ -406,10 +417,25 @@ BUILD_IT = (
 WORK_IT_OUT = "work it out from the shapes (the exercise says so); the cells around it may use it"
 
 
+def _is_convolution(func: Any) -> bool:
+    """Whether a torch function is a convolution: ``conv1d`` to ``conv_transpose3d``,
+    ``convolution``, ``_convolution``, ``conv_tbc``, ``mkldnn_convolution``, ... by its name."""
+    name = getattr(func, "__name__", "") or ""
+    return "conv" in name and "convert" not in name
+
+
 @contextlib.contextmanager
 def without_convolution(name: str, instead: str = BUILD_IT) -> Iterator[None]:
-    """While in the block, every function in :data:`CONVOLUTIONS` raises, naming ``name`` (the
-    function being probed) and what to do ``instead``; all are restored after it."""
+    """While in the block, every convolution of torch and numpy raises, naming ``name`` (the
+    function being probed) and what to do ``instead``; all are restored after it.
+
+    By name, the functions of :data:`CONVOLUTIONS` (the message names the one called); and
+    whatever name the student reached it by (``from torch.nn.functional import conv1d`` above
+    the function, ``torch.ops.aten.convolution``, a layer's class from ``type(layer)``): every
+    torch function call goes through a ``TorchFunctionMode`` that refuses the convolutions, and
+    the convolution layers' common constructor (``_ConvNd.__init__``) refuses to build one, so a
+    layer's parameters cannot be counted either.
+    """
 
     def switched_off(qualified: str) -> Callable[..., Any]:
         def refuse(*args: Any, **kwargs: Any) -> Any:
@@ -420,6 +446,14 @@ def without_convolution(name: str, instead: str = BUILD_IT) -> Iterator[None]:
 
         return refuse
 
+    from torch.overrides import TorchFunctionMode
+
+    class NoConvolution(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if _is_convolution(func):
+                switched_off(f"torch's {getattr(func, '__name__', 'convolution')}")()
+            return func(*args, **(kwargs or {}))
+
     saved = []
     try:
         for module_name, names in CONVOLUTIONS.items():
@@ -428,7 +462,12 @@ def without_convolution(name: str, instead: str = BUILD_IT) -> Iterator[None]:
                 if attr in vars(module):
                     saved.append((module, attr, vars(module)[attr]))
                     setattr(module, attr, switched_off(f"{module_name}.{attr}"))
-        yield
+        conv_nd = getattr(getattr(torch.nn.modules, "conv", None), "_ConvNd", None)
+        if conv_nd is not None and "__init__" in vars(conv_nd):
+            saved.append((conv_nd, "__init__", vars(conv_nd)["__init__"]))
+            conv_nd.__init__ = switched_off("a convolution layer")
+        with NoConvolution():
+            yield
     finally:
         for module, attr, value in reversed(saved):
             setattr(module, attr, value)
