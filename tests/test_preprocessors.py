@@ -315,3 +315,64 @@ def test_student_code_cannot_clear_or_divert_the_hidden_tests_answer(tmp_path, d
     assert not [o for o in cell.outputs if o.output_type == "error"], cell.outputs
     # Both answers are there, the real one first: VerifyAnswers refuses a cell with two.
     assert [p["payload"] for p in answers.payloads(cell)] == [{"real": True}, {"forged": True}]
+
+
+def _executed(tmp_path, sources: list[str], **traits):
+    from traitlets.config import Config
+
+    from toeplitz_course.grader.config import KERNEL_ARGUMENTS
+    from toeplitz_course.grader.preprocessors import HardenedExecute
+
+    c = Config()
+    c.HardenedExecute.kernel_manager_class = "toeplitz_course.grader.warmkernel.WarmKernelManager"
+    c.HardenedExecute.extra_arguments = list(KERNEL_ARGUMENTS)
+    c.HardenedExecute.allow_errors = True
+    for name, value in traits.items():
+        setattr(c.HardenedExecute, name, value)
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(s) for s in sources], metadata={"kernelspec": KERNELSPEC}
+    )
+    nb, _ = HardenedExecute(config=c).preprocess(nb, {"metadata": {"path": str(tmp_path)}})
+    return nb
+
+
+def _text_size(cell) -> int:
+    return sum(len(o.get("text", "")) + len(str(o.get("data", ""))) for o in cell.outputs)
+
+
+@pytest.mark.timeout(180)
+def test_a_notebook_of_many_loud_cells_keeps_a_bounded_output(tmp_path):
+    """Each cell's cap alone would let 400 cells keep 400 times it (a reviewer's 185 KB hand-in
+    made a 61 MB autograded notebook and a 152 MB feedback page)."""
+    nb = _executed(
+        tmp_path,
+        ["print('<b>x</b>' * 19_000)"] * 12 + ["print('still running')"],
+        max_output_bytes=200_000,
+        max_notebook_output_bytes=1_000_000,
+    )
+    per_cell = len("<b>x</b>" * 19_000 + "\n")
+    whole = 1_000_000 // per_cell  # cells kept whole before the notebook's budget runs out
+    assert [_text_size(c) for c in nb.cells[:whole]] == [per_cell] * whole
+    # Every cell after those says once that its output was cut, and keeps nothing else.
+    for cell in nb.cells[whole:]:
+        assert [o.get("text") for o in cell.outputs] == [
+            "\n... output truncated by the grader ...\n"
+        ]
+
+
+@pytest.mark.timeout(180)
+def test_a_message_too_large_for_the_grader_is_dropped_before_it_is_read(tmp_path):
+    from toeplitz_course.grader.warmkernel import MAX_MESSAGE_BYTES
+
+    nb = _executed(
+        tmp_path,
+        [f"print('x' * {MAX_MESSAGE_BYTES + 1000})", "import time; time.sleep(1)", "6 * 7"],
+        max_output_bytes=10**9,
+        max_notebook_output_bytes=10**9,
+        iopub_timeout=2,
+    )
+    assert _text_size(nb.cells[0]) < 10_000
+    # With it went the cell's closing status: the cell fails as one that never finished, and the
+    # notebook stops there, as after any cell that outlives its limits.
+    assert [o.get("ename") for o in nb.cells[0].outputs] == ["CellTimeoutError"]
+    assert [c.execution_count for c in nb.cells[1:]] == [None, None]

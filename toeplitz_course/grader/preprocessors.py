@@ -393,6 +393,12 @@ class HardenedExecute(Execute):
         help="Largest answer-channel output kept outside max_output_bytes (the course's largest "
         "payload, a function probed on every case, is well under a tenth of this).",
     ).tag(config=True)
+    max_notebook_output_bytes = Integer(
+        4_000_000,
+        help="Output kept per notebook, in bytes of text, answers aside: max_output_bytes per "
+        "cell alone would let a notebook of many cells fill the autograded file and its "
+        "feedback page.",
+    ).tag(config=True)
     notebook_deadline = Float(
         300.0, help="Seconds after which the remaining cells of a notebook are not executed."
     ).tag(config=True)
@@ -451,6 +457,8 @@ class HardenedExecute(Execute):
         self._stopped: str | None = None
         self._started = time.monotonic()
         self._sizes: dict[int, int] = {}
+        self._total = 0  # bytes of output, answers aside, of the whole notebook
+        self._truncated: set[int] = set()  # cells told their output was cut
         self._answers: dict[int, int] = {}
         # The kernel reads its backend from the environment it is started with.
         saved = os.environ.get("MPLBACKEND")
@@ -539,6 +547,10 @@ class HardenedExecute(Execute):
     # capturing the cell's later outputs into a widget the student's code opens. So a clear keeps
     # the answers, and no widget captures outputs (grading shows no widget; their state is dropped).
 
+    def _is_test_cell(self, cell_index: int) -> bool:
+        cells = getattr(getattr(self, "nb", None), "cells", ())
+        return 0 <= cell_index < len(cells) and is_autograder_test(cells[cell_index])
+
     def on_comm_open_jupyter_widget(self, msg):
         return None
 
@@ -562,16 +574,23 @@ class HardenedExecute(Execute):
         )
         # A hidden test's answer is not the student's output: their debug prints must not push it
         # past the cap. It has a budget of its own (a few answers, each at most a bounded size),
-        # so a flood of forged answers is capped like any other output.
-        if msg.get("msg_type") == "display_data" and channel.MIME in content.get("data", {}):
+        # so a flood of forged answers is capped like any other output. Only in a test cell:
+        # elsewhere an answer is no answer, and would be memory held for nothing.
+        if (
+            msg.get("msg_type") == "display_data"
+            and channel.MIME in content.get("data", {})
+            and self._is_test_cell(cell_index)
+        ):
             answers_sent = self._answers.get(cell_index, 0)
             if answers_sent < self.max_answers and size <= self.max_answer_bytes:
                 self._answers[cell_index] = answers_sent + 1
                 return super().output(outs, msg, display_id, cell_index)
         used = self._sizes.get(cell_index, 0)
         self._sizes[cell_index] = used + size
-        if used + size > self.max_output_bytes:
-            if used <= self.max_output_bytes:
+        self._total += size
+        if used + size > self.max_output_bytes or self._total > self.max_notebook_output_bytes:
+            if cell_index not in self._truncated:
+                self._truncated.add(cell_index)
                 outs.append(
                     NotebookNode(
                         output_type="stream",

@@ -750,6 +750,11 @@ class WarmProvisioner(LocalProvisioner):
             self._warm = None
 
 
+#: The largest message a grading kernel can send the grader, in bytes (per frame). A graded
+#: notebook's largest are a hidden test's answer (under 400 KB) and a figure (under 1 MB).
+MAX_MESSAGE_BYTES = 16 * 2**20
+
+
 class WarmKernelClient(AsyncKernelClient):
     """AsyncKernelClient that is ready as soon as the kernel's IOPub is shown to be connected.
 
@@ -862,6 +867,11 @@ class WarmKernelManager(AsyncKernelManager):
         kc = super().client(**kwargs)
         if "context" not in kwargs:  # the client's own context, not one shared with others
             kc.context.setsockopt(zmq.RECONNECT_IVL, 10)
+            # jupyter_client parses a whole message before any output cap can look at it, and a
+            # message of JSON parses into ~30 times its size in objects: a kernel could fill the
+            # grader's memory with one. ZeroMQ drops a larger message (and the connection, which
+            # it makes again) before it is read.
+            kc.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         return kc
 
     async def _async_wait(self, pollinterval: float = 0.1) -> None:
