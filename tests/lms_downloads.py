@@ -73,7 +73,10 @@ def canvas(path: Path, students: list[Student], anonymous: bool = False) -> Path
     file_id = 9000
     for s in students:
         a = s.last_attempt
-        sortable = re.sub(r"[^\w]", "", f"{s.last}, {s.first}".lower())
+        # sanitize_file_name keeps [[:word:]] (Ruby's: letters, marks, digits, "_"), then
+        # sanitize_user_name removes "_<digits>_"
+        sortable = re.sub(r"[^\w\u0900-\u097f]", "", f"{s.last}, {s.first}".lower())
+        sortable = re.sub(r"_\d+_", "", sortable)
         if anonymous:
             anon = "anon_" + hashlib.sha1(str(s.user_id).encode()).hexdigest()[:5]
             prefix = "_".join(["LATE"] * a.late + [anon])

@@ -146,6 +146,32 @@ def test_canvas_every_student_placed_late_marker_kept_no_download_time(course, t
     assert "rejected" in students["leedana"]
 
 
+def test_canvas_names_with_underscores_marks_or_no_letter_are_placed_apart(course, tmp_path):
+    """Canvas keeps "_" and combining marks in a sortable name, and a name of punctuation
+    only is nothing; each is its own student still, by the user id where no name is left."""
+    people = []
+    for first, last, uid in (
+        ("Ann", "Smith_Jones", 2001),
+        ("कुमार", "प्रिया", 2002),  # vowel signs: combining marks
+        ("कुमारी", "प्रिया", 2003),
+        ("?", "—", 2004),
+    ):
+        student = Student(first, last, uid, f"u{uid}")
+        student.attempts.append(Attempt(T(2026, 12, 1, 9, 0), {f"{NB1}.ipynb": nb(str(uid))}))
+        people.append(student)
+    z = canvas(tmp_path / "canvas.zip", people)
+    report = collect(z, course, config=utc())
+    assert report.rejected == []
+    students = ledger(course)["students"]
+    assert {s: v["lms"]["user_id"] for s, v in students.items()} == {
+        "smith_jonesann": "2001",
+        "प्रियाकुमार": "2002",
+        "प्रियाकुमारी": "2003",
+        "user_2004": "2004",
+    }
+    assert len(placed(report)) == 4
+
+
 def test_canvas_submissions_export_gives_the_true_times(course, tmp_path):
     people = term()
     z = canvas(tmp_path / "canvas.zip", people)
@@ -327,6 +353,49 @@ def test_brightspace_namesakes_in_its_grades_export_are_reported_not_merged(cour
 
 
 # ------------------------------------------------------------------------ Classroom, exchange
+
+
+def test_a_namesake_in_a_later_download_does_not_replace_the_first(course, tmp_path):
+    """Two Moodle participants named Dana Lee, who handed in between two downloads: the second
+    download's Dana is another account, refused until mapped, not a resubmission of the first's."""
+    first = Student("Dana", "Lee", 101, "dlee")
+    first.attempts.append(Attempt(T(2026, 12, 1, 9, 0), {f"{NB1}.ipynb": nb("dana 101")}))
+    collect(moodle(tmp_path / "one.zip", [first]), course, config=utc())
+    second = Student("Dana", "Lee", 202, "dlee2")
+    second.attempts.append(Attempt(T(2026, 12, 2, 9, 0), {f"{NB1}.ipynb": nb("dana 202")}))
+    report = collect(moodle(tmp_path / "two.zip", [second]), course, config=utc())
+    assert [r.reason for r in report.rejected if "202" in r.source] == [
+        "student id 'dana_lee' is claimed by different LMS ids (101, 202): map them in "
+        "LmsCollectorPlugin.student_id_map"
+    ]
+    path = course / "submitted" / "dana_lee" / "toeplitz" / f"{NB1}.ipynb"
+    assert path.read_bytes() == nb("dana 101")
+    assert ledger(course)["students"]["dana_lee"]["lms"]["user_id"] == "101"
+
+
+def test_a_stray_file_in_a_classroom_folder_is_rejected_alone(course, tmp_path):
+    """A file in the Drive folder that no "Make a copy" named (a student's own upload, the
+    teacher's scan) is rejected on its own; it does not make the folder a student and lose
+    everyone else's copies."""
+    import zipfile
+
+    [z] = classroom(tmp_path / "toeplitz_homework-20261207T043512Z-001.zip", term(twins=False))
+    with zipfile.ZipFile(z, "a") as zf:
+        zf.writestr("toeplitz_homework/01_conv1d_toeplitz.ipynb", nb("whose?"))
+        zf.writestr("toeplitz_homework/scan.pdf", b"%PDF-1.4")
+    report = collect(z, course, config=utc())
+    assert {s for s, _ in placed(report)} == {
+        "alice_anderson",
+        "bob_brown",
+        "carol_chen",
+        "eve_evans",
+    }
+    assert sorted(r.source.rsplit("/", 1)[-1] for r in report.rejected) == [
+        "01_conv1d_toeplitz.ipynb",
+        "Carol Chen - my_homework.ipynb",
+        "scan.pdf",
+    ]
+    assert not (course / "submitted" / "toeplitz_homework").exists()
 
 
 def test_classroom_drive_folder_is_one_student_per_name_not_one_for_the_class(course, tmp_path):

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DUE = datetime(2024, 3, 1, 12, 0, 0)
 LATE = DUE + timedelta(days=1, hours=2)  # "1 d 2 h" late
 CANVAS_COLUMN = "Toeplitz (12345)"
-BLACKBOARD_COLUMN = "Toeplitz [Total Pts: 17 Score] |765432"
+BLACKBOARD_COLUMN = "Toeplitz [Total Pts: 23 Score] |765432"
 HOSTILE_NAME = '=HYPERLINK("http://x")<b>'
 
 #: student -> (LMS identity, how many exercises are right, submission time, time source)
@@ -664,3 +664,28 @@ def test_each_lms_download_comes_back_as_its_import(
 def _ids(p: downloads.Student) -> set[str]:
     """The ids the ledger may keep for ``p`` (the download's, or the LMS record's)."""
     return {str(p.user_id), p.username, str(100000 + p.user_id)}
+
+
+@pytest.mark.parametrize("system", ["canvas", "moodle"])
+def test_one_lms_account_under_two_student_ids_is_in_no_file(tmp_path: Path, system: str) -> None:
+    """A sortable name changed between two Canvas downloads, Moodle's blind marking lifted: one
+    account, two student ids, each with part of the work. Two rows for one person would let the
+    import take either partial total; neither is written, and the summary line says why."""
+    from toeplitz_course.instructor import lms
+
+    def graded(student_id: str, user_id: str, score: float) -> lms.Graded:
+        identity = lms.Identity(system=system, user_id=user_id, name=student_id)
+        return lms.Graded(student_id, identity, score, 23)
+
+    students = [
+        graded("smithann", "1001", 20),
+        graded("jonesann", "1001", 3),
+        graded("leedana", "1004", 9),
+    ]
+    settings = lms.LmsExport(canvas_assignment=CANVAS_COLUMN)
+    [written] = lms.write_lms_files(students, tmp_path, settings)
+    assert written.written == ["leedana"]
+    assert "one " + system + " id under two student ids" in written.line
+    assert "smithann" in written.line and "jonesann" in written.line
+    rows = read_csv(written.path)
+    assert sum("1001" in "".join(row) for row in rows) == 0

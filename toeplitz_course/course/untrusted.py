@@ -59,6 +59,15 @@ def csv_cell(value: object) -> object:
     return value
 
 
+#: Combining marks: the vowel signs of Indic scripts, say, which ``\w`` does not match; without
+#: them "प्रिया" and "प्र्य" would be one id.
+ID_MARKS = ("Mn", "Mc")
+
+
 def is_student_id(text: str) -> bool:
     """Whether ``text`` is safe as a student id (a folder name, a CSV cell, a terminal word)."""
-    return bool(_STUDENT_ID.fullmatch(text)) and unicodedata.normalize("NFC", text) == text
+    marks_as_letters = "".join("a" if unicodedata.category(c) in ID_MARKS else c for c in text[1:])
+    return (
+        bool(_STUDENT_ID.fullmatch(text[:1] + marks_as_letters))
+        and unicodedata.normalize("NFC", text) == text
+    )

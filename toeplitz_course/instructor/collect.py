@@ -117,7 +117,7 @@ from traitlets import Bool, Dict, List, TraitError, Unicode, Union, observe, val
 from traitlets.config import Config
 
 from ..course.contract import ASSIGNMENT, NOTEBOOKS
-from ..course.untrusted import for_terminal, is_student_id
+from ..course.untrusted import ID_MARKS, for_terminal, is_student_id
 from ..grader.coursedir import Course, CourseProblem
 
 __all__ = [
@@ -175,7 +175,11 @@ DEFAULT_PATTERNS = [
     # punctuation, LATE when Canvas found it late, user id, file id; content_zipper.rb). Before
     # Moodle's flat names: the student's own file name follows Canvas's prefix, and one uploaded
     # as "victim_999_assignsubmission_file_x.ipynb" would otherwise read as Moodle user 999's.
-    r"(?P<sys_canvas>)(?P<student_id>[^/_]+)(?:_(?P<late>(?i:late)))?_(?P<lms_id>\d+)_\d+_"
+    # The name may hold "_" ("Smith_Jones, Ann": smith_jonesann) but never "_<digits>_" (canvas-lms
+    # lib/content_zipper.rb: sanitize_file_name keeps [[:word:]], sanitize_user_name removes
+    # /_\d+_/), nor a space: the first "_<user id>_<file id>_" is Canvas's. A name with no word
+    # character left is empty: the student is then the user id's (``_place``).
+    r"(?P<sys_canvas>)(?P<student_id>[^/\s]*?)(?:_(?P<late>(?i:late)))?_(?P<lms_id>\d+)_\d+_"
     r"(?P<file_id>[^/]+)",
     # Moodle, flat (download not as folders): blind, then named:
     # "Jane Smith_12345_assignsubmission_file_02_padding.ipynb" (the lazy name stops at the
@@ -309,8 +313,17 @@ def safe_student_id(raw: str) -> str | None:
     if "\ufffd" in raw or _text(raw) != raw:
         return None
     text = unicodedata.normalize("NFC", unicodedata.normalize("NFC", raw).strip().lower())
-    text = re.sub(r"[^\w.-]+", "_", text).strip("._-")
+    kept: list[str] = []
+    for char in text:  # every run of other characters becomes one "_"
+        if _ID_CHAR.match(char) or unicodedata.category(char) in ID_MARKS:
+            kept.append(char)
+        elif not kept or kept[-1] != "\0":
+            kept.append("\0")
+    text = "".join(kept).replace("\0", "_").strip("._-")
     return text if is_student_id(text) else None
+
+
+_ID_CHAR = re.compile(r"[\w.-]")
 
 
 def _name_key(name: str) -> str:
@@ -757,6 +770,8 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
             )
         raw_student = (groups.get("student_id") or "").strip()
         lms_id = (groups.get("lms_id") or "").strip() or None
+        if not raw_student and lms_id:
+            raw_student = f"user_{lms_id}"  # a name the LMS wrote as nothing (Canvas: no letter)
         file_id = os.path.basename((groups.get("file_id") or "").strip())
         system = next(
             (k[4:] for k, v in groups.items() if k.startswith("sys_") and v is not None), "folder"
@@ -1693,24 +1708,30 @@ def _junk(relpath: str) -> bool:
 def _unwrapped(entries: list[_Entry], plugin: LmsCollectorPlugin, report) -> list[_Entry]:
     """The entries below the download's one wrapping folder, when it has one.
 
-    A folder is taken for a wrapper (added by whoever zipped or unpacked the download) only when
-    it holds everything, its own name is no LMS submission's, and every path below it is named
-    by the LMS (a pattern with an lms_id: Canvas's files, Moodle's folders). A student's own
-    folder holding a folder named like a Moodle submission cannot be told from that, so one
+    A folder is taken for a wrapper (added by whoever zipped or unpacked the download: a Google
+    Drive folder's zip, a double-clicked Blackboard zip) only when it holds everything, its own
+    name is no LMS submission's, and below it the LMS names every path, or most of them and at
+    least two students' (a pattern with an lms_id: Canvas's files, Moodle's folders; or one of an
+    LMS: Classroom's "Name - file"). The LMS's side files (receipts, index.html) count for
+    neither. A file below the wrapper that the LMS did not name (a stray upload in a Drive folder)
+    is then rejected on its own instead of making the wrapper a student. A student's own folder
+    holding a folder named like a Moodle submission cannot be told from a wrapper, so one
     student's folder on its own is to be collected with ``--student``.
     """
-    named = [
-        e.relpath
-        for e in entries
-        if e.relpath is not None and not _junk(e.relpath) and not _side_name(e.relpath)
-    ]
-    tops = {r.split("/", 1)[0] for r in named}
-    if not named or len(tops) != 1 or any("/" not in r for r in named):
+    paths = [e.relpath for e in entries if e.relpath is not None and not _junk(e.relpath)]
+    tops = {r.split("/", 1)[0] for r in paths}
+    if not paths or len(tops) != 1 or any("/" not in r for r in paths):
         return entries
     [top] = tops
-    if any(plugin.lms_named(r) for r in named):
+    if any(plugin.lms_named(r) for r in paths if not _side_name(r)):
         return entries
-    if not all(plugin.lms_named(r.split("/", 1)[1]) for r in named):
+    below = [r.split("/", 1)[1] for r in paths]
+    below = [r for r in below if not _side_name(r)]
+    named = [r for r in below if plugin.lms_named(r)]
+    whose = {plugin.owner(r) for r in named} - {None}
+    if not below or not (
+        len(named) == len(below) or (2 * len(named) > len(below) and len(whose) > 1)
+    ):
         return entries
     report.wrapper = top
     inner = []
@@ -1876,10 +1897,20 @@ def _place(entries, student, plugin, coursedir, root, downloaded, report, ctx) -
     # One display name from two LMS accounts is two people; merging them would let one's
     # notebook silently "replace" the other's. Both stay on the ledger under that name, with
     # the reason.
+    # So is an account other than the one an earlier download gave this id (a namesake who
+    # handed in later): the earlier one keeps it, this one's files wait for a map.
     accounts = defaultdict(set)
     for c in candidates:
         if not c.found.mapped and c.found.lms_id:
             accounts[c.found.student].add(c.found.lms_id)
+            before = ctx.prior.get(c.found.student)
+            lms = before.get("lms") if isinstance(before, dict) else None
+            if (
+                isinstance(lms, dict)
+                and lms.get("system") == c.found.system
+                and isinstance(lms.get("user_id"), str)
+            ):
+                accounts[c.found.student].add(lms["user_id"])
     clashing = {s: ids for s, ids in accounts.items() if len(ids) > 1}
     kept: list[_Candidate] = []
     for c in candidates:

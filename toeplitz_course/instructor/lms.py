@@ -32,7 +32,7 @@ Moodle, assignment "Upload grading worksheet" (moodle ``mod/assign/feedback/offl
     A grade is skipped when Moodle's grade changed more than 60 s after ``Last modified
     (grade)`` (``assignfeedback_offline`` ``process_import_grades``), so the export time is
     written there, and when it exceeds the assignment's maximum grade: set it to the course's
-    maximum (17). Other columns (``Full name``, ``Email address``, ``Maximum Grade``) are ignored
+    maximum (23). Other columns (``Full name``, ``Email address``, ``Maximum Grade``) are ignored
     by the importer and kept for the person reading the file. No ``Feedback comments`` column:
     the importer overwrites the comment with whatever the column holds, empty included.
 Moodle, "Upload multiple feedback files in a zip" (moodle ``mod/assign/feedback/file/
@@ -44,7 +44,7 @@ Moodle, "Upload multiple feedback files in a zip" (moodle ``mod/assign/feedback/
 Blackboard Learn (Original), Grade Center "Work Offline > Upload" (Blackboard Help,
     "Uploading External Grade Center Items", library.blackboard.com): a header row, one record
     per line; students matched on ``Username``; a column matched by the Column ID after ``|`` in
-    its header (``"Toeplitz [Total Pts: 17 Score] |123456"``, as Blackboard's own download
+    its header (``"Toeplitz [Total Pts: 23 Score] |123456"``, as Blackboard's own download
     writes it); a column without one creates a new text column, so the column is written only
     as configured (``c.LmsExport.blackboard_column``). Comma delimited ``.csv`` with every value
     in quotes, as that page asks of comma-delimited files.
@@ -67,6 +67,7 @@ import os
 import re
 import stat
 import zipfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -76,7 +77,7 @@ from typing import Any
 from traitlets import Enum, Unicode
 from traitlets.config import Configurable
 
-from ..course.contract import ASSIGNMENT, NOTEBOOKS
+from ..course.contract import ASSIGNMENT, EXERCISES, NOTEBOOKS
 from ..course.untrusted import csv_cell, for_terminal, is_student_id
 from ..grader.coursedir import Course, CourseProblem
 
@@ -118,7 +119,7 @@ class LmsExport(Configurable):
     blackboard_column = Unicode(
         "",
         help="The Grade Center column's header as Blackboard's download writes it, ending in "
-        "'|' and the column id, e.g. 'Toeplitz [Total Pts: 17 Score] |123456'.",
+        "'|' and the column id, e.g. 'Toeplitz [Total Pts: 23 Score] |123456'.",
     ).tag(config=True)
     brightspace_item = Unicode(
         "", help="The name of the Brightspace grade item (a numeric item), e.g. 'Toeplitz'."
@@ -228,6 +229,14 @@ def _left_out(system: str, students: Sequence[Graded], chosen: set[str]) -> str:
             why = s.hold
         elif s.identity.anonymous and system in ("canvas", "blackboard", "brightspace"):
             why = "anonymous id"
+        elif s.identity.user_id and (
+            sum(
+                o.identity.system == system and o.identity.user_id == s.identity.user_id
+                for o in students
+            )
+            > 1
+        ):
+            why = f"one {system} id under two student ids (map them in LmsCollectorPlugin)"
         else:
             why = f"{system} id not usable"
         others.setdefault(why, []).append(for_terminal(s.student_id))
@@ -239,9 +248,15 @@ def _left_out(system: str, students: Sequence[Graded], chosen: set[str]) -> str:
 
 
 def _members(system: str, students: Sequence[Graded], usable) -> list[Graded]:
-    return [
+    """The students of ``system``'s file: of that LMS, not held, with an id it can use, and the
+    only one of the class with that id. One LMS account under two student ids (a name changed
+    between two downloads, blind marking lifted) would be two rows for one person in the import,
+    each with a total of part of the work: neither is written (``_left_out`` says why)."""
+    members = [
         s for s in students if s.identity.system == system and not s.hold and usable(s.identity)
     ]
+    ids = Counter(s.identity.user_id for s in members)
+    return [s for s in members if ids[s.identity.user_id] == 1]
 
 
 def canvas(students: Sequence[Graded], column: str, out: Path) -> LmsFile:
@@ -293,14 +308,18 @@ def moodle(students: Sequence[Graded], out: Path, now: datetime) -> LmsFile:
     return result
 
 
+#: The assignment's maximum, the LMS column's (23, Part 6 included).
+TOTAL_POINTS = sum(e.points for e in EXERCISES)
+
+
 def blackboard(students: Sequence[Graded], column: str, out: Path) -> LmsFile:
     members = _members("blackboard", students, lambda i: bool(i.user_id) and not i.anonymous)
     result = LmsFile("blackboard", None)
     if not BLACKBOARD_COLUMN.fullmatch(column):
         result.line = (
             f"{BLACKBOARD_CSV} not written: set c.LmsExport.blackboard_column = "
-            '"NAME [Total Pts: 17 Score] |COLUMN_ID" (or export --blackboard-column), the '
-            "column's header in Blackboard's Grade Center download"
+            f'"NAME [Total Pts: {TOTAL_POINTS} Score] |COLUMN_ID" (or export '
+            "--blackboard-column), the column's header in Blackboard's Grade Center download"
         )
         return result
     rows: list[list[Any]] = [["Username", column]]
