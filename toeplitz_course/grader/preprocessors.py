@@ -548,7 +548,7 @@ class HardenedExecute(Execute):
     # the answers, and no widget captures outputs (grading shows no widget; their state is dropped).
 
     def _is_test_cell(self, cell_index: int) -> bool:
-        cells = getattr(getattr(self, "nb", None), "cells", ())
+        cells = self.nb.cells
         return 0 <= cell_index < len(cells) and is_autograder_test(cells[cell_index])
 
     def on_comm_open_jupyter_widget(self, msg):

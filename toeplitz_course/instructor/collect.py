@@ -1728,10 +1728,9 @@ def _unwrapped(entries: list[_Entry], plugin: LmsCollectorPlugin, report) -> lis
     below = [r.split("/", 1)[1] for r in paths]
     below = [r for r in below if not _side_name(r)]
     named = [r for r in below if plugin.lms_named(r)]
-    whose = {plugin.owner(r) for r in named} - {None}
-    if not below or not (
-        len(named) == len(below) or (2 * len(named) > len(below) and len(whose) > 1)
-    ):
+    if not below or 2 * len(named) <= len(below):
+        return entries
+    if len(named) < len(below) and len({plugin.owner(r) for r in named} - {None}) < 2:
         return entries
     report.wrapper = top
     inner = []

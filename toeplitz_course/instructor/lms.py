@@ -220,6 +220,7 @@ def _write(path: Path, text: str | bytes) -> None:
 def _left_out(system: str, students: Sequence[Graded], chosen: set[str]) -> str:
     """The students not in ``system``'s file, grouped by why, for the one summary line."""
     others: dict[str, list[str]] = {}
+    shared = _shared_ids(system, students)
     for s in students:
         if s.student_id in chosen:
             continue
@@ -229,13 +230,7 @@ def _left_out(system: str, students: Sequence[Graded], chosen: set[str]) -> str:
             why = s.hold
         elif s.identity.anonymous and system in ("canvas", "blackboard", "brightspace"):
             why = "anonymous id"
-        elif s.identity.user_id and (
-            sum(
-                o.identity.system == system and o.identity.user_id == s.identity.user_id
-                for o in students
-            )
-            > 1
-        ):
+        elif s.identity.user_id in shared:
             why = f"one {system} id under two student ids (map them in LmsCollectorPlugin)"
         else:
             why = f"{system} id not usable"
@@ -252,11 +247,22 @@ def _members(system: str, students: Sequence[Graded], usable) -> list[Graded]:
     only one of the class with that id. One LMS account under two student ids (a name changed
     between two downloads, blind marking lifted) would be two rows for one person in the import,
     each with a total of part of the work: neither is written (``_left_out`` says why)."""
-    members = [
-        s for s in students if s.identity.system == system and not s.hold and usable(s.identity)
+    shared = _shared_ids(system, students)
+    return [
+        s
+        for s in students
+        if s.identity.system == system
+        and not s.hold
+        and usable(s.identity)
+        and s.identity.user_id not in shared
     ]
-    ids = Counter(s.identity.user_id for s in members)
-    return [s for s in members if ids[s.identity.user_id] == 1]
+
+
+def _shared_ids(system: str, students: Sequence[Graded]) -> set[str]:
+    """``system``'s user ids that more than one student id holds (held or not: the other one's
+    row would still carry part of the work)."""
+    ids = Counter(s.identity.user_id for s in students if s.identity.system == system)
+    return {user_id for user_id, n in ids.items() if user_id and n > 1}
 
 
 def canvas(students: Sequence[Graded], column: str, out: Path) -> LmsFile:
